@@ -1,0 +1,3 @@
+"""spikefm: spike neural foundation models built from swappable parts."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,134 @@
+"""spikefm command line: demo | synth | inspect | train | eval | report."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Spike neural foundation models.")
+console = Console()
+
+
+def _fail(message: str) -> None:
+    console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code=2)
+
+
+@app.command()
+def synth(
+    out: Path = typer.Argument(..., help="Folder to write one spikefm store file per session into."),
+    sessions: int = typer.Option(4, help="Number of sessions."),
+    units: str = typer.Option("40-60", help="Units per session, 'N' or 'MIN-MAX'."),
+    trials: int = typer.Option(100, help="Trials per session."),
+    system: str = typer.Option("rotational", help="Latent system: rotational or lorenz."),
+    seed: int = typer.Option(0, help="Random seed (everything is deterministic given it)."),
+    nlb_targets: bool = typer.Option(False, "--nlb-targets", help="Also write NLB evaluation targets per session."),
+) -> None:
+    """Write a synthetic multi-session dataset with ground truth to OUT."""
+    from spikefm.data.store import write_recording
+    from spikefm.data.synthetic import SyntheticConfig, generate
+
+    lo, _, hi = units.partition("-")
+    try:
+        config = SyntheticConfig(
+            n_sessions=sessions, units_per_session=(int(lo), int(hi or lo)), n_trials=trials,
+            latent_system=system, seed=seed,
+        )
+    except ValueError as error:
+        _fail(str(error))
+    with console.status("generating sessions"):
+        dataset = generate(config)
+    out.mkdir(parents=True, exist_ok=True)
+    for rec in dataset.recordings:
+        path = write_recording(rec, out / f"{rec.session}.h5")
+        console.print(f"wrote {path}  ({rec.n_units} units, {rec.n_spikes:,} spikes, {rec.duration:.0f} s)")
+    if nlb_targets:
+        from spikefm.eval.nlb_io import write_synthetic_targets
+
+        for path in write_synthetic_targets(dataset, out):
+            console.print(f"wrote {path}")
+    (out / "synthetic_config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
+
+
+@app.command()
+def inspect(
+    file: Path = typer.Argument(..., help="A recording: NWB or spikefm store (.h5)."),
+    plot: Optional[Path] = typer.Option(None, help="Write a raster with behaviour under it to this PNG."),
+    tokens: bool = typer.Option(False, "--tokens", help="Measure every tokenizer on this recording."),
+    window: float = typer.Option(1.0, help="Window length (s) for --tokens."),
+) -> None:
+    """Print a readable summary of a recording FILE."""
+    from spikefm.data.recording import DataError
+    from spikefm.data.store import load
+    from spikefm.data.summary import summarize
+
+    try:
+        rec = load(file)
+    except (DataError, FileNotFoundError, OSError) as error:
+        _fail(str(error))
+    _print_summary(summarize(rec))
+    if tokens:
+        _print_token_table(rec, window)
+    if plot is not None:
+        from spikefm.eval.plots import plot_raster
+
+        console.print(f"raster written to {plot_raster(rec, plot)}")
+
+
+def _print_summary(s) -> None:
+    table = Table(title=f"{s.session}  ({s.source})", show_header=False)
+    table.add_row("subject", s.subject or "-")
+    table.add_row("units", f"{s.n_units}  ({s.silent_units} silent, {s.n_heldout} held-out)")
+    table.add_row("spikes", f"{s.n_spikes:,}")
+    table.add_row("span", f"[{s.start:.3f}, {s.end:.3f}) s = {s.duration:.1f} s")
+    if s.binned:
+        table.add_row("binned source", f"spike times quantised to {s.binned * 1e3:g} ms bins")
+    quantiles = "  ".join(f"p{q}={v:.2f}" for q, v in s.rate_quantiles.items())
+    table.add_row("rate (Hz)", quantiles)
+    for bin_size, fraction in s.empty_bin_fraction.items():
+        table.add_row(f"empty {bin_size * 1e3:g} ms bins", f"{fraction:.1%}")
+    if s.regions:
+        table.add_row("regions", ", ".join(f"{k}: {v}" for k, v in s.regions.items()))
+    table.add_row("trials", str(s.n_trials) + (f"  splits {s.splits}" if s.splits else ""))
+    if s.trial_columns:
+        table.add_row("trial columns", ", ".join(s.trial_columns))
+    for name, (n, dim) in s.behavior.items():
+        table.add_row(f"behaviour {name}", f"{n:,} samples x {dim}")
+    console.print(table)
+
+
+def _print_token_table(rec, window: float) -> None:
+    from spikefm.tokenize.summary import tokenizer_table
+
+    rows = tokenizer_table(rec, window_length=window)
+    table = Table(title=f"tokenizers on {window:g} s windows")
+    for column in rows[0]:
+        table.add_column(str(column))
+    for row in rows:
+        table.add_row(*[f"{v:.3g}" if isinstance(v, float) else str(v) for v in row.values()])
+    console.print(table)
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("runs/demo"), help="Where the demo writes its data, runs and report."),
+    seed: int = typer.Option(0, help="Random seed."),
+) -> None:
+    """Generate synthetic sessions, train tiny NDT1 and POYO, score them against baselines, write a report."""
+    from spikefm.demo import run_demo
+
+    run_demo(out, seed=seed, console=console)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,459 @@
+"""spikefm's own HDF5 store: one file per recording, read eagerly or window by window.
+
+Layout (format version 1)::
+
+    /                      attrs: spikefm_format, format_version, session, subject, source,
+                                  start, end, origin, bin_size (absent if None), metadata (JSON)
+    /spikes/times          float64 [n]   sorted spike times (chunked, lzf by default)
+    /spikes/units          int32   [n]   unit index per spike
+    /spikes/index_times    float64 [m]   time of every 4096th spike ...
+    /spikes/index_rows     int64   [m]   ... and the first row at or after that time
+    /units/{ids,heldout,region?,position?,quality?}
+    /behavior/<name>/{timestamps,values,index_times,index_rows}   attrs: columns (JSON)
+    /trials/{start,end}, /trials/columns/<name>                  (absent if no trials)
+
+Every array carries a ``numpy_dtype`` attribute so strings come back with their exact
+numpy dtype. Ragged (object) columns are groups holding ``data`` and ``ends``.
+
+The coarse index makes a window read O(log n + k): a binary search over the small
+index in memory finds the two buckets (at most 4096 spikes each) that hold the window's
+edges; reading those rows and binary-searching them gives the exact edges, and the k
+spikes between are read once (in the same read when the edges are close). Buckets are
+cut every 4096 spikes rather than every second so that bursts cannot make one large.
+
+>>> write_recording(rec, "session.h5")  # doctest: +SKIP
+>>> lazy = open_recording("session.h5")  # doctest: +SKIP
+>>> lazy.slice(10.0, 11.0).n_spikes  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from spikefm.data.nwb import _open_hdf5, read_nwb
+from spikefm.data.recording import DataError, Intervals, Recording, SpikeTrains, TimeSeries, Units, Window
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "write_recording", "read_recording", "open_recording", "LazyRecording", "load"]
+
+FORMAT = "spikefm.recording"
+FORMAT_VERSION = 1
+_CHUNK_ROWS = 8192  # 64 KiB of float64: small chunks keep lzf decompression per window cheap (measured)
+_INDEX_ROWS = 4096  # spikes per index bucket: the most rows read beyond the window, per edge
+
+
+# ------------------------------------------------------------------ array codec
+def _is_text(values: np.ndarray) -> bool:
+    if values.dtype.kind == "U":
+        return True
+    return values.dtype == object and all(isinstance(v, str) for v in values.flat)
+
+
+def _write_array(group: h5py.Group, name: str, values: Any, compression: str | None) -> None:
+    """Write one array so that :func:`_read_array` returns it with the same dtype and values."""
+    values = np.asarray(values)
+    if values.dtype == object and not _is_text(values):
+        _write_ragged(group, name, values, compression)
+        return
+    if _is_text(values):
+        node = group.create_dataset(name, data=values.astype(object), dtype=h5py.string_dtype())
+    elif values.dtype.kind in "biufc?S":
+        chunked = values.ndim >= 1 and values.shape[0] > _CHUNK_ROWS
+        node = group.create_dataset(
+            name,
+            data=values,
+            chunks=(_CHUNK_ROWS, *values.shape[1:]) if chunked else None,
+            compression=compression if chunked else None,
+        )
+    else:
+        raise DataError(f"cannot store column '{name}' of dtype {values.dtype}; use numbers, bools or strings")
+    node.attrs["numpy_dtype"] = values.dtype.str
+
+
+def _write_ragged(group: h5py.Group, name: str, values: np.ndarray, compression: str | None) -> None:
+    rows = [np.asarray(v) for v in values]
+    if any(r.ndim != 1 for r in rows):
+        raise DataError(f"cannot store column '{name}': object entries must be strings or 1-D arrays")
+    sub = group.create_group(name)
+    sub.attrs["ragged"] = True
+    _write_array(sub, "data", np.concatenate(rows) if rows else np.zeros(0), compression)
+    _write_array(sub, "ends", np.cumsum([r.size for r in rows], dtype=np.int64), None)
+
+
+def _read_array(node: h5py.Dataset | h5py.Group) -> np.ndarray:
+    if isinstance(node, h5py.Group):
+        data, ends = _read_array(node["data"]), node["ends"][()]
+        ragged = np.empty(ends.size, dtype=object)
+        for row, piece in enumerate(np.split(data, ends[:-1]) if ends.size else []):
+            ragged[row] = piece  # one by one: numpy would stack equal-length rows into 2-D
+        return ragged
+    dtype = np.dtype(node.attrs["numpy_dtype"])
+    if dtype.kind in "UO":
+        return np.asarray(node.asstr()[()], dtype=object).astype(dtype)
+    return node[()].astype(dtype, copy=False)
+
+
+def _write_rows(group: h5py.Group, name: str, values: np.ndarray, compression: str | None) -> None:
+    """A long row-major dataset, chunked along rows so a window reads few chunks."""
+    chunks = (min(_CHUNK_ROWS, values.shape[0]), *values.shape[1:]) if values.shape[0] else None
+    node = group.create_dataset(name, data=values, chunks=chunks, compression=compression if chunks else None)
+    node.attrs["numpy_dtype"] = values.dtype.str
+
+
+def _write_time_index(group: h5py.Group, times: np.ndarray) -> None:
+    """Every ``_INDEX_ROWS``-th time and the first row holding a time >= it."""
+    index_times = times[::_INDEX_ROWS]
+    group.create_dataset("index_times", data=index_times)
+    group.create_dataset("index_rows", data=np.searchsorted(times, index_times, side="left").astype(np.int64))
+
+
+# ------------------------------------------------------------------------ write
+def _check_name(name: str, what: str) -> str:
+    if not name or "/" in name or name == ".":
+        raise DataError(f"cannot store {what} named {name!r}: HDF5 names must be non-empty and contain no '/'")
+    return name
+
+
+def _metadata_json(rec: Recording) -> str:
+    try:
+        return json.dumps(rec.metadata)
+    except (TypeError, ValueError) as err:
+        raise DataError(
+            f"{rec.source or rec.session}: field 'metadata' is not JSON-serialisable ({err}); "
+            "keep only str, numbers, bools, None, lists and dicts with str keys"
+        ) from err
+
+
+def _write_units(handle: h5py.File, units: Units) -> None:
+    group = handle.create_group("units", track_order=True)
+    for name in ("ids", "heldout", "region", "position", "quality"):
+        if getattr(units, name) is not None:
+            _write_array(group, name, getattr(units, name), None)
+
+
+def _write_behavior(handle: h5py.File, behavior: dict[str, TimeSeries], compression: str | None) -> None:
+    root = handle.create_group("behavior", track_order=True)
+    for name, series in behavior.items():
+        group = root.create_group(_check_name(name, "a behaviour series"))
+        group.attrs["columns"] = json.dumps(list(series.columns))
+        _write_rows(group, "timestamps", series.timestamps, compression)
+        _write_rows(group, "values", series.values, compression)
+        _write_time_index(group, series.timestamps)
+
+
+def _write_trials(handle: h5py.File, trials: Intervals, compression: str | None) -> None:
+    group = handle.create_group("trials")
+    _write_array(group, "start", trials.start, None)
+    _write_array(group, "end", trials.end, None)
+    columns = group.create_group("columns", track_order=True)
+    for name, values in trials.columns.items():
+        _write_array(columns, _check_name(name, "a trial column"), values, compression)
+
+
+def _write_all(handle: h5py.File, rec: Recording, compression: str | None) -> None:
+    attrs = handle.attrs
+    attrs.update(spikefm_format=FORMAT, format_version=FORMAT_VERSION, session=rec.session, subject=rec.subject)
+    attrs.update(source=rec.source, start=rec.start, end=rec.end, origin=rec.origin, metadata=_metadata_json(rec))
+    if rec.bin_size is not None:
+        attrs["bin_size"] = float(rec.bin_size)
+    spikes = handle.create_group("spikes")
+    _write_rows(spikes, "times", rec.spikes.times, compression)
+    _write_rows(spikes, "units", rec.spikes.units.astype(np.int32), compression)
+    _write_time_index(spikes, rec.spikes.times)
+    _write_units(handle, rec.units)
+    _write_behavior(handle, rec.behavior, compression)
+    if rec.trials is not None:
+        _write_trials(handle, rec.trials, compression)
+
+
+def write_recording(rec: Recording, path: str | Path, *, compression: str | None = "lzf") -> Path:
+    """Write ``rec`` to a spikefm store at ``path`` (replaced atomically if it exists).
+
+    Args:
+        rec: the recording; ``metadata`` must be JSON-serialisable.
+        path: destination file (conventionally ``.h5``).
+        compression: ``"lzf"`` (fast, default), ``"gzip"`` or None for the long arrays.
+
+    Returns:
+        The path written.
+    """
+    path = Path(path)
+    if rec.n_units >= np.iinfo(np.int32).max:
+        raise DataError(f"{rec.source or rec.session}: {rec.n_units} units exceed the int32 unit index")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Write beside the target and rename, so a crash never leaves a half-written store.
+    fd, tmp = tempfile.mkstemp(suffix=".h5.tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        with h5py.File(tmp, "w") as handle:
+            _write_all(handle, rec, compression)
+        os.replace(tmp, path)
+    except DataError as err:
+        raise DataError(f"{path}: {err}") from err
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+# ------------------------------------------------------------------------- read
+def _check_store(handle: h5py.File, path: Path) -> None:
+    kind = handle.attrs.get("spikefm_format")
+    if kind != FORMAT:
+        raise DataError(
+            f"{path}: not a spikefm store (root attribute 'spikefm_format' is {kind!r}, expected {FORMAT!r}); "
+            "write one with spikefm.data.store.write_recording, or read NWB files with spikefm.data.store.load"
+        )
+    version = int(handle.attrs.get("format_version", -1))
+    if version > FORMAT_VERSION or version < 1:
+        raise DataError(
+            f"{path}: field 'format_version' is {version}, this spikefm reads versions 1..{FORMAT_VERSION}; "
+            "upgrade spikefm or rewrite the store"
+        )
+
+
+def _header(handle: h5py.File) -> dict[str, Any]:
+    """Everything but spikes and behaviour samples: small, read once."""
+    attrs = handle.attrs
+    units = {name: _read_array(node) for name, node in handle["units"].items()}
+    trials = None
+    if "trials" in handle:
+        group = handle["trials"]
+        columns = {name: _read_array(node) for name, node in group["columns"].items()}
+        trials = Intervals(_read_array(group["start"]), _read_array(group["end"]), columns)
+    return dict(
+        units=Units(**units),
+        trials=trials,
+        session=str(attrs["session"]),
+        subject=str(attrs["subject"]),
+        source=str(attrs["source"]),
+        start=float(attrs["start"]),
+        end=float(attrs["end"]),
+        origin=float(attrs["origin"]),
+        bin_size=float(attrs["bin_size"]) if "bin_size" in attrs else None,
+        metadata=json.loads(attrs["metadata"]),
+    )
+
+
+def _read_series(group: h5py.Group) -> TimeSeries:
+    return TimeSeries(group["timestamps"][()], group["values"][()], tuple(json.loads(group.attrs["columns"])))
+
+
+def read_recording(path: str | Path) -> Recording:
+    """Read a whole spikefm store into memory.
+
+    Raises:
+        DataError: the file is missing, not HDF5, not a spikefm store, or from a newer format.
+    """
+    path = Path(path)
+    with _open_hdf5(path) as handle:
+        _check_store(handle, path)
+        spikes = SpikeTrains(handle["spikes/times"][()], handle["spikes/units"][()])
+        behavior = {name: _read_series(group) for name, group in handle["behavior"].items()}
+        return Recording(spikes=spikes, behavior=behavior, **_header(handle))
+
+
+def open_recording(path: str | Path) -> "LazyRecording":
+    """Open a spikefm store for window-by-window reading (see :class:`LazyRecording`)."""
+    return LazyRecording(path)
+
+
+# ------------------------------------------------------------------------- lazy
+class _TimeIndexed:
+    """A sorted time dataset and its row-aligned payload on disk, with the coarse index in memory."""
+
+    def __init__(self, group: h5py.Group, times: str, payload: str) -> None:
+        self.times = group[times]
+        self.payload = group[payload]
+        self.index_times = group["index_times"][()]
+        self.index_rows = group["index_rows"][()]
+        self.size = int(self.times.shape[0])
+
+    def _bucket(self, t: float) -> tuple[int, int]:
+        """Rows [a, b) holding the first row with time >= t (a == b == 0 if t precedes all)."""
+        bucket = int(np.searchsorted(self.index_times, t, side="right")) - 1
+        if bucket < 0:
+            return 0, 0
+        end = int(self.index_rows[bucket + 1]) if bucket + 1 < self.index_rows.size else self.size
+        return int(self.index_rows[bucket]), end
+
+    def read(self, t0: float, t1: float) -> tuple[np.ndarray, np.ndarray]:
+        """Times in ``[t0, t1)`` and their payload rows, reading O(log n + k) rows."""
+        a0, b0 = self._bucket(t0)
+        a1, b1 = self._bucket(t1)
+        if a1 - b0 <= _INDEX_ROWS:
+            # Edges close together: one read covers both edge buckets and the rows between.
+            rows = self.times[a0:b1]
+            lo, hi = np.searchsorted(rows, [t0, t1], side="left")
+            return rows[lo:hi], self.payload[a0 + lo : a0 + hi]
+        lo = a0 + int(np.searchsorted(self.times[a0:b0], t0, side="left"))
+        hi = a1 + int(np.searchsorted(self.times[a1:b1], t1, side="left"))
+        return self.times[lo:hi], self.payload[lo:hi]
+
+
+class LazyRecording:
+    """A spikefm store kept open, reading only the rows a window needs.
+
+    Units, trials and the coarse time indices are loaded on open; spikes and behaviour
+    samples stay on disk. The object pickles as its path plus that small header and
+    reopens the file on first use in the new process (also after a fork, since HDF5
+    handles must not cross one), so torch DataLoader workers can each read from it.
+
+    Attributes:
+        path: the store file.
+        session, subject, source, start, end, origin, bin_size, metadata: as in :class:`Recording`.
+        units: the units table. trials: the trial table or None.
+        n_spikes: total spikes in the store. behavior_names: the behaviour series' names.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path).absolute()  # a worker may run from another directory
+        self._handle: h5py.File | None = None
+        self._pid = -1
+        self._readers: dict[str, _TimeIndexed] | None = None
+        handle = self._file()
+        header = _header(handle)
+        self.units: Units = header.pop("units")
+        self.trials: Intervals | None = header.pop("trials")
+        self.session: str = header["session"]
+        self.subject: str = header["subject"]
+        self.source: str = header["source"]
+        self.start: float = header["start"]
+        self.end: float = header["end"]
+        self.origin: float = header["origin"]
+        self.bin_size: float | None = header["bin_size"]
+        self.metadata: dict[str, Any] = header["metadata"]
+        self.n_spikes: int = int(handle["spikes/times"].shape[0])
+        self._columns = {name: tuple(json.loads(g.attrs["columns"])) for name, g in handle["behavior"].items()}
+        self.behavior_names: list[str] = list(self._columns)
+
+    # ---------------------------------------------------------------- file handle
+    def _file(self) -> h5py.File:
+        """The open handle, (re)opened on first use in this process."""
+        if self._handle is None or self._pid != os.getpid():
+            handle = _open_hdf5(self.path)
+            try:
+                _check_store(handle, self.path)
+            except DataError:
+                handle.close()
+                raise
+            self._handle, self._pid, self._readers = handle, os.getpid(), None
+        return self._handle
+
+    def _reader(self, name: str | None) -> _TimeIndexed:
+        """Index reader for the spikes (``None``) or one behaviour series, built once per process."""
+        handle = self._file()
+        if self._readers is None:
+            readers = {"": _TimeIndexed(handle["spikes"], "times", "units")}
+            for series in self.behavior_names:
+                readers[series] = _TimeIndexed(handle["behavior"][series], "timestamps", "values")
+            self._readers = readers
+        return self._readers["" if name is None else name]
+
+    def close(self) -> None:
+        """Close the file; a later read reopens it."""
+        if self._handle is not None and self._pid == os.getpid():
+            self._handle.close()
+        self._handle, self._readers = None, None
+
+    def __enter__(self) -> "LazyRecording":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.update(_handle=None, _pid=-1, _readers=None)
+        return state
+
+    # ---------------------------------------------------------------- properties
+    @property
+    def n_units(self) -> int:
+        return len(self.units)
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+    def unit_keys(self) -> list[str]:
+        """Globally unique ``"session/unit"`` keys, as :meth:`Recording.unit_keys`."""
+        return [f"{self.session}/{uid}" for uid in self.units.ids]
+
+    # ---------------------------------------------------------------- reading
+    def slice(self, t0: float, t1: float, *, relative: bool = False) -> Recording:
+        """The part of the store in ``[t0, t1)``; equals ``read_recording(path).slice(t0, t1, relative=...)``.
+
+        Reads O(log n + k) rows: the window's k spikes plus at most two index buckets
+        (``index_rows`` spikes each), and likewise for each behaviour series.
+        """
+        t0, t1 = float(t0), float(t1)
+        if not (np.isfinite(t0) and np.isfinite(t1)) or t1 <= t0:
+            raise DataError(f"{self.source or self.session}: window must have t1 > t0, got [{t0}, {t1})")
+        shift = t0 if relative else 0.0
+        times, units = self._reader(None).read(t0, t1)
+        behavior = {}
+        for name in self.behavior_names:
+            stamps, values = self._reader(name).read(t0, t1)
+            behavior[name] = TimeSeries(stamps - shift, values, self._columns[name])
+        return Recording(
+            spikes=SpikeTrains(times - shift, units),
+            units=self.units,
+            session=self.session,
+            subject=self.subject,
+            behavior=behavior,
+            trials=None if self.trials is None else self.trials.overlapping(t0, t1, shift=shift),
+            start=t0 - shift,
+            end=t1 - shift,
+            origin=self.origin + shift,
+            bin_size=self.bin_size,
+            source=self.source,
+            metadata=self.metadata,
+        )
+
+    def window(self, t0: float, t1: float) -> Window:
+        """A :class:`Window` on ``[t0, t1)`` with times relative to ``t0``."""
+        return Window(recording=self.slice(t0, t1, relative=True), t0=float(t0), t1=float(t1))
+
+    def load(self) -> Recording:
+        """The whole recording in memory (as :func:`read_recording`)."""
+        return read_recording(self.path)
+
+    def __repr__(self) -> str:
+        return (
+            f"LazyRecording({str(self.path)!r}, session={self.session!r}, units={self.n_units}, "
+            f"spikes={self.n_spikes}, span=[{self.start:.3f}, {self.end:.3f}) s)"
+        )
+
+
+# ------------------------------------------------------------------------- load
+def load(path: str | Path, *, session: str | None = None) -> Recording:
+    """Read any supported file, choosing the reader from its content (not its suffix).
+
+    Supported: spikefm stores (:func:`read_recording`) and NWB 2.x HDF5 files
+    (:func:`spikefm.data.nwb.read_nwb`).
+
+    Args:
+        path: the file.
+        session: overrides the session id stored in the file.
+    """
+    path = Path(path)
+    with _open_hdf5(path) as handle:
+        is_store = "spikefm_format" in handle.attrs
+        is_nwb = "nwb_version" in handle.attrs or "units" in handle
+    if is_store:
+        rec = read_recording(path)
+        return rec if session is None else replace(rec, session=session)
+    if is_nwb:
+        return read_nwb(path, session=session)
+    raise DataError(
+        f"{path}: unrecognised HDF5 content (no 'spikefm_format' or 'nwb_version' attribute and no /units "
+        "table); supported formats are spikefm stores (write_recording) and NWB 2.x files with a units table"
+    )
