@@ -1,4 +1,4 @@
-"""Data layer: recordings, readers, synthetic ground truth, samplers."""
+"""Data layer: recordings, readers, the store, synthetic ground truth, samplers, datasets."""
 
 from spikefm.data.recording import DataError, Intervals, Recording, SpikeTrains, TimeSeries, Units, Window
 

@@ -1,0 +1,248 @@
+"""POYO (Azabou et al. 2023): one token per spike, PerceiverIO with rotary time, behaviour queries.
+
+Each spike is a token = its unit's embedding (a growable vocabulary keyed ``"session/unit"``)
++ a token-type embedding (spike / unit START / unit END). Learned latents, repeated every
+``latent_step`` seconds, cross-attend to the spikes with rotary embeddings of the exact spike
+times; ``depth`` self-attention layers process them; output queries (the session's embedding
+at each query time) cross-attend to the latents and a linear read-out gives the behaviour.
+Trained with MSE on the behaviour, with unit-dropout augmentation.
+
+For a new session only new unit and session rows are learned (:meth:`POYO.add_session` +
+:meth:`POYO.freeze_for_recalibration`), as POYO recalibrates.
+
+Source: neuro-galaxy/torch_brain @0512ee0 ``torch_brain/models/poyo.py``,
+``nn/rotary_attention.py``, ``nn/position_embeddings.py``; paper arXiv 2310.16046.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from spikefm.data.recording import Recording
+from spikefm.models.registry import ModelSpec, register
+from spikefm.nn.identity import KeyedEmbedding, UnitEmbedding
+from spikefm.nn.perceiver import PerceiverIO
+from spikefm.objectives.losses import mse
+from spikefm.tokenize.base import N_TOKEN_TYPES, Batch
+from spikefm.tokenize.spikes import SpikeConfig, SpikeTokenizer
+
+__all__ = ["POYOConfig", "POYO", "poyo_objective", "PRESETS"]
+
+
+@dataclass
+class POYOConfig:
+    """POYO architecture.
+
+    Attributes:
+        dim: token width.
+        depth: latent self-attention layers.
+        cross_heads, self_heads, head_dim: attention shapes.
+        latents_per_step: learned latents per ``latent_step``.
+        latent_step: seconds between latent groups.
+        dropout: feed-forward dropout (torch_brain ``ffn_dropout``).
+        lin_dropout: dropout before the read-out.
+        unit_dropout: drop a random subset of units per training window (augmentation).
+        min_units: keep at least this many units when dropping (torch_brain ``UnitDropout``).
+        behavior_key: behaviour series read out.
+        query_rate_hz: output query rate.
+    """
+
+    dim: int = 128
+    depth: int = 24
+    cross_heads: int = 4
+    self_heads: int = 8
+    head_dim: int = 64
+    latents_per_step: int = 32
+    latent_step: float = 0.125
+    dropout: float = 0.2
+    lin_dropout: float = 0.4
+    unit_dropout: bool = True
+    min_units: int = 30
+    behavior_key: str = "hand_vel"
+    query_rate_hz: float = 100.0
+
+    def __post_init__(self) -> None:
+        if min(self.dim, self.depth, self.cross_heads, self.self_heads, self.head_dim, self.latents_per_step) < 1:
+            raise ValueError("POYOConfig: dim, depth, heads, head_dim and latents_per_step must be >= 1")
+        if not self.latent_step > 0:
+            raise ValueError(f"POYOConfig.latent_step must be > 0 s, got {self.latent_step}")
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # POYO-1 11.8M (torch_brain poyo.py / paper Table): dim 128, depth 24, 4 cross heads,
+    # 8 self heads, head dim 64, 32 latents every 0.125 s, ffn_dropout 0.2, lin_dropout 0.4.
+    "poyo_11.8m": {},
+    # POYO 1.3M (paper's small model): dim 64, depth 6, 16 latents per step.
+    "poyo_1.3m": {"dim": 64, "depth": 6, "latents_per_step": 16},
+    # CPU-sized for tests and the demo.
+    "tiny": {"dim": 64, "depth": 2, "cross_heads": 2, "self_heads": 2, "head_dim": 32, "latents_per_step": 8,
+             "dropout": 0.1, "lin_dropout": 0.1, "min_units": 20},
+}
+
+
+class POYO(nn.Module):
+    """POYO decoder.
+
+    Args:
+        config: architecture.
+        unit_keys: initial unit vocabulary (``"session/unit"``).
+        sessions: initial session vocabulary.
+        behavior_dim: width of the decoded behaviour.
+
+    Shapes:
+        forward(batch of per-spike tokens, padded [B, L] or packed [sum L]) -> ``behavior``
+        [B, Q, behavior_dim] at ``batch.query_timestamps``.
+    """
+
+    def __init__(
+        self, config: POYOConfig, *, unit_keys: Sequence[str], sessions: Sequence[str], behavior_dim: int
+    ) -> None:
+        super().__init__()
+        self.config, self.behavior_dim = config, behavior_dim
+        self.unit_embedding = UnitEmbedding(dim=config.dim, keys=list(unit_keys))
+        self.session_embedding = KeyedEmbedding(dim=config.dim, keys=list(sessions))
+        self.token_type_embedding = nn.Embedding(N_TOKEN_TYPES, config.dim)
+        self.latent_embedding = nn.Embedding(config.latents_per_step, config.dim)
+        self.perceiver = PerceiverIO(
+            dim=config.dim, depth=config.depth, cross_heads=config.cross_heads, self_heads=config.self_heads,
+            head_dim=config.head_dim, dropout=config.dropout,
+        )
+        self.readout_dropout = nn.Dropout(config.lin_dropout)
+        self.readout = nn.Linear(config.dim, behavior_dim)
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, batch: Batch) -> dict[str, Tensor]:
+        if batch.query_timestamps is None:
+            raise ValueError("POYO needs output queries: tokenize with SpikeConfig(query='rate' or 'behavior')")
+        units = self.unit_embedding.lookup(batch.unit_keys)[batch.unit_index.clamp(min=0)]  # [*P] row ids
+        tokens = self.unit_embedding(units) + self.token_type_embedding(batch.token_type)  # [*P, D]
+        if self.training and self.config.unit_dropout:
+            batch, tokens = self._drop_units(batch, tokens)
+        latents, latent_times = self._latents(batch)  # [B, M, D], [B, M]
+        queries = self.session_embedding(self._session_rows(batch))[:, None, :].expand(
+            -1, batch.query_timestamps.shape[1], -1
+        )  # [B, Q, D]
+        if batch.packed:
+            out = self._packed(batch, tokens, latents, latent_times, queries)
+        else:
+            out = self.perceiver(
+                tokens, batch.timestamps, latents, latent_times, queries, batch.query_timestamps,
+                input_mask=batch.mask,
+            )  # fmt: skip
+        return {"behavior": self.readout(self.readout_dropout(out))}  # [B, Q, behavior_dim]
+
+    def _session_rows(self, batch: Batch) -> Tensor:
+        return self.session_embedding.lookup(batch.sessions)
+
+    def _latents(self, batch: Batch) -> tuple[Tensor, Tensor]:
+        step = self.config.latent_step
+        n_steps = max(1, int(np.ceil(float(batch.duration.max()) / step - 1e-6)))
+        centres = (torch.arange(n_steps, device=batch.duration.device) + 0.5) * step  # [S]
+        per_step = self.config.latents_per_step
+        times = centres.repeat_interleave(per_step)  # [S * K]
+        index = torch.arange(per_step, device=times.device).repeat(n_steps)  # [S * K]
+        latents = self.latent_embedding(index)[None].expand(batch.batch_size, -1, -1)  # [B, M, D]
+        return latents, times[None].expand(batch.batch_size, -1)
+
+    def _packed(self, batch: Batch, tokens: Tensor, latents: Tensor, latent_times: Tensor, queries: Tensor) -> Tensor:
+        b, m, q = batch.batch_size, latents.shape[1], queries.shape[1]
+        query_keep = batch.query_mask.reshape(-1)  # [B * Q]
+        n_queries = batch.query_mask.sum(1)
+        out = self.perceiver(
+            tokens, batch.timestamps, latents.reshape(b * m, -1), latent_times.reshape(-1),
+            queries.reshape(b * q, -1)[query_keep], batch.query_timestamps.reshape(-1)[query_keep],
+            input_cu_seqlens=batch.cu_seqlens,
+            latent_cu_seqlens=torch.arange(b + 1, device=tokens.device, dtype=torch.int32) * m,
+            query_cu_seqlens=torch.cat([n_queries.new_zeros(1), n_queries.cumsum(0)]).to(torch.int32),
+        )  # fmt: skip
+        full = out.new_zeros(b * q, out.shape[-1])
+        full[query_keep] = out
+        return full.view(b, q, -1)  # [B, Q, D]
+
+    def _drop_units(self, batch: Batch, tokens: Tensor) -> tuple[Batch, Tensor]:
+        """Hide all tokens of a random subset of each window's units (torch_brain ``UnitDropout``)."""
+        offsets = batch.unit_offsets.tolist()
+        keep_unit = torch.ones(offsets[-1], dtype=torch.bool)
+        for b in range(batch.batch_size):
+            n = offsets[b + 1] - offsets[b]
+            if n <= self.config.min_units:
+                continue
+            n_keep = int(np.random.triangular(self.config.min_units, n, n + 1e-9))
+            drop = torch.randperm(n)[n_keep:] + offsets[b]
+            keep_unit[drop] = False
+        keep_unit = keep_unit.to(batch.unit_index.device)
+        token_keep = keep_unit[batch.unit_index.clamp(min=0)] | (batch.unit_index < 0)
+        if not batch.packed:
+            return replace(batch, mask=batch.mask & token_keep), tokens
+        return _select_packed(batch, token_keep), tokens[token_keep]
+
+    # ------------------------------------------------------------------ recalibration
+    def add_session(self, recording: Recording) -> list[str]:
+        """Add rows for a new session's units and session token; returns the new keys."""
+        keys = recording.unit_keys()
+        self.unit_embedding.extend(keys)
+        self.session_embedding.extend([recording.session])
+        return keys
+
+    def freeze_for_recalibration(self, recording: Recording) -> list[nn.Parameter]:
+        """Train only ``recording``'s unit rows and session row; returns the parameters to optimise."""
+        for parameter in self.parameters():
+            parameter.requires_grad_(False)
+        self.unit_embedding.weight.requires_grad_(True)
+        self.session_embedding.weight.requires_grad_(True)
+        self.unit_embedding.freeze_except(recording.unit_keys())
+        self.session_embedding.freeze_except([recording.session])
+        return [self.unit_embedding.weight, self.session_embedding.weight]
+
+
+def _select_packed(batch: Batch, keep: Tensor) -> Batch:
+    sample = batch.sample_index[keep]
+    lengths = torch.bincount(sample, minlength=batch.batch_size)
+    cu = torch.cat([lengths.new_zeros(1), lengths.cumsum(0)]).to(torch.int32)
+    return replace(
+        batch, timestamps=batch.timestamps[keep], unit_index=batch.unit_index[keep], token_type=batch.token_type[keep],
+        mask=batch.mask[keep], values=batch.values[keep], sample_index=sample, cu_seqlens=cu, lengths=lengths,
+        max_seqlen=int(lengths.max()),
+    )  # fmt: skip
+
+
+def poyo_objective(outputs: dict[str, Tensor], batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
+    """MSE between decoded and true behaviour at the valid queries."""
+    (key,) = batch.targets.keys() if len(batch.targets) == 1 else (None,)
+    if key is None:
+        raise ValueError(f"POYO decodes one behaviour series; batch has targets {sorted(batch.targets)}")
+    target = batch.targets[key]  # [B, Q, D]
+    mask = batch.query_mask[..., None] & torch.isfinite(target)
+    loss = mse(outputs["behavior"], torch.nan_to_num(target), mask)
+    return loss, {}
+
+
+def _sizes(recordings: Sequence[Recording], config: POYOConfig) -> dict[str, Any]:
+    dims = {r.behavior[config.behavior_key].dim for r in recordings if config.behavior_key in r.behavior}
+    if len(dims) != 1:
+        raise ValueError(
+            f"POYO decodes '{config.behavior_key}', which the recordings have with widths {sorted(dims)} "
+            "(need exactly one width; set model.overrides.behavior_key)"
+        )
+    keys = [k for r in recordings for k in r.unit_keys()]
+    return {"unit_keys": keys, "sessions": [r.session for r in recordings], "behavior_dim": dims.pop()}
+
+
+def _tokenizer(config: POYOConfig, **overrides: Any) -> SpikeTokenizer:
+    return SpikeTokenizer(
+        SpikeConfig(**{"query": "rate", "query_rate_hz": config.query_rate_hz,
+                       "behavior_keys": (config.behavior_key,), **overrides})
+    )
+
+
+SPEC = register(
+    ModelSpec(
+        name="poyo", config_cls=POYOConfig, model_cls=POYO, presets=PRESETS, make_tokenizer=_tokenizer,
+        objective=poyo_objective, sizes_from_data=_sizes, task="decoding", pack=False,
+    )
+)

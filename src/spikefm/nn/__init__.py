@@ -1,0 +1,101 @@
+"""Neural-network parts shared by the models: embeddings, attention, backbones, recurrent cores.
+
+Mask convention: boolean, True = real token / may attend. Times are float seconds.
+"""
+
+from spikefm.nn.attention import (
+    Attention,
+    AttentionWeights,
+    RMSNorm,
+    block_diagonal_mask,
+    causal_mask,
+    combine_masks,
+    local_window_mask,
+    pack,
+    sequence_ids,
+    time_causal_mask,
+    unpack,
+)
+from spikefm.nn.identity import (
+    MTM_PROMPTS,
+    ContextTokens,
+    IDEncoder,
+    KeyedEmbedding,
+    PromptEmbedding,
+    UnitEmbedding,
+    unit_key,
+    unit_keys,
+)
+from spikefm.nn.perceiver import PerceiverIO
+from spikefm.nn.position import (
+    LearnedPositionEmbedding,
+    LearnedTimeEmbedding,
+    RotaryTimeEmbedding,
+    SinusoidalEmbedding,
+    apply_rotary,
+    invert_rotary,
+    logspace_periods,
+)
+from spikefm.nn.recurrent import GRU, RecurrentCore, SelectiveSSM, selective_scan
+from spikefm.nn.transformer import (
+    FFNS,
+    MLP,
+    NORMS,
+    CrossAttentionBlock,
+    GatedMLP,
+    SpatioTemporalBlock,
+    TransformerBlock,
+    TransformerEncoder,
+    make_ffn,
+    make_norm,
+)
+
+__all__ = [
+    # position
+    "logspace_periods",
+    "SinusoidalEmbedding",
+    "LearnedPositionEmbedding",
+    "LearnedTimeEmbedding",
+    "RotaryTimeEmbedding",
+    "apply_rotary",
+    "invert_rotary",
+    # identity
+    "unit_key",
+    "unit_keys",
+    "KeyedEmbedding",
+    "UnitEmbedding",
+    "ContextTokens",
+    "PromptEmbedding",
+    "MTM_PROMPTS",
+    "IDEncoder",
+    # attention
+    "RMSNorm",
+    "Attention",
+    "AttentionWeights",
+    "combine_masks",
+    "causal_mask",
+    "local_window_mask",
+    "time_causal_mask",
+    "block_diagonal_mask",
+    "sequence_ids",
+    "pack",
+    "unpack",
+    # transformer
+    "NORMS",
+    "FFNS",
+    "make_norm",
+    "make_ffn",
+    "MLP",
+    "GatedMLP",
+    "TransformerBlock",
+    "CrossAttentionBlock",
+    "TransformerEncoder",
+    "SpatioTemporalBlock",
+    # perceiver
+    "PerceiverIO",
+    # recurrent
+    "RecurrentCore",
+    "GRU",
+    "SelectiveSSM",
+    "selective_scan",
+]

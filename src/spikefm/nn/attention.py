@@ -1,0 +1,313 @@
+"""Multi-head attention on ``scaled_dot_product_attention``, its masks, and packing helpers.
+
+Mask convention everywhere in :mod:`spikefm.nn`: **boolean, True = real token / may attend**
+(the same sense as ``Tokens``' validity mask and SDPA's boolean ``attn_mask``).
+
+* ``key_mask`` [B, Lk]: which keys are real (padding is False).
+* ``attn_mask`` [Lq, Lk] or [B, Lq, Lk]: which query may look at which key (causal, local
+  window, block-diagonal for packed sequences).
+
+A query row with no key to attend to (an empty sample) returns zeros instead of NaN.
+
+Shape legend: B batch, Lq / Lk query / key tokens, D model dim, H heads, Dh head dim,
+N total packed tokens.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from spikefm.nn.position import apply_rotary, invert_rotary
+
+__all__ = [
+    "RMSNorm",
+    "Attention",
+    "AttentionWeights",
+    "combine_masks",
+    "causal_mask",
+    "local_window_mask",
+    "time_causal_mask",
+    "block_diagonal_mask",
+    "sequence_ids",
+    "pack",
+    "unpack",
+]
+
+
+class RMSNorm(nn.Module):
+    """Root-mean-square norm with a learned gain (no mean subtraction, no bias).
+
+    Args:
+        dim: width of the last axis.
+        eps: added to the mean square.
+
+    Shapes:
+        [..., dim] -> [..., dim]
+    """
+
+    def __init__(self, dim: int, *, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        scale = torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + self.eps)
+        return (x.float() * scale).to(x.dtype) * self.weight
+
+
+# ---------------------------------------------------------------------------- masks
+
+
+def causal_mask(q_len: int, k_len: int | None = None, *, device: torch.device | None = None) -> Tensor:
+    """Query ``i`` may see key ``j <= i + (k_len - q_len)`` (queries aligned to the last keys).
+
+    Returns:
+        bool [q_len, k_len].
+    """
+    k_len = q_len if k_len is None else k_len
+    q = torch.arange(q_len, device=device)[:, None] + (k_len - q_len)
+    return torch.arange(k_len, device=device)[None, :] <= q
+
+
+def local_window_mask(
+    length: int, *, backward: int | None, forward: int | None, device: torch.device | None = None
+) -> Tensor:
+    """NDT1's context window: step ``i`` sees steps ``i - backward .. i + forward``.
+
+    Args:
+        length: number of time steps L.
+        backward: how many past steps are visible (``None`` = all).
+        forward: how many future steps are visible (``None`` = all; 0 = causal).
+
+    Returns:
+        bool [L, L].
+    """
+    for name, value in (("backward", backward), ("forward", forward)):
+        if value is not None and value < 0:
+            raise ValueError(f"{name} must be >= 0 or None (unlimited), got {value}")
+    offset = torch.arange(length, device=device)[None, :] - torch.arange(length, device=device)[:, None]  # key - query
+    mask = torch.ones(length, length, dtype=torch.bool, device=device)
+    if forward is not None:
+        mask &= offset <= forward
+    if backward is not None:
+        mask &= offset >= -backward
+    return mask
+
+
+def time_causal_mask(q_times: Tensor, k_times: Tensor) -> Tensor:
+    """A query at time t sees keys at times <= t.
+
+    Args:
+        q_times: [..., Lq] seconds.
+        k_times: [..., Lk] seconds.
+
+    Returns:
+        bool [..., Lq, Lk].
+    """
+    return k_times[..., None, :] <= q_times[..., :, None]
+
+
+def sequence_ids(cu_seqlens: Tensor) -> Tensor:
+    """Sample index of every packed token from cumulative lengths.
+
+    Args:
+        cu_seqlens: long [B + 1], ``0 = cu[0] <= cu[1] <= ... <= cu[B] = N``.
+
+    Returns:
+        long [N].
+    """
+    if cu_seqlens.ndim != 1 or cu_seqlens.numel() < 1 or int(cu_seqlens[0]) != 0:
+        raise ValueError(f"cu_seqlens must be 1-D and start at 0, got {cu_seqlens.tolist()}")
+    lengths = cu_seqlens.diff()
+    if bool((lengths < 0).any()):
+        raise ValueError(f"cu_seqlens must be non-decreasing, got {cu_seqlens.tolist()}")
+    return torch.repeat_interleave(torch.arange(lengths.numel(), device=cu_seqlens.device), lengths)
+
+
+def block_diagonal_mask(q_ids: Tensor, k_ids: Tensor) -> Tensor:
+    """Packed tokens attend only within their own sample.
+
+    Args:
+        q_ids: long [Nq] sample index per query (see :func:`sequence_ids`).
+        k_ids: long [Nk] sample index per key.
+
+    Returns:
+        bool [Nq, Nk].
+    """
+    return q_ids[:, None] == k_ids[None, :]
+
+
+def pack(x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Padded [B, L, ...] + mask [B, L] -> flat [N, ...] + cu_seqlens [B + 1].
+
+    Valid tokens must come first in each row (right padding).
+    """
+    lengths = mask.sum(1)  # [B]
+    expected = torch.arange(mask.shape[1], device=mask.device)[None, :] < lengths[:, None]
+    if not torch.equal(mask.bool(), expected):
+        raise ValueError("pack expects right-padded rows (all valid tokens before any padding)")
+    cu = F.pad(lengths.cumsum(0), (1, 0))  # [B + 1]
+    return x[mask.bool()], cu
+
+
+def unpack(flat: Tensor, cu_seqlens: Tensor, *, max_len: int | None = None) -> tuple[Tensor, Tensor]:
+    """Flat [N, ...] + cu_seqlens [B + 1] -> right-padded [B, L, ...] (zeros) + mask [B, L]."""
+    lengths = cu_seqlens.diff()  # [B]
+    if max_len is None:
+        max_len = int(lengths.max()) if lengths.numel() else 0
+    elif lengths.numel() and int(lengths.max()) > max_len:
+        raise ValueError(f"a sample has {int(lengths.max())} tokens, more than max_len={max_len}")
+    mask = torch.arange(max_len, device=flat.device)[None, :] < lengths[:, None]  # [B, L]
+    out = flat.new_zeros((lengths.numel(), max_len, *flat.shape[1:]))  # [B, L, ...]
+    out[mask] = flat
+    return out, mask
+
+
+def combine_masks(key_mask: Tensor | None, attn_mask: Tensor | None) -> Tensor | None:
+    """Merge a key padding mask [B, Lk] and an attention mask [Lq, Lk] / [B, Lq, Lk].
+
+    Returns:
+        bool [B or 1, 1, Lq or 1, Lk] ready for SDPA's head axis, or None when both are None.
+    """
+    mask = None
+    if key_mask is not None:
+        if key_mask.dtype != torch.bool:
+            raise TypeError(f"key_mask must be bool (True = real token), got {key_mask.dtype}")
+        mask = key_mask[:, None, None, :]  # [B, 1, 1, Lk]
+    if attn_mask is not None:
+        if attn_mask.dtype != torch.bool:
+            raise TypeError(f"attn_mask must be bool (True = may attend), got {attn_mask.dtype}")
+        extra = attn_mask[None, None] if attn_mask.ndim == 2 else attn_mask[:, None]  # [B|1, 1, Lq, Lk]
+        mask = extra if mask is None else mask & extra
+    return mask
+
+
+def _split_heads(x: Tensor, heads: int) -> Tensor:
+    return x.unflatten(-1, (heads, -1)).transpose(1, 2)  # [B, L, H*Dh] -> [B, H, L, Dh]
+
+
+# ---------------------------------------------------------------------------- attention
+
+
+class Attention(nn.Module):
+    """Multi-head self- or cross-attention with optional rotary time and QK-norm.
+
+    Normalisation of the inputs is the caller's (pre-norm blocks); this module is
+    projections + SDPA + output projection.
+
+    Args:
+        dim: query width D.
+        heads: H.
+        head_dim: Dh; default ``dim // heads`` (must divide).
+        context_dim: key/value source width for cross-attention; default ``dim``.
+        bias: biases on the q/k/v/out projections (NDT3: off).
+        qk_norm: RMS-normalise queries and keys per head before the dot product (NDT3).
+        rotate_value: POYO's trick: rotate values by the key times and inverse-rotate the
+            output by the query times, so the output carries relative time too.
+        dropout: attention-probability dropout (training only).
+
+    Shapes:
+        forward(x [B, Lq, D], context [B, Lk, Dc] | None, key_mask [B, Lk], attn_mask
+        [Lq, Lk] | [B, Lq, Lk], rotary [B, Lq, Dh/2, 2], context_rotary [B, Lk, Dh/2, 2])
+        -> [B, Lq, D]. Rotary tables come from :class:`~spikefm.nn.RotaryTimeEmbedding`;
+        ``context_rotary`` defaults to ``rotary`` in self-attention.
+    """
+
+    def __init__(
+        self,
+        *,
+        dim: int,
+        heads: int,
+        head_dim: int | None = None,
+        context_dim: int | None = None,
+        bias: bool = True,
+        qk_norm: bool = False,
+        rotate_value: bool = False,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if head_dim is None:
+            if dim % heads:
+                raise ValueError(f"dim {dim} is not divisible by heads {heads}; pass head_dim explicitly")
+            head_dim = dim // heads
+        inner = heads * head_dim
+        self.dim, self.heads, self.head_dim = dim, heads, head_dim
+        self.rotate_value = rotate_value
+        self.dropout = dropout
+        self.to_q = nn.Linear(dim, inner, bias=bias)
+        self.to_kv = nn.Linear(context_dim or dim, 2 * inner, bias=bias)
+        self.to_out = nn.Linear(inner, dim, bias=bias)
+        self.q_norm = RMSNorm(head_dim) if qk_norm else nn.Identity()
+        self.k_norm = RMSNorm(head_dim) if qk_norm else nn.Identity()
+
+    def forward(
+        self,
+        x: Tensor,
+        context: Tensor | None = None,
+        *,
+        key_mask: Tensor | None = None,
+        attn_mask: Tensor | None = None,
+        rotary: Tensor | None = None,
+        context_rotary: Tensor | None = None,
+    ) -> Tensor:
+        self_attention = context is None
+        context = x if context is None else context
+        context_rotary = rotary if self_attention and context_rotary is None else context_rotary
+        if (rotary is None) != (context_rotary is None):
+            raise ValueError("cross-attention with rotary needs both rotary (queries) and context_rotary (keys)")
+        q = self.q_norm(_split_heads(self.to_q(x), self.heads))  # [B, H, Lq, Dh]
+        k, v = (_split_heads(t, self.heads) for t in self.to_kv(context).chunk(2, dim=-1))  # [B, H, Lk, Dh]
+        k = self.k_norm(k)
+        if rotary is not None:
+            q = apply_rotary(q, rotary.unsqueeze(-4))  # table [B, 1, Lq, Dh/2, 2]
+            k = apply_rotary(k, context_rotary.unsqueeze(-4))
+            if self.rotate_value:
+                v = apply_rotary(v, context_rotary.unsqueeze(-4))
+        out = self._attend(q, k, v, combine_masks(key_mask, attn_mask))  # [B, H, Lq, Dh]
+        if rotary is not None and self.rotate_value:
+            out = apply_rotary(out, invert_rotary(rotary).unsqueeze(-4))
+        return self.to_out(out.transpose(1, 2).flatten(2))  # [B, Lq, H*Dh] -> [B, Lq, D]
+
+    def _attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
+        dropout = self.dropout if self.training else 0.0
+        if mask is None:
+            return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
+        # Rows with no visible key would give NaN; let them see everything, then zero them.
+        has_key = mask.any(-1, keepdim=True)  # [B|1, 1, Lq|1, 1]
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask | ~has_key, dropout_p=dropout)
+        return out * has_key.to(out.dtype)
+
+
+class AttentionWeights(nn.Module):
+    """Head-averaged attention probabilities ``softmax(q k^T / sqrt(Dh))`` (no values).
+
+    STNDT's spatial attention uses only this N x N matrix (``nn.MultiheadAttention``'s
+    ``need_weights=True, average_attn_weights=True`` output) to mix neurons.
+
+    Args:
+        dim: token width D.
+        heads: H.
+        head_dim: Dh; default ``dim // heads``.
+        bias: biases on the q/k projections.
+
+    Shapes:
+        forward(x [B, L, D], key_mask [B, L] | None) -> [B, L, L], rows sum to 1.
+    """
+
+    def __init__(self, *, dim: int, heads: int, head_dim: int | None = None, bias: bool = True) -> None:
+        super().__init__()
+        if head_dim is None:
+            if dim % heads:
+                raise ValueError(f"dim {dim} is not divisible by heads {heads}; pass head_dim explicitly")
+            head_dim = dim // heads
+        self.heads, self.head_dim = heads, head_dim
+        self.to_qk = nn.Linear(dim, 2 * heads * head_dim, bias=bias)
+
+    def forward(self, x: Tensor, key_mask: Tensor | None = None) -> Tensor:
+        q, k = (_split_heads(t, self.heads) for t in self.to_qk(x).chunk(2, dim=-1))  # [B, H, L, Dh]
+        scores = q @ k.transpose(-1, -2) / self.head_dim**0.5  # [B, H, L, L]
+        if key_mask is not None:
+            scores = scores.masked_fill(~key_mask[:, None, None, :], float("-inf"))
+        return scores.softmax(-1).nan_to_num(0.0).mean(1)  # [B, L, L]

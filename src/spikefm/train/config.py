@@ -1,0 +1,174 @@
+"""Run recipes: YAML -> typed dataclasses, with ``--set key=value`` overrides.
+
+A recipe has four sections (``data``, ``model``, ``tokenizer``, ``trainer``). Unknown keys are
+an error, never silently ignored.
+
+>>> cfg = RunConfig.from_dict({"model": {"name": "ndt1"}, "trainer": {"max_steps": 10}})
+>>> cfg.trainer.max_steps, cfg.model.preset
+(10, 'tiny')
+>>> apply_overrides(cfg, ["trainer.lr=0.01", "model.overrides.dim=32"]).trainer.lr
+0.01
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["DataConfig", "ModelSection", "TrainerConfig", "RunConfig", "load_recipe", "apply_overrides"]
+
+
+@dataclass
+class DataConfig:
+    """Where the recordings come from and how windows are cut.
+
+    Attributes:
+        paths: recording files (NWB or spikefm store); empty means synthetic data.
+        synthetic: overrides for :class:`spikefm.data.synthetic.SyntheticConfig` when ``paths`` is empty.
+        sessions: keep only these session ids (all when empty).
+        window: window length in seconds for training.
+        sampler: "trials" (trial-aligned windows) or "random" (random windows).
+        align: trial column to align windows to (``start`` = trial start).
+        before: seconds before the alignment event where a window starts.
+        windows_per_epoch: random windows per epoch (``sampler: random``).
+    """
+
+    paths: list[str] = field(default_factory=list)
+    synthetic: dict[str, Any] = field(default_factory=dict)
+    sessions: list[str] = field(default_factory=list)
+    window: float = 1.0
+    sampler: str = "trials"
+    align: str = "start"
+    before: float = 0.0
+    windows_per_epoch: int = 512
+
+    def __post_init__(self) -> None:
+        if self.window <= 0:
+            raise ValueError(f"data.window must be > 0 seconds, got {self.window}")
+        if self.sampler not in ("trials", "random"):
+            raise ValueError(f"data.sampler must be 'trials' or 'random', got {self.sampler!r}")
+
+
+@dataclass
+class ModelSection:
+    """Which registered model, which preset, which config fields to change."""
+
+    name: str = "ndt1"
+    preset: str = "tiny"
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TrainerConfig:
+    """Optimisation and bookkeeping.
+
+    Attributes:
+        max_steps: optimizer steps.
+        batch_size: windows per batch (per device under DDP).
+        lr: peak learning rate of AdamW.
+        weight_decay: AdamW weight decay.
+        warmup_steps: linear warm-up steps before cosine decay to ``lr * min_lr_ratio``.
+        min_lr_ratio: final learning rate as a fraction of ``lr``.
+        grad_clip: max gradient norm (0 disables).
+        precision: Lightning precision; "auto" = bf16-mixed on GPU, 32 on CPU.
+        seed: seeds python, numpy and torch (and window sampling).
+        val_every: validate every this many steps.
+        early_stopping_patience: stop after this many validations without improvement (0 disables).
+        accelerator, devices, strategy: passed to ``lightning.Trainer`` (DDP: ``strategy: ddp``).
+        num_workers: DataLoader workers (tokenizers run there, on CPU).
+        out_dir: where runs are written (``out_dir/<name>``).
+        progress: show a progress bar.
+    """
+
+    max_steps: int = 500
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 50
+    min_lr_ratio: float = 0.05
+    grad_clip: float = 1.0
+    precision: str = "auto"
+    seed: int = 0
+    val_every: int = 100
+    early_stopping_patience: int = 0
+    accelerator: str = "auto"
+    devices: Any = "auto"
+    strategy: str = "auto"
+    num_workers: int = 0
+    out_dir: str = "runs"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.max_steps < 1 or self.batch_size < 1:
+            raise ValueError("trainer.max_steps and trainer.batch_size must be >= 1")
+        if self.lr <= 0:
+            raise ValueError(f"trainer.lr must be > 0, got {self.lr}")
+
+
+@dataclass
+class RunConfig:
+    """A whole recipe."""
+
+    name: str = "run"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelSection = field(default_factory=ModelSection)
+    tokenizer: dict[str, Any] = field(default_factory=dict)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> "RunConfig":
+        return _build(cls, raw, "")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _build(cls: type, raw: dict[str, Any], where: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ValueError(f"config section '{where or 'root'}' must be a mapping, got {type(raw).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(raw) - set(fields)
+    if unknown:
+        raise KeyError(f"unknown config key(s) {sorted(unknown)} in '{where or 'root'}'; known: {sorted(fields)}")
+    kwargs = {}
+    for name, value in raw.items():
+        nested = fields[name].type
+        nested_cls = {"DataConfig": DataConfig, "ModelSection": ModelSection, "TrainerConfig": TrainerConfig}.get(
+            nested if isinstance(nested, str) else getattr(nested, "__name__", "")
+        )
+        kwargs[name] = _build(nested_cls, value or {}, f"{where}{name}") if nested_cls else value
+    return cls(**kwargs)
+
+
+def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """Read a YAML recipe and apply ``key=value`` overrides."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"recipe {path} not found; recipes ship in the repository's configs/ folder")
+    raw = yaml.safe_load(path.read_text()) or {}
+    raw.setdefault("name", path.stem)
+    return apply_overrides(RunConfig.from_dict(raw), overrides)
+
+
+def apply_overrides(config: RunConfig, overrides: list[str] | tuple[str, ...]) -> RunConfig:
+    """Return a new config with dotted ``section.key=value`` overrides (values parsed as YAML)."""
+    raw = config.to_dict()
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} must look like section.key=value")
+        dotted, value = item.split("=", 1)
+        keys = dotted.strip().split(".")
+        node = raw
+        for key in keys[:-1]:
+            if key not in node or not isinstance(node[key], dict):
+                raise KeyError(f"override {dotted!r}: no section '{key}'")
+            node = node[key]
+        free_form = keys[-2:-1] in (["overrides"], ["synthetic"]) or keys[:1] == ["tokenizer"]
+        if keys[-1] not in node and not free_form:
+            raise KeyError(f"override {dotted!r}: unknown key '{keys[-1]}'; known: {sorted(node)}")
+        node[keys[-1]] = yaml.safe_load(value)
+    return RunConfig.from_dict(raw)

@@ -1,0 +1,146 @@
+"""``fit(recipe)``: build data, tokenizer, model and objective from a recipe and train them.
+
+The same call runs on a laptop CPU and on many GPUs (``trainer.devices``, ``trainer.strategy:
+ddp``); checkpoints carry the recipe and the data sizes so :func:`load_checkpoint` rebuilds
+the model without the data.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+
+from spikefm.data.recording import Recording
+from spikefm.models.registry import ModelSpec, build_config, get_spec
+from spikefm.train.config import RunConfig
+from spikefm.train.data import SpikeDataModule, load_recordings
+from spikefm.train.module import SpikeModule
+
+__all__ = ["FitResult", "fit", "build_module", "load_checkpoint"]
+
+
+@dataclass
+class FitResult:
+    """What a training run leaves behind.
+
+    Attributes:
+        module: the trained Lightning module (model + objective).
+        run_dir: folder with ``checkpoints/``, ``metrics.csv`` logs and ``recipe.json``.
+        recordings: the recordings it trained on.
+        dataset: the synthetic dataset (ground truth) when the data was synthetic, else None.
+        checkpoint: path of the last checkpoint.
+    """
+
+    module: SpikeModule
+    run_dir: Path
+    recordings: list[Recording]
+    dataset: Any
+    checkpoint: Path
+
+
+def build_module(config: RunConfig, recordings: list[Recording]) -> tuple[SpikeModule, ModelSpec, Any]:
+    """Model + objective + tokenizer for a recipe, sized from ``recordings``."""
+    spec = get_spec(config.model.name)
+    model_config = build_config(config.model.name, config.model.preset, **config.model.overrides)
+    sizes = spec.sizes_from_data(recordings, model_config)
+    model = spec.model_cls(model_config, **sizes)
+    module = SpikeModule(
+        model=model, objective=spec.objective, trainer=config.trainer, run_config=config.to_dict(), data_sizes=sizes
+    )
+    tokenizer = spec.make_tokenizer(model_config, **config.tokenizer)
+    return module, spec, tokenizer
+
+
+def _precision(config: RunConfig) -> str:
+    if config.trainer.precision != "auto":
+        return config.trainer.precision
+    return "bf16-mixed" if torch.cuda.is_available() else "32-true"
+
+
+def fit(config: RunConfig, *, recordings: list[Recording] | None = None, dataset: Any = None) -> FitResult:
+    """Train the recipe's model; returns the trained module and where its run was written.
+
+    Args:
+        config: the recipe.
+        recordings: train on these instead of the recipe's ``data`` section (``dataset`` may
+            carry their synthetic ground truth).
+    """
+    L.seed_everything(config.trainer.seed, workers=True, verbose=False)
+    if recordings is None:
+        recordings, dataset = load_recordings(config.data, seed=config.trainer.seed)
+    module, spec, tokenizer = build_module(config, recordings)
+    cfg = config.trainer
+    run_dir = Path(cfg.out_dir) / config.name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "recipe.json").write_text(json.dumps(config.to_dict(), indent=2, default=str))
+    data = SpikeDataModule(
+        recordings, tokenizer, data=config.data, batch_size=cfg.batch_size, seed=cfg.seed,
+        num_workers=cfg.num_workers, pack=spec.pack,
+    )
+    checkpoints = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", save_last=False)
+    callbacks: list = [checkpoints]
+    if cfg.early_stopping_patience > 0:
+        callbacks.append(EarlyStopping(monitor="val/loss", patience=cfg.early_stopping_patience, mode="min"))
+    trainer = L.Trainer(
+        max_steps=cfg.max_steps,
+        max_epochs=-1,
+        accelerator=cfg.accelerator,
+        devices=cfg.devices,
+        strategy=cfg.strategy,
+        precision=_precision(config),
+        gradient_clip_val=cfg.grad_clip or None,
+        val_check_interval=min(cfg.val_every, cfg.max_steps),
+        check_val_every_n_epoch=None,
+        logger=_loggers(run_dir),
+        callbacks=callbacks,
+        enable_progress_bar=cfg.progress,
+        enable_model_summary=False,
+        use_distributed_sampler=False,  # spikefm samplers shard windows by rank themselves
+        log_every_n_steps=max(1, min(10, cfg.max_steps // 10)),
+        num_sanity_val_steps=0,
+        deterministic=False,
+    )
+    trainer.fit(module, datamodule=data)
+    checkpoint = run_dir / "checkpoints" / "final.ckpt"
+    trainer.save_checkpoint(checkpoint)
+    return FitResult(module=module, run_dir=run_dir, recordings=recordings, dataset=dataset, checkpoint=checkpoint)
+
+
+def _loggers(run_dir: Path) -> list:
+    loggers: list = [CSVLogger(run_dir, name="", version="logs")]
+    try:
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        import tensorboard  # noqa: F401  (optional: TensorBoard logs only when it is installed)
+
+        loggers.append(TensorBoardLogger(run_dir, name="", version="tb"))
+    except ImportError:
+        pass
+    return loggers
+
+
+def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> tuple[SpikeModule, RunConfig]:
+    """Rebuild a trained module from a checkpoint alone (recipe and data sizes are stored in it)."""
+    checkpoint = torch.load(path, map_location=map_location, weights_only=False)
+    hparams = checkpoint["hyper_parameters"]
+    config = RunConfig.from_dict(_plain(hparams["run_config"]))
+    spec = get_spec(config.model.name)
+    model_config = build_config(config.model.name, config.model.preset, **config.model.overrides)
+    model = spec.model_cls(model_config, **hparams["data_sizes"])
+    module = SpikeModule(model=model, objective=spec.objective, trainer=config.trainer,
+                         run_config=config.to_dict(), data_sizes=hparams["data_sizes"])
+    module.load_state_dict(checkpoint["state_dict"])
+    module.eval()
+    return module, config
+
+
+def _plain(raw: dict) -> dict:
+    # Checkpoints store the recipe as nested dicts; drop nothing, just make sure it is plain.
+    return json.loads(json.dumps(raw, default=str))

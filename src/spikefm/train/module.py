@@ -1,0 +1,91 @@
+"""The Lightning module: any spikefm model + its objective, AdamW with warm-up and cosine decay."""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import lightning as L
+import torch
+import torch.nn as nn
+
+from spikefm.train.config import TrainerConfig
+
+__all__ = ["SpikeModule", "warmup_cosine"]
+
+
+def warmup_cosine(step: int, *, warmup_steps: int, max_steps: int, min_lr_ratio: float) -> float:
+    """Learning-rate multiplier: linear warm-up to 1, then cosine decay to ``min_lr_ratio``."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, max_steps - warmup_steps))
+    return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+class SpikeModule(L.LightningModule):
+    """Wraps ``model`` (``forward(batch) -> dict``) and ``objective`` (``(outputs, batch) -> (loss, metrics)``).
+
+    Args:
+        model: a spikefm model.
+        objective: its loss function.
+        trainer: optimisation settings.
+        run_config: the whole recipe as a dict, saved in checkpoints so the model can be rebuilt.
+        data_sizes: sizes read from the data that the model was built with (saved likewise).
+    """
+
+    def __init__(
+        self,
+        *,
+        model: nn.Module,
+        objective: Callable,
+        trainer: TrainerConfig,
+        run_config: dict | None = None,
+        data_sizes: dict | None = None,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.objective = objective
+        self.trainer_config = trainer
+        self.save_hyperparameters({"run_config": run_config or {}, "data_sizes": data_sizes or {}})
+
+    def forward(self, batch) -> dict:
+        return self.model(batch)
+
+    def _step(self, batch, stage: str) -> torch.Tensor:
+        outputs = self.model(batch)
+        loss, metrics = self.objective(outputs, batch)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"{stage} loss is {loss.item()} (non-finite); lower trainer.lr or check the data for NaNs"
+            )
+        batch_size = int(batch.mask.shape[0]) if batch.mask.dim() > 1 else int(batch.cu_seqlens.numel() - 1)
+        self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=batch_size, sync_dist=stage != "train")
+        for name, value in metrics.items():
+            self.log(f"{stage}/{name}", value, batch_size=batch_size, sync_dist=stage != "train")
+        return loss
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "val")
+
+    def configure_optimizers(self):
+        cfg = self.trainer_config
+        decay, no_decay = [], []
+        for name, param in self.model.named_parameters():
+            if not param.requires_grad:
+                continue
+            # Norms, biases and embedding tables are not decayed (the usual transformer recipe).
+            (no_decay if param.ndim < 2 or "embed" in name or "norm" in name else decay).append(param)
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=cfg.lr,
+        )
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer,
+            lambda step: warmup_cosine(
+                step, warmup_steps=cfg.warmup_steps, max_steps=cfg.max_steps, min_lr_ratio=cfg.min_lr_ratio
+            ),
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

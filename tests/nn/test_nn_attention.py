@@ -1,0 +1,207 @@
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from spikefm.nn import (
+    Attention,
+    AttentionWeights,
+    block_diagonal_mask,
+    causal_mask,
+    combine_masks,
+    local_window_mask,
+    pack,
+    sequence_ids,
+    time_causal_mask,
+    unpack,
+)
+
+FAST = settings(max_examples=25, deadline=None)
+
+
+def naive_attention(attn: Attention, x, context, mask):
+    """softmax(Q K^T / sqrt(d)) V written out, with mask [B, Lq, Lk] (True = attend)."""
+    h, dh = attn.heads, attn.head_dim
+    q = attn.q_norm(attn.to_q(x).unflatten(-1, (h, dh)).transpose(1, 2))
+    k, v = attn.to_kv(context).chunk(2, dim=-1)
+    k = attn.k_norm(k.unflatten(-1, (h, dh)).transpose(1, 2))
+    v = v.unflatten(-1, (h, dh)).transpose(1, 2)
+    scores = q @ k.transpose(-1, -2) / dh**0.5
+    scores = scores.masked_fill(~mask[:, None], float("-inf"))
+    out = scores.softmax(-1) @ v
+    return attn.to_out(out.transpose(1, 2).flatten(2))
+
+
+@FAST
+@given(
+    st.integers(1, 3), st.integers(1, 6), st.integers(1, 6), st.sampled_from([1, 2, 4]), st.booleans(),
+    st.integers(0, 2**16),
+)  # fmt: skip
+def test_attention_matches_naive_reference(b, lq, lk, heads, qk_norm, seed):
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    attn = Attention(dim=8, heads=heads, context_dim=5, qk_norm=qk_norm).double()
+    x = torch.randn(b, lq, 8, generator=gen, dtype=torch.float64)
+    ctx = torch.randn(b, lk, 5, generator=gen, dtype=torch.float64)
+    key_mask = torch.rand(b, lk, generator=gen) < 0.7
+    key_mask[:, 0] = True  # every query has a key, so the reference has no NaN rows
+    attn_mask = torch.rand(b, lq, lk, generator=gen) < 0.8
+    attn_mask[..., 0] = True
+    out = attn(x, ctx, key_mask=key_mask, attn_mask=attn_mask)
+    expected = naive_attention(attn, x, ctx, key_mask[:, None, :] & attn_mask)
+    torch.testing.assert_close(out, expected)
+
+
+def test_self_attention_matches_torch_multihead():
+    torch.manual_seed(0)
+    attn = Attention(dim=12, heads=3)
+    mha = torch.nn.MultiheadAttention(12, 3, batch_first=True)
+    with torch.no_grad():
+        mha.in_proj_weight.copy_(torch.cat([attn.to_q.weight, attn.to_kv.weight]))
+        mha.in_proj_bias.copy_(torch.cat([attn.to_q.bias, attn.to_kv.bias]))
+        mha.out_proj.weight.copy_(attn.to_out.weight)
+        mha.out_proj.bias.copy_(attn.to_out.bias)
+    x = torch.randn(2, 5, 12)
+    key_mask = torch.tensor([[True] * 5, [True, True, True, False, False]])
+    expected, _ = mha(x, x, x, key_padding_mask=~key_mask)
+    torch.testing.assert_close(attn(x, key_mask=key_mask), expected, atol=1e-5, rtol=1e-5)
+
+
+@FAST
+@given(st.integers(1, 5), st.integers(1, 4), st.integers(0, 2**16))
+def test_padding_changes_no_valid_output(length, pad, seed):
+    torch.manual_seed(seed)
+    attn = Attention(dim=8, heads=2)
+    x = torch.randn(2, length, 8)
+    base = attn(x, key_mask=torch.ones(2, length, dtype=torch.bool))
+    padded = torch.cat([x, 100 * torch.randn(2, pad, 8)], dim=1)
+    mask = torch.cat([torch.ones(2, length, dtype=torch.bool), torch.zeros(2, pad, dtype=torch.bool)], dim=1)
+    out = attn(padded, key_mask=mask)
+    torch.testing.assert_close(out[:, :length], base, atol=1e-5, rtol=1e-5)
+
+
+@FAST
+@given(st.integers(2, 7), st.data())
+def test_causal_future_token_changes_no_past_output(length, data):
+    t = data.draw(st.integers(1, length - 1))
+    torch.manual_seed(length)
+    attn = Attention(dim=8, heads=2)
+    x = torch.randn(1, length, 8)
+    y = x.clone()
+    y[:, t:] = torch.randn(1, length - t, 8)
+    mask = causal_mask(length)
+    torch.testing.assert_close(attn(y, attn_mask=mask)[:, :t], attn(x, attn_mask=mask)[:, :t])
+
+
+def test_causal_mask_offsets_for_longer_keys():
+    m = causal_mask(2, 4)
+    assert m.tolist() == [[True, True, True, False], [True, True, True, True]]
+
+
+@FAST
+@given(st.integers(1, 8), st.one_of(st.none(), st.integers(0, 3)), st.one_of(st.none(), st.integers(0, 3)))
+def test_local_window_mask_definition(length, backward, forward):
+    m = local_window_mask(length, backward=backward, forward=forward)
+    for i in range(length):
+        for j in range(length):
+            ok = (forward is None or j - i <= forward) and (backward is None or i - j <= backward)
+            assert bool(m[i, j]) == ok
+
+
+def test_local_window_attention_ignores_tokens_outside_window():
+    torch.manual_seed(0)
+    attn = Attention(dim=8, heads=2)
+    mask = local_window_mask(8, backward=2, forward=1)
+    x = torch.randn(1, 8, 8)
+    y = x.clone()
+    y[:, 0] = torch.randn(8)  # outside the window of queries 3..7 (backward 2)
+    y[:, 7] = torch.randn(8)  # outside the window of queries 0..5 (forward 1)
+    torch.testing.assert_close(attn(y, attn_mask=mask)[:, 3:6], attn(x, attn_mask=mask)[:, 3:6])
+    with pytest.raises(ValueError, match="backward"):
+        local_window_mask(3, backward=-1, forward=None)
+
+
+def test_empty_sample_gives_zeros_not_nan():
+    attn = Attention(dim=4, heads=1)
+    x = torch.randn(2, 3, 4, requires_grad=True)
+    key_mask = torch.tensor([[True, True, False], [False, False, False]])
+    out = attn(x, key_mask=key_mask)
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out[1], attn.to_out.bias.expand(3, 4))
+    out.sum().backward()
+    assert torch.isfinite(x.grad).all()
+
+
+def test_time_causal_mask():
+    m = time_causal_mask(torch.tensor([[0.1, 0.5]]), torch.tensor([[0.0, 0.1, 0.3, 0.6]]))
+    assert m.tolist() == [[[True, True, False, False], [True, True, True, False]]]
+
+
+@FAST
+@given(st.lists(st.integers(0, 4), min_size=1, max_size=4), st.integers(0, 2**16))
+def test_pack_unpack_round_trip(lengths, seed):
+    gen = torch.Generator().manual_seed(seed)
+    max_len = max(lengths)
+    mask = torch.arange(max_len)[None, :] < torch.tensor(lengths)[:, None]
+    x = torch.randn(len(lengths), max_len, 3, generator=gen) * mask[..., None]
+    flat, cu = pack(x, mask)
+    assert cu.tolist() == [0, *torch.tensor(lengths).cumsum(0).tolist()]
+    assert sequence_ids(cu).tolist() == [i for i, n in enumerate(lengths) for _ in range(n)]
+    back, back_mask = unpack(flat, cu, max_len=max_len)
+    torch.testing.assert_close(back, x)
+    assert torch.equal(back_mask, mask)
+
+
+def test_pack_rejects_left_padding_and_bad_cu():
+    with pytest.raises(ValueError, match="right-padded"):
+        pack(torch.zeros(1, 2, 1), torch.tensor([[False, True]]))
+    with pytest.raises(ValueError, match="start at 0"):
+        sequence_ids(torch.tensor([1, 2]))
+    with pytest.raises(ValueError, match="non-decreasing"):
+        sequence_ids(torch.tensor([0, 3, 2]))
+
+
+def test_block_diagonal_attention_equals_per_sample():
+    torch.manual_seed(0)
+    attn = Attention(dim=8, heads=2)
+    a, b = torch.randn(3, 8), torch.randn(2, 8)
+    ids = sequence_ids(torch.tensor([0, 3, 5]))
+    out = attn(torch.cat([a, b])[None], attn_mask=block_diagonal_mask(ids, ids))[0]
+    torch.testing.assert_close(out[:3], attn(a[None])[0])
+    torch.testing.assert_close(out[3:], attn(b[None])[0])
+
+
+def test_combine_masks_shapes_and_types():
+    km = torch.tensor([[True, False]])
+    am = torch.tensor([[True, True], [False, True]])
+    m = combine_masks(km, am)
+    assert m.shape == (1, 1, 2, 2)
+    assert m[0, 0].tolist() == [[True, False], [False, False]]
+    assert combine_masks(None, None) is None
+    with pytest.raises(TypeError, match="bool"):
+        combine_masks(km.float(), None)
+
+
+def test_attention_weights_match_torch_multihead():
+    torch.manual_seed(0)
+    weights = AttentionWeights(dim=6, heads=2)
+    mha = torch.nn.MultiheadAttention(6, 2, batch_first=True)
+    with torch.no_grad():
+        mha.in_proj_weight[:12].copy_(weights.to_qk.weight)
+        mha.in_proj_bias[:12].copy_(weights.to_qk.bias)
+    x = torch.randn(3, 4, 6)
+    key_mask = torch.tensor([[True] * 4, [True, True, True, False], [True, False, False, False]])
+    _, expected = mha(x, x, x, key_padding_mask=~key_mask, need_weights=True, average_attn_weights=True)
+    torch.testing.assert_close(weights(x, key_mask), expected, atol=1e-6, rtol=1e-5)
+
+
+def test_attention_rejects_indivisible_heads():
+    with pytest.raises(ValueError, match="head_dim"):
+        Attention(dim=7, heads=2)
+    assert Attention(dim=7, heads=2, head_dim=4)(torch.randn(1, 3, 7)).shape == (1, 3, 7)
+
+
+def test_attention_no_bias_option():
+    attn = Attention(dim=8, heads=2, bias=False, qk_norm=True)
+    assert all(m.bias is None for m in (attn.to_q, attn.to_kv, attn.to_out))
+    assert sum(p.numel() for p in attn.q_norm.parameters()) == 4

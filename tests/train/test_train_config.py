@@ -1,0 +1,38 @@
+import pytest
+
+from spikefm.train.config import RunConfig, apply_overrides, load_recipe
+from spikefm.train.module import warmup_cosine
+
+
+def test_unknown_key_is_an_error():
+    with pytest.raises(KeyError, match="unknown config key"):
+        RunConfig.from_dict({"trainer": {"max_stepz": 3}})
+    with pytest.raises(KeyError, match="unknown config key"):
+        RunConfig.from_dict({"modle": {}})
+
+
+def test_overrides_parse_yaml_values_and_reject_unknown_keys():
+    cfg = apply_overrides(RunConfig(), ["trainer.lr=0.01", "data.sessions=[a, b]", "model.overrides.dim=32"])
+    assert cfg.trainer.lr == 0.01 and cfg.data.sessions == ["a", "b"] and cfg.model.overrides == {"dim": 32}
+    with pytest.raises(KeyError, match="unknown key"):
+        apply_overrides(RunConfig(), ["trainer.nope=1"])
+    with pytest.raises(ValueError, match="section.key=value"):
+        apply_overrides(RunConfig(), ["trainer.lr"])
+
+
+def test_invalid_values_fail_on_construction():
+    with pytest.raises(ValueError, match="window"):
+        RunConfig.from_dict({"data": {"window": 0}})
+
+
+def test_load_recipe_reads_yaml_and_names_the_run(tmp_path):
+    path = tmp_path / "my_recipe.yaml"
+    path.write_text("model:\n  name: poyo\ntrainer:\n  max_steps: 7\n")
+    cfg = load_recipe(path, ["trainer.batch_size=4"])
+    assert (cfg.name, cfg.model.name, cfg.trainer.max_steps, cfg.trainer.batch_size) == ("my_recipe", "poyo", 7, 4)
+
+
+def test_warmup_then_cosine_decay():
+    lr = [warmup_cosine(s, warmup_steps=10, max_steps=110, min_lr_ratio=0.1) for s in range(111)]
+    assert lr[0] == pytest.approx(0.1) and lr[9] == pytest.approx(1.0)
+    assert lr[110] == pytest.approx(0.1) and all(a >= b for a, b in zip(lr[10:], lr[11:]))
