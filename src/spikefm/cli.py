@@ -116,6 +116,70 @@ def _print_token_table(rec, window: float) -> None:
 
 
 @app.command()
+def train(
+    recipe: Path = typer.Argument(..., help="YAML recipe (see configs/)."),
+    set_: list[str] = typer.Option([], "--set", help="Override a recipe value, e.g. --set trainer.max_steps=100."),
+) -> None:
+    """Train the model of RECIPE; prints the run folder and the test-split scores."""
+    from spikefm.train.config import load_recipe
+    from spikefm.train.fit import fit
+
+    try:
+        config = load_recipe(recipe, set_)
+    except (KeyError, ValueError, FileNotFoundError) as error:
+        _fail(str(error))
+    result = fit(config)
+    console.print(f"run written to {result.run_dir}; checkpoint {result.checkpoint}")
+    _print_scores(result.module, config, result.recordings, dataset=result.dataset)
+
+
+@app.command(name="eval")
+def evaluate(
+    checkpoint: Path = typer.Argument(..., help="A checkpoint written by `spikefm train`."),
+    data: list[Path] = typer.Option([], help="Recording file(s) to score on; default the recipe's data."),
+    split: str = typer.Option("test", help="Trial split to score."),
+    out: Optional[Path] = typer.Option(None, help="Write predictions in the NLB submission layout (HDF5)."),
+) -> None:
+    """Score a trained CHECKPOINT against the baselines (and, on synthetic data, the oracle)."""
+    from spikefm.train.config import DataConfig
+    from spikefm.train.data import load_recordings
+    from spikefm.train.fit import load_checkpoint
+
+    if not checkpoint.exists():
+        _fail(f"checkpoint {checkpoint} not found")
+    module, config = load_checkpoint(checkpoint)
+    data_config = DataConfig(**{**config.data.__dict__, "paths": [str(p) for p in data]}) if data else config.data
+    recordings, dataset = load_recordings(data_config, seed=config.trainer.seed)
+    _print_scores(module, config, recordings, dataset=dataset, split=split)
+    if out is not None:
+        from spikefm.eval.nlb_io import write_submission
+
+        console.print(f"predictions written to {write_submission(module, config, recordings, out)}")
+
+
+@app.command()
+def report(
+    run_dir: Path = typer.Argument(..., help="A run folder written by `spikefm train`."),
+    split: str = typer.Option("test", help="Trial split to score."),
+) -> None:
+    """Write RUN_DIR/report.md: loss curves, scores against baselines, prediction figures."""
+    from spikefm.eval.report import write_report
+
+    try:
+        path = write_report(run_dir, split=split)
+    except FileNotFoundError as error:
+        _fail(str(error))
+    console.print(f"report written to {path}")
+
+
+def _print_scores(module, config, recordings, *, dataset=None, split: str = "test") -> None:
+    from spikefm.eval.report import score_table
+
+    table = score_table(module, config, recordings, dataset=dataset, split=split)
+    console.print(table.markdown())
+
+
+@app.command()
 def demo(
     out: Path = typer.Option(Path("runs/demo"), help="Where the demo writes its data, runs and report."),
     seed: int = typer.Option(0, help="Random seed."),
