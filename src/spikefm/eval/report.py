@@ -14,7 +14,7 @@ from spikefm.data.recording import Recording
 from spikefm.eval.evaluate import Predictions, predict, score
 from spikefm.eval.scoreboard import baseline_scores, oracle_row, split_arrays
 
-__all__ = ["ScoreTable", "score_table", "write_report", "BASELINE_BIN_SIZE"]
+__all__ = ["ScoreTable", "score_table", "write_report", "read_loss_curves", "prediction_figures", "BASELINE_BIN_SIZE"]
 
 BASELINE_BIN_SIZE = 0.02  # s; baselines and the oracle are scored on 20 ms bins
 
@@ -66,7 +66,7 @@ def score_table(
     return table
 
 
-def _read_curves(run_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def read_loss_curves(run_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     path = run_dir / "logs" / "metrics.csv"
     if not path.exists():
         return {}
@@ -96,18 +96,21 @@ def write_report(run_dir: str | Path, *, split: str = "test") -> Path:
     table = score_table(module, config, recordings, dataset=dataset, split=split)
     lines = [f"# {config.name}: {config.model.name} ({config.model.preset})", "", f"## Scores ({split} trials)", "",
              table.markdown(), ""]
-    curves = _read_curves(run_dir)
+    curves = read_loss_curves(run_dir)
     if curves:
         lines += ["## Loss", "", f"![loss]({plot_curves(curves, run_dir / 'loss.png').name})", ""]
     session, predictions = next(iter(table.predictions.items()))
-    lines += _prediction_figures(run_dir, session, predictions, dataset, recordings, config.data.window)
+    lines += prediction_figures(run_dir, session, predictions, dataset, config.data.window)
     (run_dir / "scores.json").write_text(table.to_json())
     report = run_dir / "report.md"
     report.write_text("\n".join(lines))
     return report
 
 
-def _prediction_figures(run_dir, session, predictions, dataset, recordings, window) -> list[str]:
+def prediction_figures(
+    out_dir: Path, session: str, predictions: Predictions, dataset: Any, window: float, *, prefix: str = ""
+) -> list[str]:
+    """Figures of decoded behaviour and/or predicted rates for one session; returns markdown lines."""
     from spikefm.eval.plots import plot_traces
 
     lines: list[str] = []
@@ -116,7 +119,7 @@ def _prediction_figures(run_dir, session, predictions, dataset, recordings, wind
         valid = predictions.query_mask[trial]
         times = np.arange(valid.sum()) * (window / max(1, predictions.query_mask.shape[1]))
         path = plot_traces(times, predictions.behavior[trial][valid], predictions.behavior_true[trial][valid],
-                           run_dir / "behavior.png", title=f"{session}: decoded vs true behaviour, test trial 0")
+                           out_dir / f"{prefix}behavior.png", title=f"{session}: decoded vs true behaviour, test trial 0")
         lines += ["## Decoded behaviour", "", f"![behaviour]({path.name})", ""]
     if predictions.rates is not None:
         held = np.flatnonzero(predictions.heldout)[:4] if predictions.heldout.any() else np.arange(4)
@@ -129,7 +132,7 @@ def _prediction_figures(run_dir, session, predictions, dataset, recordings, wind
         else:
             truth = predictions.counts[:, :, held].mean(0)
             rates, title = predictions.rates[:, :, held].mean(0), f"{session}: trial-averaged prediction vs counts"
-        path = plot_traces(times, rates, truth, run_dir / "rates.png", labels=[f"unit {i}" for i in held],
+        path = plot_traces(times, rates, truth, out_dir / f"{prefix}rates.png", labels=[f"unit {i}" for i in held],
                            title=title + " (held-out units, counts per bin)")
         lines += ["## Predicted rates", "", f"![rates]({path.name})", ""]
     return lines

@@ -25,7 +25,7 @@ from spikefm.nn.attention import local_window_mask
 from spikefm.nn.position import LearnedPositionEmbedding
 from spikefm.nn.transformer import TransformerEncoder
 from spikefm.objectives.losses import poisson_nll
-from spikefm.objectives.masking import random_token_mask
+from spikefm.objectives.masking import neuron_mask, random_token_mask
 from spikefm.tokenize.base import Batch
 from spikefm.tokenize.binned import BinnedConfig, BinnedTokenizer
 
@@ -48,6 +48,10 @@ class NDT1Config:
         max_bins: longest window in bins (size of the learned position table).
         mask_ratio: fraction of time steps hidden per sample (``MASK_RATIO``).
         mask_span: longest contiguous run of hidden steps (``MASK_MAX_SPAN``).
+        neuron_mask_ratio: also hide this fraction of held-in units for whole windows and
+            score them (coordinated-dropout style; 0 in the published preset). It trains the
+            co-smoothing task itself: predicting unseen units from seen ones.
+        scale_embedding: multiply the embedded input by sqrt(width), as NDT1 does.
         bin_size: seconds per bin.
     """
 
@@ -63,6 +67,8 @@ class NDT1Config:
     max_bins: int = 256
     mask_ratio: float = 0.25
     mask_span: int = 1
+    neuron_mask_ratio: float = 0.0
+    scale_embedding: bool = True
     bin_size: float = 0.02
 
     def __post_init__(self) -> None:
@@ -70,6 +76,8 @@ class NDT1Config:
             raise ValueError("NDT1Config: depth, heads and ffn_dim must be >= 1 and dim >= 0")
         if not 0.0 < self.mask_ratio < 1.0:
             raise ValueError(f"NDT1Config.mask_ratio must be in (0, 1), got {self.mask_ratio}")
+        if not 0.0 <= self.neuron_mask_ratio < 1.0:
+            raise ValueError(f"NDT1Config.neuron_mask_ratio must be in [0, 1), got {self.neuron_mask_ratio}")
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -99,7 +107,7 @@ class NDT1(nn.Module):
         self.config, self.n_units = config, n_units
         width = config.dim or n_units
         self.embed = nn.Linear(n_units, width) if config.dim else nn.Identity()
-        self.scale = math.sqrt(width)
+        self.scale = math.sqrt(width) if config.scale_embedding else 1.0
         self.position = LearnedPositionEmbedding(num_positions=config.max_bins, dim=width)
         self.embed_dropout = nn.Dropout(config.dropout_embedding)
         self.encoder = TransformerEncoder(
@@ -122,6 +130,10 @@ class NDT1(nn.Module):
                 x, self.config.mask_ratio, zero_ratio=1.0, random_ratio=0.0, span=self.config.mask_span, valid=valid
             )
             x, hidden = masked.masked_input, masked.mask
+            if self.config.neuron_mask_ratio > 0:
+                held_in = valid & ~heldout[:, None, :]
+                dropped = neuron_mask(x, self.config.neuron_mask_ratio, valid=held_in)
+                x, hidden = dropped.masked_input, hidden | dropped.mask
         log_rates = self._encode(x, batch.mask)
         loss_mask = (hidden | heldout[:, None, :]) & valid
         return {"log_rates": log_rates, "counts": counts, "loss_mask": loss_mask}

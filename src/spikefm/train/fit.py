@@ -8,6 +8,8 @@ the model without the data.
 from __future__ import annotations
 
 import json
+import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,6 +60,16 @@ def build_module(config: RunConfig, recordings: list[Recording]) -> tuple[SpikeM
     return module, spec, tokenizer
 
 
+def _quiet_lightning() -> None:
+    # Lightning's banner lines ("GPU available...", tips) and its small-epoch logging warning
+    # drown the progress bar in short CPU runs; real warnings still come through.
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    logging.getLogger("lightning.pytorch.accelerators.cuda").setLevel(logging.WARNING)
+    for message in (".*is smaller than the logging interval.*", ".*LeafSpec.*is deprecated.*",
+                    ".*does not have many workers.*", ".*litlogger.*"):
+        warnings.filterwarnings("ignore", message=message)
+
+
 def _precision(config: RunConfig) -> str:
     if config.trainer.precision != "auto":
         return config.trainer.precision
@@ -72,6 +84,7 @@ def fit(config: RunConfig, *, recordings: list[Recording] | None = None, dataset
         recordings: train on these instead of the recipe's ``data`` section (``dataset`` may
             carry their synthetic ground truth).
     """
+    _quiet_lightning()
     L.seed_everything(config.trainer.seed, workers=True, verbose=False)
     if recordings is None:
         recordings, dataset = load_recordings(config.data, seed=config.trainer.seed)
