@@ -70,9 +70,10 @@ def predict(
     model.eval()
     parts: dict[str, list[np.ndarray]] = {}
     device = next(model.parameters()).device
+    target = getattr(model, "behavior_target", None)  # a multi-task decoder names the target `behavior` decodes
     for batch in loader:
         outputs = model(batch.to(device))
-        _collect(parts, outputs, batch)
+        _collect(parts, outputs, batch, target)
     model.train(was_training)
     joined = {k: np.concatenate(v) for k, v in parts.items()}
     return Predictions(
@@ -86,12 +87,14 @@ def predict(
     )
 
 
-def _collect(parts: dict[str, list[np.ndarray]], outputs: dict, batch) -> None:
+def _collect(parts: dict[str, list[np.ndarray]], outputs: dict, batch, target: str | None = None) -> None:
     if "log_rates" in outputs:
         parts.setdefault("rates", []).append(outputs["log_rates"].float().exp().cpu().numpy())
-        parts.setdefault("counts", []).append(batch.values.cpu().numpy())
+        # A model whose tokens are not count vectors (NDT2 patches) returns the counts it scored.
+        counts = outputs["counts"] if "counts" in outputs else batch.values
+        parts.setdefault("counts", []).append(counts.cpu().numpy())
     if "behavior" in outputs:
-        (key,) = batch.targets
+        (key,) = batch.targets if target is None else (target,)
         parts.setdefault("behavior", []).append(outputs["behavior"].float().cpu().numpy())
         parts.setdefault("behavior_true", []).append(batch.targets[key].cpu().numpy())
         parts.setdefault("query_mask", []).append(batch.query_mask.cpu().numpy())

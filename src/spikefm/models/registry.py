@@ -48,6 +48,7 @@ class ModelSpec:
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
+_BUILTINS_LOADED = False  # not "registry empty": importing one model module first must not hide the rest
 
 
 def register(spec: ModelSpec) -> ModelSpec:
@@ -60,6 +61,10 @@ def register(spec: ModelSpec) -> ModelSpec:
 def _load_builtin() -> None:
     # Importing every module of this package registers its models; lazily, so `import spikefm`
     # stays light. A new model is one new file here, with no edit to this registry.
+    global _BUILTINS_LOADED
+    if _BUILTINS_LOADED:
+        return
+    _BUILTINS_LOADED = True
     import importlib
     import pkgutil
 
@@ -71,16 +76,14 @@ def _load_builtin() -> None:
 
 
 def get_spec(name: str) -> ModelSpec:
-    if not _REGISTRY:
-        _load_builtin()
+    _load_builtin()
     if name not in _REGISTRY:
         raise KeyError(f"unknown model '{name}'; available: {', '.join(list_models())}")
     return _REGISTRY[name]
 
 
 def list_models() -> list[str]:
-    if not _REGISTRY:
-        _load_builtin()
+    _load_builtin()
     return sorted(_REGISTRY)
 
 
