@@ -47,3 +47,32 @@ def test_inspect_reads_nlb_file():
     result = runner.invoke(app, ["inspect", str(NLB_FILE)], terminal_width=200)
     assert result.exit_code == 0, result.output
     assert "107" in result.output and "32,897" in result.output
+
+
+def test_train_eval_report_and_transfer_commands(tmp_path):
+    recipe = Path(__file__).resolve().parents[1] / "configs"
+    small = ["--set", "data.synthetic.n_trials=30", "--set", "data.synthetic.n_sessions=1",
+             "--set", f"trainer.out_dir={tmp_path}", "--set", "trainer.max_steps=3", "--set", "trainer.val_every=3",
+             "--set", "trainer.progress=false", "--set", "trainer.warmup_steps=1"]
+    result = runner.invoke(app, ["train", str(recipe / "ndt1_tiny.yaml"), *small], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "| synth-0 | ndt1 |" in result.output and "smoothing" in result.output
+    checkpoint = tmp_path / "ndt1_tiny" / "checkpoints" / "final.ckpt"
+    result = runner.invoke(app, ["eval", str(checkpoint), "--out", str(tmp_path / "pred.h5")], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "pred.h5").exists()
+    result = runner.invoke(app, ["report", str(tmp_path / "ndt1_tiny")])
+    assert result.exit_code == 0 and (tmp_path / "ndt1_tiny" / "report.md").exists()
+    result = runner.invoke(app, [
+        "transfer", str(recipe / "transfer_synthetic.yaml"), "--set", "pretrain_steps=2", "--set", "adapt_steps=1",
+        "--set", "scratch_steps=1", "--set", "models=[poyo]", "--set", "calibration_trials=[2]",
+        "--set", f"out_dir={tmp_path / 'transfer'}", "--set", "synthetic.n_trials=30",
+    ], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "recalibrate" in result.output and (tmp_path / "transfer" / "transfer.png").exists()
+
+
+def test_train_unknown_override_is_a_clear_error():
+    recipe = Path(__file__).resolve().parents[1] / "configs" / "ndt1_tiny.yaml"
+    result = runner.invoke(app, ["train", str(recipe), "--set", "trainer.nope=1"])
+    assert result.exit_code == 2 and "unknown key" in result.output

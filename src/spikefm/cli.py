@@ -172,6 +172,24 @@ def report(
     console.print(f"report written to {path}")
 
 
+@app.command()
+def transfer(
+    recipe: Path = typer.Argument(..., help="Transfer recipe, e.g. configs/transfer_synthetic.yaml."),
+    set_: list[str] = typer.Option([], "--set", help="Override a recipe value, e.g. --set pretrain_steps=200."),
+) -> None:
+    """Pretrain on some sessions, adapt to a held-out one (zero-shot / recalibrate / fine-tune / scratch)."""
+    from spikefm.eval.transfer import run_transfer_recipe
+
+    if not recipe.exists():
+        _fail(f"recipe {recipe} not found")
+    try:
+        _, markdown, figure = run_transfer_recipe(recipe, set_, log=console.print)
+    except (KeyError, ValueError) as error:
+        _fail(str(error))
+    console.print(markdown)
+    console.print(f"curve written to {figure}")
+
+
 def _print_scores(module, config, recordings, *, dataset=None, split: str = "test") -> None:
     from spikefm.eval.report import score_table
 
