@@ -178,6 +178,13 @@ class TransferResult:
             lines += [""] + [f"- {note}" for note in self.notes]
         return "\n".join(lines)
 
+    @classmethod
+    def from_json(cls, text: str) -> "TransferResult":
+        """Rebuild a result from :meth:`to_json` (to re-plot or re-tabulate a finished run)."""
+        raw = json.loads(text)
+        return cls(TransferConfig.from_dict(raw["config"]), raw["held_out"], raw["pretrain_sessions"],
+                   [TransferRow(**row) for row in raw["rows"]], raw["notes"], raw.get("environment", {}))
+
     def to_json(self) -> str:
         return json.dumps({
             "config": dataclasses.asdict(self.config), "held_out": self.held_out,
@@ -489,10 +496,17 @@ def plot_transfer(result: TransferResult, out: str | Path) -> Path:
         ax.set_xlabel("calibration trials k")
         ax.grid(alpha=0.3)
     axes[0, 0].set_ylabel(f"{result.rows[0].metric if result.rows else 'score'} on held-out test trials")
-    axes[0, 0].legend(fontsize=7, loc="lower right")
+    lowest = min((r.score for r in result.rows), default=0.0)
+    axes[0, 0].set_ylim(bottom=max(-1.0, lowest - 0.05))  # a failed fit's R2 can run to -inf; keep the curves legible
+    handles = {}
+    for ax in axes[0]:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
+    fig.suptitle(f"transfer to {result.held_out}", fontsize=10)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from spikefm.data.recording import Recording
-from spikefm.models.poyo import poyo_objective
+from spikefm.models.poyo import poyo_objective, spike_decoder_sizes
 from spikefm.models.poyo_plus import unit_dropout_keep
 from spikefm.models.registry import ModelSpec, register
 from spikefm.nn.attention import Attention
@@ -431,17 +431,6 @@ def possm_objective(outputs: dict[str, Tensor], batch: Batch) -> tuple[Tensor, d
     return poyo_objective(outputs, batch)
 
 
-def _sizes(recordings: Sequence[Recording], config: POSSMConfig) -> dict[str, Any]:
-    dims = {r.behavior[config.behavior_key].dim for r in recordings if config.behavior_key in r.behavior}
-    if len(dims) != 1:
-        raise ValueError(
-            f"POSSM decodes '{config.behavior_key}', which the recordings have with widths {sorted(dims)} "
-            "(need exactly one width; set model.overrides.behavior_key)"
-        )
-    keys = [k for r in recordings for k in r.unit_keys()]
-    return {"unit_keys": keys, "sessions": [r.session for r in recordings], "behavior_dim": dims.pop()}
-
-
 def _tokenizer(config: POSSMConfig, **overrides: Any) -> SpikeTokenizer:
     # The port feeds spikes only (no START / END tokens): a unit is seen when it fires.
     return SpikeTokenizer(
@@ -459,6 +448,6 @@ def default_query_offsets(config: POSSMConfig) -> np.ndarray:
 SPEC = register(
     ModelSpec(
         name="possm", config_cls=POSSMConfig, model_cls=POSSM, presets=PRESETS, make_tokenizer=_tokenizer,
-        objective=possm_objective, sizes_from_data=_sizes, task="decoding", pack=True,
+        objective=possm_objective, sizes_from_data=spike_decoder_sizes, task="decoding", pack=True,
     )
 )

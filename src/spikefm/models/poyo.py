@@ -222,11 +222,13 @@ def poyo_objective(outputs: dict[str, Tensor], batch: Batch) -> tuple[Tensor, di
     return loss, {}
 
 
-def _sizes(recordings: Sequence[Recording], config: POYOConfig) -> dict[str, Any]:
+def spike_decoder_sizes(recordings: Sequence[Recording], config: Any) -> dict[str, Any]:
+    """Sizes a per-spike decoder reads from the data: unit keys, sessions, behaviour width."""
     dims = {r.behavior[config.behavior_key].dim for r in recordings if config.behavior_key in r.behavior}
     if len(dims) != 1:
+        name = type(config).__name__.removesuffix("Config")
         raise ValueError(
-            f"POYO decodes '{config.behavior_key}', which the recordings have with widths {sorted(dims)} "
+            f"{name} decodes '{config.behavior_key}', which the recordings have with widths {sorted(dims)} "
             "(need exactly one width; set model.overrides.behavior_key)"
         )
     keys = [k for r in recordings for k in r.unit_keys()]
@@ -243,6 +245,6 @@ def _tokenizer(config: POYOConfig, **overrides: Any) -> SpikeTokenizer:
 SPEC = register(
     ModelSpec(
         name="poyo", config_cls=POYOConfig, model_cls=POYO, presets=PRESETS, make_tokenizer=_tokenizer,
-        objective=poyo_objective, sizes_from_data=_sizes, task="decoding", pack=False,
+        objective=poyo_objective, sizes_from_data=spike_decoder_sizes, task="decoding", pack=False,
     )
 )
