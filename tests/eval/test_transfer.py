@@ -10,6 +10,7 @@ import torch
 from spikefm.data.synthetic import SyntheticConfig, generate
 from spikefm.eval.transfer import (
     TransferConfig,
+    TransferResult,
     _ModelRun,
     calibration_pool,
     load_transfer_recipe,
@@ -49,6 +50,7 @@ def test_protocol_runs_each_condition_where_the_model_allows_it(data, tmp_path):
     markdown, figure = write_transfer_report(result, tmp_path)
     assert "| spint | zero_shot | vel R2 |" in markdown and "k=2" in markdown
     assert figure.exists() and (tmp_path / "transfer.json").exists() and (tmp_path / "transfer.md").exists()
+    assert TransferResult.from_json((tmp_path / "transfer.json").read_text()).markdown() == markdown
 
 
 def test_spint_zero_shot_score_ignores_unit_order_and_names(data):

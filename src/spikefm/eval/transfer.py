@@ -502,7 +502,9 @@ def plot_transfer(result: TransferResult, out: str | Path) -> Path:
     for ax in axes[0]:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(label, handle)
-    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
+    order = [*CONDITIONS, "within-session", "ridge (k trials)"]
+    labels = sorted(handles, key=lambda label: order.index(label) if label in order else len(order))
+    fig.legend([handles[k] for k in labels], labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
     fig.suptitle(f"transfer to {result.held_out}", fontsize=10)
     fig.tight_layout(rect=(0, 0.08, 1, 1))
     out = Path(out)
