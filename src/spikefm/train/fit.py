@@ -7,6 +7,7 @@ the model without the data.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import warnings
@@ -128,14 +129,10 @@ def fit(config: RunConfig, *, recordings: list[Recording] | None = None, dataset
 
 def _loggers(run_dir: Path) -> list:
     loggers: list = [CSVLogger(run_dir, name="", version="logs")]
-    try:
+    if importlib.util.find_spec("tensorboard") is not None:  # optional: TensorBoard logs when installed
         from lightning.pytorch.loggers import TensorBoardLogger
 
-        import tensorboard  # noqa: F401  (optional: TensorBoard logs only when it is installed)
-
         loggers.append(TensorBoardLogger(run_dir, name="", version="tb"))
-    except ImportError:
-        pass
     return loggers
 
 
