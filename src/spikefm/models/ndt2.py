@@ -9,8 +9,9 @@ to the sequence: every data token may attend to them, they attend only to each o
 Self-supervised (``ndt2``): MAE-style shuffle infill. The tokens are shuffled, the encoder sees
 the first ``1 - mask_ratio`` of them, and a thin decoder reads the encoder outputs plus a
 learned mask token at every hidden position (with fresh time / space embeddings and the
-context tokens) and predicts each token's log-rates. Held-out units sit in the patch grid
-zero-filled and are predicted at every token, visible or hidden (NLB co-smoothing).
+context tokens) and predicts each hidden token's log-rates. Held-out units sit in the patch grid
+zero-filled; in eval every token gets a mask-token query in the decoder, which predicts all of
+its channels, held-out ones included (NLB co-smoothing), as training predicted hidden tokens.
 
 Decoding (``ndt2_decoder``): the encoder sees every token; its outputs are mean-pooled per time
 step and a decoder reads them with one learned query token per step (plus the detached context
@@ -231,6 +232,9 @@ class NDT2(nn.Module):
             self.count_embed = nn.Linear(1, per_count)
         self.context = ContextTokens(dim=config.dim, fields=config.context,
                                      keys={f: list(context_keys.get(f, ())) for f in config.context})  # fmt: skip
+        for table in self.context.tables.values():  # NDT2's context nn.Embedding: N(0, 1) rows, new ones too
+            table.init_std = 1.0
+            nn.init.normal_(table.weight, std=1.0)
         self.encoder = _SpaceTime(config, config.depth)
         self.decoder = _SpaceTime(config, config.decoder_depth)
         if behavior_dim is None:
@@ -260,7 +264,8 @@ class NDT2(nn.Module):
         if self.behavior_dim is not None:
             return {"behavior": self._decode_behavior(batch, tokens, times, space, context)}
         log_rates, hidden = self._infill(tokens, times, space, batch.mask, context)  # [B, L, P], [L]
-        loss_mask = real & (hidden[None, :, None] | heldout)
+        # Training scores hidden tokens (all their channels, as ShuffleInfill); eval the held-out ones.
+        loss_mask = real & (hidden[None, :, None] if self.training else heldout)
         return {
             "log_rates": self._unpatchify(log_rates, batch),  # [B, T, U]
             "counts": self._unpatchify(batch.values.float(), batch),
@@ -270,12 +275,20 @@ class NDT2(nn.Module):
     def _infill(
         self, tokens: Tensor, times: Tensor, space: Tensor, valid: Tensor, context: Tensor
     ) -> tuple[Tensor, Tensor]:
-        """Shuffle infill in training; in eval every token is encoded and read out. -> [B, L, P], hidden [L]."""
+        """Shuffle infill. -> log-rates [B, L, P] of every token as if hidden, and the hidden tokens [L].
+
+        Training: the encoder reads a random ``1 - mask_ratio`` of the tokens, the decoder reads
+        their features plus the mask token at every other position. Eval: the encoder reads every
+        token and the decoder reads their features plus a mask-token query at every position, so
+        each token (its held-out channels included) is predicted the way training predicted it.
+        """
         b, n, d = tokens.shape
         hidden = torch.zeros(n, dtype=torch.bool, device=tokens.device)
         if not self.training:
             features = self.encoder(tokens, times, space, valid, context)
-            return self.readout(self.decoder(features, times, space, valid, context)), hidden
+            queries = torch.cat([features, self.mask_token.expand(b, n, d)], dim=1)  # [B, 2L, D]
+            twice = [torch.cat([t, t], dim=1) for t in (times, space, valid)]
+            return self.readout(self.decoder(queries, *twice, context)[:, n:]), hidden
         order = torch.randperm(n, device=tokens.device)  # one shuffle per batch, as ShuffleInfill
         keep = max(1, int((1 - self.config.mask_ratio) * n))
         seen = order[:keep]
@@ -409,7 +422,7 @@ def _per_sample_units(batch: Batch, values: Any, fill: Any) -> Tensor:
 
 
 def ndt2_objective(outputs: dict[str, Tensor], batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
-    """Poisson NLL (log-rates) on hidden tokens' channels and on every held-out channel."""
+    """Poisson NLL (log-rates) on hidden tokens' channels (training) or held-out channels (eval)."""
     loss = poisson_nll(outputs["log_rates"], outputs["counts"], outputs["loss_mask"])
     return loss, {"masked_fraction": outputs["loss_mask"].float().mean()}
 
