@@ -76,3 +76,24 @@ def test_train_unknown_override_is_a_clear_error():
     recipe = Path(__file__).resolve().parents[1] / "configs" / "ndt1_tiny.yaml"
     result = runner.invoke(app, ["train", str(recipe), "--set", "trainer.nope=1"])
     assert result.exit_code == 2 and "unknown key" in result.output
+
+
+SHARED = Path(__file__).resolve().parents[2] / "shared/data"
+SHARED_FILES = sorted(
+    str(p.relative_to(SHARED)) for p in SHARED.rglob("*") if p.is_file() and p.name not in ("README.md", "SHA256SUMS")
+) if SHARED.exists() else []
+STATED_BIN_WIDTH = {"m1_reaching/s1_data.mat": ["--bin-size", "0.05"]}  # 50 ms per the source, not in the file
+
+
+@pytest.mark.skipif(not SHARED_FILES, reason="shared data folder absent")
+@pytest.mark.parametrize("name", SHARED_FILES)
+def test_inspect_reads_every_shared_recording(name):
+    result = runner.invoke(app, ["inspect", str(SHARED / name), *STATED_BIN_WIDTH.get(name, [])], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "spikes" in result.output and "rate (Hz)" in result.output
+
+
+@pytest.mark.skipif(not SHARED_FILES, reason="shared data folder absent")
+def test_inspect_count_file_without_time_asks_for_the_bin_width():
+    result = runner.invoke(app, ["inspect", str(SHARED / "m1_reaching/s1_data.mat")], terminal_width=200)
+    assert result.exit_code == 2 and "--bin-size" in result.output

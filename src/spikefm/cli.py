@@ -58,10 +58,13 @@ def synth(
 
 @app.command()
 def inspect(
-    file: Path = typer.Argument(..., help="A recording: NWB or spikefm store (.h5)."),
+    file: Path = typer.Argument(
+        ..., help="A recording: NWB, spikefm store (.h5), binned counts (.mat/.npz) or a spike-time session."
+    ),
     plot: Optional[Path] = typer.Option(None, help="Write a raster with behaviour under it to this PNG."),
     tokens: bool = typer.Option(False, "--tokens", help="Measure every tokenizer on this recording."),
     window: float = typer.Option(1.0, help="Window length (s) for --tokens."),
+    bin_size: Optional[float] = typer.Option(None, help="Bin width (s) of a count file that stores no time axis."),
 ) -> None:
     """Print a readable summary of a recording FILE."""
     from spikefm.data.recording import DataError
@@ -69,7 +72,7 @@ def inspect(
     from spikefm.data.summary import summarize
 
     try:
-        rec = load(file)
+        rec = load(file, bin_size=bin_size)
     except (DataError, FileNotFoundError, OSError) as error:
         _fail(str(error))
     _print_summary(summarize(rec))

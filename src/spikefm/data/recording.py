@@ -315,6 +315,18 @@ class Recording:
             return 0.0, 0.0
         return float(min(candidates_lo)), float(max(candidates_hi))
 
+    @classmethod
+    def from_binned(
+        cls, counts: np.ndarray, bin_size: float, behaviour: dict[str, np.ndarray] | None = None, **kwargs: Any
+    ) -> "Recording":
+        """A recording from a [T, n_units] count matrix; see :func:`spikefm.data.binned.from_binned`.
+
+        The result has ``bin_size`` set (spike times are quantised to it, placed deterministically).
+        """
+        from spikefm.data.binned import from_binned
+
+        return from_binned(counts, bin_size, behaviour, **kwargs)
+
     # ------------------------------------------------------------------ properties
     @property
     def n_units(self) -> int:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import zipfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -434,17 +435,24 @@ class LazyRecording:
 
 
 # ------------------------------------------------------------------------- load
-def load(path: str | Path, *, session: str | None = None) -> Recording:
+def load(path: str | Path, *, session: str | None = None, bin_size: float | None = None) -> Recording:
     """Read any supported file, choosing the reader from its content (not its suffix).
 
-    Supported: spikefm stores (:func:`read_recording`) and NWB 2.x HDF5 files
-    (:func:`spikefm.data.nwb.read_nwb`).
+    Supported: spikefm stores (:func:`read_recording`), NWB 2.x HDF5 files
+    (:func:`spikefm.data.nwb.read_nwb`), MATLAB (v5 or v7.3) and numpy ``.npz`` binned count
+    files (:func:`spikefm.data.count_files.read_count_file`), and spike-time sessions: a folder,
+    a MATLAB spike-time struct or a ``.videoPositionTracking`` file
+    (:func:`spikefm.data.spike_time_session.read_spike_time_session`).
 
     Args:
-        path: the file.
+        path: the file (or a spike-time session folder).
         session: overrides the session id stored in the file.
+        bin_size: bin width (s) for count files that store no time axis; ignored otherwise.
     """
     path = Path(path)
+    other = _load_non_hdf5(path, session, bin_size)
+    if other is not None:
+        return other
     with _open_hdf5(path) as handle:
         is_store = "spikefm_format" in handle.attrs
         is_nwb = "nwb_version" in handle.attrs or "units" in handle
@@ -457,3 +465,21 @@ def load(path: str | Path, *, session: str | None = None) -> Recording:
         f"{path}: unrecognised HDF5 content (no 'spikefm_format' or 'nwb_version' attribute and no /units "
         "table); supported formats are spikefm stores (write_recording) and NWB 2.x files with a units table"
     )
+
+
+def _load_non_hdf5(path: Path, session: str | None, bin_size: float | None) -> Recording | None:
+    """MATLAB, numpy and spike-time-session inputs; None when ``path`` is none of them."""
+    from spikefm.data.count_files import read_count_file
+    from spikefm.data.matlab import mat_classes, mat_version
+    from spikefm.data.spike_time_session import read_spike_time_session
+    from spikefm.data.video_tracking import is_video_tracking
+
+    if path.is_dir() or is_video_tracking(path):
+        return read_spike_time_session(path, session=session)
+    if mat_version(path) is not None:
+        if mat_classes(path).get("spikes") in ("cell", "struct"):
+            return read_spike_time_session(path, session=session)
+        return read_count_file(path, bin_size=bin_size, session=session)
+    if path.is_file() and zipfile.is_zipfile(path) and path.suffix == ".npz":
+        return read_count_file(path, bin_size=bin_size, session=session)
+    return None
