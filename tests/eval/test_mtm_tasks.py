@@ -7,7 +7,9 @@ import torch
 
 from spikefm.data.synthetic import SyntheticConfig, generate
 from spikefm.eval.metrics import bits_per_spike
-from spikefm.eval.mtm_tasks import TASKS, mtm_task_scores, task_predictions
+from spikefm.eval import mtm_tasks
+from spikefm.eval.mtm_tasks import TASKS, mtm_task_scores, smoothing_task_scores, task_predictions
+from spikefm.eval.scoreboard import baseline_scores, split_arrays
 from spikefm.models.mtm import MtM
 from spikefm.models.registry import build_config, get_spec
 
@@ -87,3 +89,38 @@ def test_scores_are_pooled_and_per_neuron_bits_per_spike(model, dataset):
 def test_needs_an_mtm_model(dataset):
     with pytest.raises(TypeError, match="MtM"):
         task_predictions(torch.nn.Linear(2, 2), dataset.recordings[0])
+
+
+def test_smoothing_tasks_never_read_a_target_and_keep_to_the_task_regions(dataset, monkeypatch):
+    rec = dataset.recordings[0]
+    labels = np.asarray(rec.units.region).astype(str)
+    calls = []
+    real_predict = mtm_tasks._GLMTask.predict
+
+    def spy(self, inputs, targets):
+        calls.append((inputs.copy(), targets.copy()))
+        return real_predict(self, inputs, targets)
+
+    monkeypatch.setattr(mtm_tasks._GLMTask, "predict", spy)
+    scores = smoothing_task_scores(rec)
+    assert set(scores) == {"neuron_pred", "intra_region", "inter_region"}
+    assert all(np.isfinite(v) for v in scores.values())
+    heldout = np.asarray(rec.units.heldout, bool)
+    for inputs, targets in calls:
+        assert not (inputs & targets).any() and not (inputs & heldout).any()
+    n_heldin = int((~heldout).sum())
+    assert sum(1 for inputs, _ in calls if inputs.sum() == n_heldin - 1) >= n_heldin  # neuron_pred: one unit out
+    for region in sorted(set(labels)):
+        members = labels == region
+        assert any((t == members).all() and (i == (~members & ~heldout)).all() for i, t in calls)  # inter-region
+        intra = [i for i, t in calls if t.any() and (t <= members).all() and i.any() and (i <= members).all()]
+        assert intra  # intra-region passes read their own region only
+
+
+def test_smoothing_held_out_part_is_the_nlb_smoothing_baseline(dataset):
+    rec = dataset.recordings[0]
+    train, test = split_arrays(rec, bin_size=0.02, window=1.0)
+    heldout = np.asarray(rec.units.heldout, bool)
+    task = mtm_tasks._GLMTask(train.counts, test.counts, heldout, 0.02)
+    ours = bits_per_spike(task.predict(~heldout, heldout), test.heldout_counts.astype(float))
+    assert ours == pytest.approx(baseline_scores(train, test)["smoothing"]["co-bps"], abs=1e-9)

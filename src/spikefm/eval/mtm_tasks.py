@@ -14,6 +14,10 @@ Every task reports NLB-pooled bits per spike over its predicted entries (key ``<
 MtM's per-neuron average (key ``<task> per-neuron``), which weights sparse neurons much more
 and is not comparable with the pooled number (see :func:`~spikefm.eval.metrics.bits_per_spike_per_neuron`).
 
+:func:`smoothing_task_scores` scores NLB's smoothing baseline (Gaussian-smoothed inputs ->
+Poisson GLM fitted on train trials) on the three co-smoothing tasks with the same inputs and
+targets; forward prediction has no smoothing counterpart.
+
 >>> scores = mtm_task_scores(model, recording)  # doctest: +SKIP
 >>> sorted(scores)[:2]  # doctest: +SKIP
 ['forward_pred', 'forward_pred per-neuron']
@@ -28,11 +32,12 @@ import torch
 
 from spikefm.data.recording import Recording
 from spikefm.data.sampling import TrialWindowSampler
+from spikefm.eval.baselines import SmoothingBaseline
 from spikefm.eval.metrics import bits_per_spike, bits_per_spike_per_neuron
 from spikefm.objectives.masking import MaskingScheme
 from spikefm.tokenize.base import Batch, collate
 
-__all__ = ["TASKS", "mtm_task_scores", "task_predictions"]
+__all__ = ["TASKS", "mtm_task_scores", "task_predictions", "smoothing_task_scores"]
 
 TASKS = ("forward_pred", "neuron_pred", "intra_region", "inter_region")
 
@@ -89,6 +94,81 @@ def mtm_task_scores(model: torch.nn.Module, recording: Recording, **kwargs) -> d
         scores[task] = bits_per_spike(rates, counts)
         scores[f"{task} per-neuron"] = float(bits_per_spike_per_neuron(rates, counts))
     return scores
+
+
+def smoothing_task_scores(
+    recording: Recording, *, split: str = "test", window: float = 1.0, bin_size: float = 0.02
+) -> dict[str, float]:
+    """Pooled bits per spike of NLB's smoothing baseline on neuron_pred, intra_region and inter_region.
+
+    Each target set gets its own :class:`~spikefm.eval.baselines.SmoothingBaseline` (50 ms
+    Gaussian, Poisson GLM, NLB defaults) fitted on the train trials from exactly the held-in units
+    the MtM task shows the model: every other held-in unit (``neuron_pred``), the other held-in
+    units of the same region (``intra_region``), the held-in units of the other regions
+    (``inter_region``); held-out units are predicted from the task's whole context. Targets are
+    the entries :func:`task_predictions` scores, on ``split``'s trial-start windows.
+
+    Returns:
+        task -> pooled bits per spike (region tasks only with >= 1 / >= 2 labelled regions).
+    """
+    from spikefm.eval.trials import trial_arrays
+
+    train, test = (trial_arrays(recording, split=s, bin_size=bin_size, window=window, behavior_key=None)
+                   for s in ("train", split))  # fmt: skip
+    heldout = np.asarray(recording.units.heldout, bool)
+    labels = np.asarray(recording.units.region if recording.units.region is not None else [""] * len(heldout))
+    labels = labels.astype(str)
+    regions = sorted(set(labels.tolist()) - {""})
+    fit = _GLMTask(train.counts, test.counts, heldout, bin_size)
+    everyone = np.ones_like(heldout)
+    scores = {"neuron_pred": fit.score(fit.one_by_one(everyone), everyone)}
+    labelled = labels != ""
+    if regions:
+        rates = np.zeros(test.counts.shape)
+        for region in regions:
+            members = labels == region
+            rates[..., members] = fit.one_by_one(members)[..., members]
+        scores["intra_region"] = fit.score(rates, labelled)
+    if len(regions) >= 2:
+        rates = np.zeros(test.counts.shape)
+        for region in regions:
+            members = labels == region
+            rates[..., members] = fit.predict(~members & ~heldout, members)
+        scores["inter_region"] = fit.score(rates, labelled)
+    return scores
+
+
+class _GLMTask:
+    """Smoothing + Poisson GLM fits from chosen input units to chosen target units."""
+
+    def __init__(self, train: np.ndarray, test: np.ndarray, heldout: np.ndarray, bin_size: float) -> None:
+        self.train, self.test, self.heldout, self.bin_size = train, test, heldout, bin_size
+
+    def predict(self, inputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        """Test rates [K, T, n_targets] of ``targets`` (bool [N]) from ``inputs`` (bool [N])."""
+        if not inputs.any():  # nothing to read: each target's mean train count
+            mean = self.train[..., targets].mean(axis=(0, 1))
+            return np.broadcast_to(mean, (*self.test.shape[:2], int(targets.sum()))).copy()
+        model = SmoothingBaseline(bin_size=self.bin_size).fit(self.train[..., inputs], self.train[..., targets])
+        return model.predict(self.test[..., inputs])[1]
+
+    def one_by_one(self, context: np.ndarray) -> np.ndarray:
+        """Rates [K, T, N]: each held-in unit of ``context`` from the others, its held-out units from all."""
+        rates = np.zeros(self.test.shape)
+        heldin = context & ~self.heldout
+        for unit in np.flatnonzero(heldin):
+            others = heldin.copy()
+            others[unit] = False
+            target = np.zeros_like(heldin)
+            target[unit] = True
+            rates[..., unit] = self.predict(others, target)[..., 0]
+        held = context & self.heldout
+        if held.any():
+            rates[..., held] = self.predict(heldin, held)
+        return rates
+
+    def score(self, rates: np.ndarray, units: np.ndarray) -> float:
+        return bits_per_spike(rates[..., units], self.test[..., units].astype(float))
 
 
 def _trial_batch(recording: Recording, tokenizer: Callable, split: str | None, window: float) -> Batch:
