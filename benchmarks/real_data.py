@@ -1,0 +1,403 @@
+"""The real-data score table: every number in ``benchmarks/results/real_data.md``, regenerated on CPU.
+
+Three tasks on the recordings in ``../shared/data`` (see its README):
+
+* **M1 reaching** (Stevenson 2011, 50 ms binned counts): 2-D hand-velocity decoding R2 on the
+  last 20% of the session (a contiguous block; 70% train, 10% val before it). Wiener filter
+  (ridge on a causal spike history, lags picked on val) vs NDT1 (self-supervised rates -> ridge,
+  the NLB way) vs per-spike decoders (POYO, POSSM, SPINT) reading the quantised spike times.
+* **Hippocampus** (rat, W-maze and linear track of the same animal, exact spike times):
+  2-D position decoding on moving blocks of each session, then transfer W-maze -> linear track
+  with :mod:`spikefm.eval.transfer` (zero-shot / recalibrate / finetune / scratch).
+* **MC_Maze_Small** (NLB test file, 100 trials): co-smoothing inside the file with a seeded 25%
+  of units held out and a seeded 70/10/20 trial split; smoothing baseline vs NDT1, STNDT, MtM.
+
+Run ``python benchmarks/real_data.py`` (``--quick`` for a smoke run, ``--tasks m1,mc_maze`` for
+a subset). Behaviour is z-scored with training-split statistics before any decoder sees it,
+so R2 is comparable across models (variance-weighted R2 on z-scored dims ~ their mean R2).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# benchmarks/tokenize.py would shadow the standard library's tokenize when run as a script.
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import time  # noqa: E402
+from dataclasses import dataclass, replace  # noqa: E402
+from pathlib import Path  # noqa: E402
+from types import SimpleNamespace  # noqa: E402
+from typing import Any, Callable  # noqa: E402
+
+for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_name, "1")  # before numpy: multi-threaded BLAS busy-waits on a shared CPU
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from spikefm.data.recording import Recording, TimeSeries  # noqa: E402
+from spikefm.data.splits import (  # noqa: E402
+    contiguous_blocks, hold_out_units, merge_split_runs, ordered_trial_splits, shuffle_trial_splits,
+)
+from spikefm.data.store import load  # noqa: E402
+from spikefm.eval.baselines import lagged_features  # noqa: E402
+from spikefm.eval.evaluate import predict, score  # noqa: E402
+from spikefm.eval.metrics import decoding_r2, velocity_r2  # noqa: E402
+from spikefm.eval.trials import trial_arrays  # noqa: E402
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+RESULTS = Path(__file__).resolve().parent / "results"
+SEED = 0
+WIENER_LAGS = (1, 5, 10, 15, 20)  # bins of causal history tried on val
+WIENER_ALPHAS = np.logspace(-2, 6, 17)
+
+
+# ----------------------------------------------------------------------------- settings
+@dataclass
+class Budget:
+    """Optimizer steps per model; ``quick`` shrinks everything to a smoke run."""
+
+    m1_steps: dict[str, int]
+    hippo: dict[str, int]
+    maze_steps: dict[str, int]
+
+    @classmethod
+    def make(cls, quick: bool) -> "Budget":
+        if quick:
+            return cls({"ndt1": 3, "poyo": 3, "possm": 3, "spint": 3},
+                       {"pretrain": 3, "adapt": 2, "scratch": 2, "k": [8, 16]},
+                       {"ndt1": 3, "stndt": 3, "mtm": 3})
+        return cls({"ndt1": 1500, "poyo": 1500, "possm": 1500, "spint": 1500},
+                   {"pretrain": 1000, "adapt": 150, "scratch": 400, "k": [32, 256]},
+                   {"ndt1": 1200, "stndt": 1200, "mtm": 1200})
+
+
+def environment() -> dict[str, Any]:
+    import lightning
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "numpy": np.__version__,
+            "lightning": lightning.__version__, "python": platform.python_version(),
+            "torch_threads": torch.get_num_threads(), "seed": SEED}
+
+
+# ----------------------------------------------------------------------------- shared helpers
+def zscore_behaviour(rec: Recording, key: str, columns: slice, train_until: float) -> Recording:
+    """Keep ``columns`` of behaviour ``key``, z-scored with the statistics of samples before ``train_until``."""
+    series = rec.behavior[key]
+    values = series.values[:, columns]
+    fit = values[series.timestamps < train_until]
+    values = (values - fit.mean(0)) / fit.std(0)
+    return replace(rec, behavior={key: TimeSeries(series.timestamps, values, series.columns[columns])})
+
+
+def train_model(name: str, rec_train: Recording, *, steps: int, window: float, out: Path, sampler: str,
+                overrides: dict | None = None, batch_size: int = 16, lr: float = 2e-3) -> Any:
+    """Train registered model ``name`` on ``rec_train``'s train split with ``spikefm.train.fit``."""
+    from spikefm.train.config import RunConfig
+    from spikefm.train.fit import fit
+
+    config = RunConfig.from_dict({
+        "name": name, "model": {"name": name, "preset": "tiny", "overrides": overrides or {}},
+        "data": {"window": window, "sampler": sampler, "windows_per_epoch": 512},
+        "trainer": {"max_steps": steps, "batch_size": batch_size, "lr": lr, "warmup_steps": min(100, steps),
+                    "val_every": steps, "seed": SEED, "out_dir": str(out), "progress": False},
+    })
+    return fit(config, recordings=[rec_train]), config
+
+
+def tokenizer_of(config) -> tuple[Callable, bool]:
+    from spikefm.models.registry import build_config, get_spec
+
+    spec = get_spec(config.model.name)
+    return spec.make_tokenizer(build_config(config.model.name, "tiny", **config.model.overrides)), spec.pack
+
+
+def timed(rows: dict, name: str, run: Callable[[], dict[str, float]]) -> None:
+    """``rows[name] = run()`` plus its wall time; a failure is recorded as the error, not hidden."""
+    start = time.perf_counter()
+    try:
+        rows[name] = run()
+    except Exception as error:  # noqa: BLE001 - the table reports which model could not run and why
+        rows[name] = {"error": f"{type(error).__name__}: {str(error)[:300]}"}
+    rows[name]["seconds"] = round(time.perf_counter() - start, 1)
+    print(f"  {name}: {rows[name]}", flush=True)
+
+
+def wiener(train_counts, train_y, val_counts, val_y, test_counts, test_y) -> dict[str, float]:
+    """Wiener filter: ridge on a causal history of counts, fitted on train; lags and alpha chosen on val.
+
+    One eigendecomposition of the training Gram matrix per lag count gives the whole alpha path,
+    so the search is cheap enough for 171 units x 20 lags.
+    """
+    best: tuple[float, int, float, Callable] = (-np.inf, 0, 0.0, lambda x: x)
+    for lags in WIENER_LAGS:
+        predict_with = _ridge_path(lagged_features(train_counts, lags), np.reshape(train_y, (-1, train_y.shape[-1])))
+        x_val = lagged_features(val_counts, lags)
+        for alpha in WIENER_ALPHAS:
+            r2 = decoding_r2(predict_with(alpha)(x_val), np.reshape(val_y, (-1, val_y.shape[-1])))
+            if r2 > best[0]:
+                best = (r2, lags, float(alpha), predict_with(alpha))
+    _, lags, alpha, decode = best
+    test = decode(lagged_features(test_counts, lags))
+    return {"R2": decoding_r2(test, np.reshape(test_y, (-1, test_y.shape[-1]))), "lags": lags, "alpha": alpha}
+
+
+def _ridge_path(x: np.ndarray, y: np.ndarray) -> Callable[[float], Callable[[np.ndarray], np.ndarray]]:
+    """alpha -> (features -> predictions) of ridge regression with an unpenalised intercept."""
+    mean_x, mean_y = x.mean(0), y.mean(0)
+    centred = x - mean_x
+    eigenvalues, vectors = np.linalg.eigh(centred.T @ centred)
+    projected = vectors.T @ (centred.T @ (y - mean_y))
+
+    def fitted(alpha: float) -> Callable[[np.ndarray], np.ndarray]:
+        weights = vectors @ (projected / (np.clip(eigenvalues, 0, None) + alpha)[:, None])
+        return lambda features: (features - mean_x) @ weights + mean_y
+
+    return fitted
+
+
+# ----------------------------------------------------------------------------- M1 reaching
+def m1_recording() -> tuple[Recording, Recording]:
+    """(recording with 1 s blocks labelled in time order, same with merged split runs for training)."""
+    rec = contiguous_blocks(load(DATA / "m1_reaching" / "m1_stevenson_2011.mat"), block=1.0)
+    train_end = rec.trials.end[rec.trials.columns["split"] == "train"].max()
+    rec = zscore_behaviour(rec, "hand_vel", slice(0, 2), train_end)  # third row of handVel is all zeros
+    return rec, merge_split_runs(rec)
+
+
+def m1_span_counts(rec: Recording, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """One contiguous stretch of 50 ms counts [S, N] and velocity [S, 2] for ``split``."""
+    trials = rec.trials.select(rec.trials.columns["split"] == split)
+    t0, t1 = trials.start.min(), trials.end.max()
+    counts = rec.bin(rec.bin_size, t0, t1)
+    series = rec.behavior["hand_vel"]
+    centres = t0 + (np.arange(counts.shape[0]) + 0.5) * rec.bin_size
+    y = np.stack([np.interp(centres, series.timestamps, series.values[:, d]) for d in range(series.dim)], -1)
+    return counts, y
+
+
+def m1_ndt1(rec: Recording, rec_train: Recording, steps: int, out: Path) -> dict[str, float]:
+    result, config = train_model("ndt1", rec_train, steps=steps, window=1.0, out=out, sampler="random",
+                                 overrides={"bin_size": rec.bin_size, "max_bins": 64})
+    tokenizer, pack = tokenizer_of(config)
+    rates = {s: predict(result.module.model, tokenizer, rec, split=s, window=1.0, pack=pack).rates
+             for s in ("train", "test")}
+    vel = {s: trial_arrays(rec, split=s, bin_size=rec.bin_size, window=1.0, behavior_key="hand_vel").behavior
+           for s in ("train", "test")}
+    return {"R2": velocity_r2(rates["train"], vel["train"], rates["test"], vel["test"])}
+
+
+def decoder_r2(name: str, rec: Recording, rec_train: Recording, steps: int, out: Path, key: str,
+               window: float = 1.0) -> dict[str, float]:
+    """Train a per-spike decoder on the train split and score it on the test blocks."""
+    result, config = train_model(name, rec_train, steps=steps, window=window, out=out, sampler="random",
+                                 overrides={"behavior_key": key})
+    tokenizer, pack = tokenizer_of(config)
+    model = result.module.model
+    if hasattr(model, "calibrate"):  # SPINT: identities from this session's training windows (no labels)
+        model.calibrate(rec, np.flatnonzero(rec.trials.columns["split"] == "train")[:256].tolist())
+    return {"R2": score(predict(model, tokenizer, rec, split="test", window=window, pack=pack))["vel R2"]}
+
+
+def run_m1(budget: Budget, out: Path) -> dict[str, dict]:
+    rec, rec_train = m1_recording()
+    rows: dict[str, dict] = {}
+    spans = [m1_span_counts(rec, s) for s in ("train", "val", "test")]
+    timed(rows, "wiener", lambda: wiener(*spans[0], *spans[1], *spans[2]))
+    timed(rows, "ndt1", lambda: m1_ndt1(rec, rec_train, budget.m1_steps["ndt1"], out / "m1"))
+    for name in ("poyo", "possm", "spint"):
+        timed(rows, name, lambda name=name: decoder_r2(name, rec, rec_train, budget.m1_steps[name], out / "m1",
+                                                       "hand_vel"))
+    return rows
+
+
+# ----------------------------------------------------------------------------- hippocampus
+MIN_SPEED = 5.0  # px/s: blocks where the rat's tracked position moves at least this fast on average
+
+
+def hippo_recording(folder: str) -> Recording:
+    """A session with 1 s blocks over its tracked, spiking span, kept where the rat moves.
+
+    About half of each session sits at one constant tracked position (the rat off the maze or the
+    tracker parked on a marker); those blocks carry no position information and are left out.
+    """
+    rec = load(DATA / "hippocampus" / folder)
+    position = rec.behavior["position"]
+    t0 = max(rec.spikes.times[0], position.timestamps[0])
+    t1 = min(rec.spikes.times[-1], position.timestamps[-1])
+    rec = contiguous_blocks(rec, block=1.0, t0=t0, t1=t1)
+    step = np.linalg.norm(np.diff(position.values, axis=0), axis=1)
+    speed = np.r_[0.0, step / np.maximum(np.diff(position.timestamps), 1e-3)]  # one repeated video time stamp
+    block = np.searchsorted(rec.trials.start, position.timestamps, side="right") - 1
+    inside = (block >= 0) & (position.timestamps < rec.trials.end[np.clip(block, 0, None)])
+    mean_speed = np.bincount(block[inside], speed[inside], len(rec.trials)) / np.maximum(
+        np.bincount(block[inside], minlength=len(rec.trials)), 1)
+    rec = ordered_trial_splits(replace(rec, trials=rec.trials.select(mean_speed >= MIN_SPEED)))
+    train_end = rec.trials.end[rec.trials.columns["split"] == "train"].max()
+    return zscore_behaviour(rec, "position", slice(0, 2), train_end)
+
+
+def hippo_wiener(rec: Recording) -> dict[str, float]:
+    arrays = [trial_arrays(rec, split=s, bin_size=0.05, window=1.0, behavior_key="position")
+              for s in ("train", "val", "test")]
+    return wiener(*[x for a in arrays for x in (a.counts, a.behavior)])
+
+
+def run_hippocampus(budget: Budget, out: Path) -> dict[str, Any]:
+    from spikefm.eval.transfer import TransferConfig, run_transfer
+
+    recs = {name: hippo_recording(f"nelpy_{name}") for name in ("wmaze", "lineartrack")}
+    recs = {name: replace(rec, session=name) for name, rec in recs.items()}
+    rows: dict[str, dict] = {}
+    for name, rec in recs.items():
+        blocks = {s: int(np.sum(rec.trials.columns["split"] == s)) for s in ("train", "val", "test")}
+        print(f"{name}: {rec.n_units} units, moving blocks {blocks}", flush=True)
+        timed(rows, f"{name} wiener", lambda rec=rec: {**hippo_wiener(rec), **{f"{k} blocks": v for k, v in blocks.items()}})
+    config = TransferConfig(
+        models=["poyo", "possm", "spint"], held_out="lineartrack", window=1.0, batch_size=16,
+        model_overrides={m: {"behavior_key": "position"} for m in ("poyo", "possm", "spint")},
+        calibration_trials=budget.hippo["k"], pretrain_steps=budget.hippo["pretrain"],
+        adapt_steps=budget.hippo["adapt"], scratch_steps=budget.hippo["scratch"], seed=SEED,
+        sessions_per_batch=0, out_dir=str(out / "transfer"),
+    )
+    start = time.perf_counter()
+    result = run_transfer(config, dataset=SimpleNamespace(recordings=[recs["wmaze"], recs["lineartrack"]]))
+    return {"rows": rows, "transfer": json.loads(result.to_json()), "transfer_markdown": result.markdown(),
+            "transfer_seconds": round(time.perf_counter() - start, 1)}
+
+
+# ----------------------------------------------------------------------------- MC_Maze_Small
+def maze_recording() -> Recording:
+    rec = load(DATA / "nlb" / "sub-Jenkins_ses-small_desc-test_ecephys.nwb")
+    rec = hold_out_units(rec, fraction=0.25, seed=SEED)
+    return shuffle_trial_splits(rec, seed=SEED)
+
+
+SMOOTHING_GRID = [(sd, alpha) for sd in (0.04, 0.06, 0.08) for alpha in (0.01, 0.1, 1.0, 10.0)]
+
+
+def maze_smoothing(rec: Recording) -> dict[str, float]:
+    """NLB smoothing baseline on 20 ms bins, kernel sd and GLM alpha chosen on the val trials."""
+    from spikefm.eval.baselines import SmoothingBaseline
+    from spikefm.eval.metrics import co_bps
+
+    arrays = {s: trial_arrays(rec, split=s, bin_size=0.02, window=0.7, behavior_key=None) for s in ("train", "val", "test")}
+
+    def fitted(sd: float, alpha: float) -> SmoothingBaseline:
+        return SmoothingBaseline(bin_size=0.02, kernel_sd=sd, alpha=alpha).fit(
+            arrays["train"].heldin_counts, arrays["train"].heldout_counts)
+
+    def scored(model: SmoothingBaseline, split: str) -> float:
+        return co_bps(model.predict(arrays[split].heldin_counts)[1], arrays[split].heldout_counts)
+
+    sd, alpha = max(SMOOTHING_GRID, key=lambda setting: scored(fitted(*setting), "val"))
+    nlb_sd, nlb_alpha = 0.06, 0.1  # NLB's mc_maze_small setting (NLB_SMOOTHING_DEFAULTS)
+    return {"co-bps": scored(fitted(sd, alpha), "test"), "kernel_sd": sd, "alpha": alpha,
+            "co-bps at NLB setting": scored(fitted(nlb_sd, nlb_alpha), "test")}
+
+
+def maze_model(name: str, rec: Recording, steps: int, out: Path) -> dict[str, float]:
+    from spikefm.eval.report import score_table
+
+    overrides = {"stndt": {"n_bins": 35}}.get(name, {})
+    result, config = train_model(name, rec, steps=steps, window=0.7, out=out, sampler="trials",
+                                 overrides=overrides, batch_size=32)
+    return {"co-bps": score_table(result.module, config, [rec]).rows[(rec.session, name)]["co-bps"]}
+
+
+def run_mc_maze(budget: Budget, out: Path) -> dict[str, dict]:
+    rec = maze_recording()
+    rows: dict[str, dict] = {}
+    timed(rows, "smoothing", lambda: maze_smoothing(rec))
+    for name in ("ndt1", "stndt", "mtm"):
+        timed(rows, name, lambda name=name: maze_model(name, rec, budget.maze_steps[name], out / "mc_maze"))
+    return rows
+
+
+# ----------------------------------------------------------------------------- report
+def _cell(row: dict, key: str) -> str:
+    if "error" in row:
+        return f"did not run ({row['error']})"
+    return f"{row[key]:.3f}"
+
+
+def markdown(results: dict[str, Any]) -> str:
+    env = results["environment"]
+    lines = ["# Real-data score table (generated by `benchmarks/real_data.py`)", "",
+             f"CPU: {env['cpu']} ({env['cores']} cores, shared with other jobs), torch {env['torch']}, "
+             f"numpy {env['numpy']}, lightning {env['lightning']}, python {env['python']}, "
+             f"{env['torch_threads']} torch thread(s), seed {env['seed']}, tiny presets. "
+             f"Wall time {results['seconds'] / 60:.1f} min{' (quick smoke run)' if results['quick'] else ''}.", ""]
+    if "m1" in results:
+        lines += ["## M1 reaching: hand-velocity R2, last 20% of the session (contiguous)", "",
+                  "| model | R2 | wall s |", "|---|---|---|"]
+        lines += [f"| {n} | {_cell(r, 'R2')} | {r['seconds']} |" for n, r in results["m1"].items()] + [""]
+    if "hippocampus" in results:
+        hippo = results["hippocampus"]
+        lines += ["## Hippocampus: position R2 on moving test blocks", "", "| session / model | R2 | wall s |",
+                  "|---|---|---|"]
+        lines += [f"| {n} | {_cell(r, 'R2')} | {r['seconds']} |" for n, r in hippo["rows"].items()]
+        lines += ["", "### Transfer W-maze -> linear track (k = calibration blocks of 1 s)", "",
+                  hippo["transfer_markdown"], "", f"Transfer wall time {hippo['transfer_seconds']} s.", ""]
+    if "mc_maze" in results:
+        lines += ["## MC_Maze_Small: co-smoothing (25% units held out, seed 0), 20 test trials, 20 ms bins", "",
+                  "| model | co-bps | wall s |", "|---|---|---|"]
+        lines += [f"| {n} | {_cell(r, 'co-bps')} | {r['seconds']} |" for n, r in results["mc_maze"].items()] + [""]
+    return "\n".join(lines)
+
+
+TASKS = {"m1": run_m1, "hippocampus": run_hippocampus, "mc_maze": run_mc_maze}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a few steps per model (smoke test)")
+    parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated subset of " + ",".join(TASKS))
+    parser.add_argument("--out", type=Path, default=Path("runs/real_data"), help="run folders and results.json")
+    parser.add_argument("--table", type=Path, default=None, help="markdown table path (default: results folder)")
+    parser.add_argument("--combine", type=Path, nargs="+", default=None,
+                        help="only merge these results.json files (tasks run as separate processes) into one table")
+    args = parser.parse_args()
+    if args.combine:
+        write_table(combine(args.combine), args.table)
+        return
+    if not DATA.exists():
+        raise SystemExit(f"{DATA} not found: the real recordings live in ../shared/data beside the repository")
+    torch.set_num_threads(1)
+    start, budget = time.perf_counter(), Budget.make(args.quick)
+    results: dict[str, Any] = {"environment": environment(), "quick": args.quick}
+    for task in args.tasks.split(","):
+        print(f"== {task}", flush=True)
+        task_start = time.perf_counter()
+        results[task] = TASKS[task](budget, args.out)
+        results[f"{task}_seconds"] = round(time.perf_counter() - task_start, 1)
+    results["seconds"] = time.perf_counter() - start
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    write_table(results, args.table)
+
+
+def combine(paths: list[Path]) -> dict[str, Any]:
+    """One results dict from several runs' ``results.json``; wall time is the longest run's (they ran side by side)."""
+    parts = [json.loads(path.read_text()) for path in paths]
+    merged = {k: v for part in parts for k, v in part.items()}
+    merged["seconds"] = max(part["seconds"] for part in parts)
+    merged["quick"] = any(part["quick"] for part in parts)
+    return merged
+
+
+def write_table(results: dict[str, Any], table: Path | None) -> None:
+    table = table or (RESULTS / ("real_data_quick.md" if results["quick"] else "real_data.md"))
+    table.write_text(markdown(results))
+    print(markdown(results))
+
+
+if __name__ == "__main__":
+    main()
