@@ -13,7 +13,7 @@ Three tasks on the recordings in ``../shared/data`` (see its README):
   of units held out and a seeded 70/10/20 trial split; smoothing baseline vs NDT1, STNDT, MtM.
 
 Run ``python benchmarks/real_data.py`` (``--quick`` for a smoke run, ``--tasks m1,mc_maze`` for
-a subset). Behaviour is z-scored with training-split statistics before any decoder sees it,
+a subset; ``SPIKEFM_REAL_DATA=/path/to/shared/data`` when the repository is not beside it). Behaviour is z-scored with training-split statistics before any decoder sees it,
 so R2 is comparable across models (variance-weighted R2 on z-scored dims ~ their mean R2).
 """
 
@@ -50,7 +50,7 @@ from spikefm.eval.evaluate import predict, score  # noqa: E402
 from spikefm.eval.metrics import decoding_r2, velocity_r2  # noqa: E402
 from spikefm.eval.trials import trial_arrays  # noqa: E402
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = Path(os.environ.get("SPIKEFM_REAL_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 RESULTS = Path(__file__).resolve().parent / "results"
 SEED = 0
 WIENER_LAGS = (1, 5, 10, 15, 20)  # bins of causal history tried on val
