@@ -205,3 +205,62 @@ def test_attention_no_bias_option():
     attn = Attention(dim=8, heads=2, bias=False, qk_norm=True)
     assert all(m.bias is None for m in (attn.to_q, attn.to_kv, attn.to_out))
     assert sum(p.numel() for p in attn.q_norm.parameters()) == 4
+
+
+def _rotary_reference(attn: Attention, x, context, mask, rot, tq, tk):
+    """Rotary attention written out per head, from full-width float64 angle tables."""
+    from spikefm.nn import apply_rotary, invert_rotary
+
+    h, dh = attn.heads, attn.head_dim
+    q = attn.q_norm(attn.to_q(x).unflatten(-1, (h, dh)).transpose(1, 2))  # [B, H, Lq, Dh]
+    k, v = attn.to_kv(context).chunk(2, dim=-1)
+    k = attn.k_norm(k.unflatten(-1, (h, dh)).transpose(1, 2))
+    v = v.unflatten(-1, (h, dh)).transpose(1, 2)
+    q, k = apply_rotary(q, rot(tq)[:, None]), apply_rotary(k, rot(tk)[:, None])
+    if attn.rotate_value:
+        v = apply_rotary(v, rot(tk)[:, None])
+    scores = (q @ k.transpose(-1, -2) / dh**0.5).masked_fill(~mask[:, None], float("-inf"))
+    out = scores.softmax(-1) @ v  # [B, H, Lq, Dh]
+    if attn.rotate_value:
+        out = apply_rotary(out, invert_rotary(rot(tq))[:, None])
+    return attn.to_out(out.transpose(1, 2).flatten(2))
+
+
+@FAST
+@given(st.booleans(), st.booleans(), st.integers(0, 2**16))
+def test_rotary_attention_matches_reference(rotate_value, qk_norm, seed):
+    from spikefm.nn import RotaryTimeEmbedding
+
+    torch.manual_seed(seed)
+    attn = Attention(dim=16, heads=2, head_dim=8, rotate_value=rotate_value, qk_norm=qk_norm).double()
+    rot = RotaryTimeEmbedding(head_dim=8, t_min=1e-3, t_max=2.0)
+    x, ctx = torch.randn(2, 3, 16, dtype=torch.float64), torch.randn(2, 5, 16, dtype=torch.float64)
+    tq, tk = torch.rand(2, 3, dtype=torch.float64), torch.rand(2, 5, dtype=torch.float64)
+    key_mask = torch.tensor([[True] * 5, [True, True, True, False, False]])
+    out = attn(x, ctx, key_mask=key_mask, rotary=rot(tq), context_rotary=rot(tk))
+    expected = _rotary_reference(attn, x, ctx, key_mask[:, None, :].expand(2, 3, 5), rot, tq, tk)
+    torch.testing.assert_close(out, expected)
+
+
+@FAST
+@given(st.lists(st.integers(0, 7), min_size=1, max_size=4), st.booleans(), st.integers(0, 2**16))
+def test_indexed_and_packed_keys_equal_padded(lengths, rotate_value, seed):
+    from spikefm.nn import RotaryTimeEmbedding
+
+    torch.manual_seed(seed)
+    attn = Attention(dim=8, heads=2, head_dim=4, rotate_value=rotate_value).double()
+    rot = RotaryTimeEmbedding(head_dim=4, t_min=1e-3)
+    b, max_len = len(lengths), max(max(lengths), 1)
+    key_mask = torch.arange(max_len)[None, :] < torch.tensor(lengths)[:, None]  # [B, L]
+    table = torch.randn(5, 8, dtype=torch.float64)  # 5 distinct key rows
+    index = torch.randint(0, 5, (b, max_len))
+    x, tq, tk = torch.randn(b, 3, 8, dtype=torch.float64), torch.rand(b, 3), torch.rand(b, max_len)
+    padded = attn(x, table[index], key_mask=key_mask, rotary=rot(tq), context_rotary=rot(tk))
+    indexed = attn(x, table, key_mask=key_mask, rotary=rot(tq), context_rotary=rot(tk), context_index=index)
+    torch.testing.assert_close(indexed, padded)
+    _, cu = pack(index, key_mask)
+    packed = attn(x, table, rotary=rot(tq), context_rotary=rot(tk[key_mask]), context_index=index[key_mask],
+                  context_cu_seqlens=cu)  # fmt: skip
+    torch.testing.assert_close(packed, padded)
+    with pytest.raises(ValueError, match="drop key_mask"):
+        attn(x, table[index[key_mask]], key_mask=key_mask, context_cu_seqlens=cu)

@@ -90,3 +90,25 @@ def test_mixed_layouts_fail_loudly():
         net(x, t, x, t, x, t)
     with pytest.raises(ValueError, match="head_dim"):
         PerceiverIO(dim=8, depth=1, head_dim=4, rotary=RotaryTimeEmbedding(head_dim=8))
+
+
+@FAST
+@given(st.lists(st.integers(0, 6), min_size=1, max_size=3), st.integers(0, 2**16))
+def test_indexed_inputs_equal_gathered_inputs(lengths, seed):
+    # Inputs as a table of distinct rows + an index give the same outputs as the gathered
+    # [B, L, D] tokens, in the padded and the packed layout.
+    gen = torch.Generator().manual_seed(seed)
+    net = model(seed).double()
+    _, xt, xm = padded_batch(lengths, gen)
+    table = torch.randn(4, D, generator=gen, dtype=torch.float64)
+    index = torch.randint(0, 4, xm.shape, generator=gen)
+    b = len(lengths)
+    lat, lt = torch.randn(b, 2, D, generator=gen, dtype=torch.float64), torch.rand(b, 2, generator=gen)
+    q, qt = torch.randn(b, 3, D, generator=gen, dtype=torch.float64), torch.rand(b, 3, generator=gen)
+    gathered = net(table[index], xt, lat, lt, q, qt, input_mask=xm)
+    torch.testing.assert_close(net(table, xt, lat, lt, q, qt, input_mask=xm, input_index=index), gathered)
+    cu = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()])
+    uniform = torch.arange(b + 1)
+    packed = net(table, xt[xm], lat.flatten(0, 1), lt.flatten(), q.flatten(0, 1), qt.flatten(), input_index=index[xm],
+                 input_cu_seqlens=cu, latent_cu_seqlens=2 * uniform, query_cu_seqlens=3 * uniform)  # fmt: skip
+    torch.testing.assert_close(packed, gathered.flatten(0, 1))

@@ -41,6 +41,55 @@ def test_rotary_defaults_are_poyo():
     table = rot(torch.rand(3, 5))
     torch.testing.assert_close(table[..., 16:, 0], torch.ones(3, 5, 16))
     torch.testing.assert_close(table[..., 16:, 1], torch.zeros(3, 5, 16))
+    x = torch.randn(3, 5, 64)
+    assert torch.equal(apply_rotary(x, table)[..., 32:], x[..., 32:])
+
+
+def _full_table(rot: RotaryTimeEmbedding, t: torch.Tensor) -> torch.Tensor:
+    """The float64 reference: cos/sin of every pair's angle (unrotated pairs: angle 0)."""
+    angles = t.double()[..., None] * torch.tensor(rot.omega, dtype=torch.float64)
+    return torch.stack((angles.cos(), angles.sin()), dim=-1)
+
+
+@FAST
+@given(st.integers(0, 2**16), st.sampled_from([torch.float32, torch.float64]))
+def test_compact_table_equals_full_head_rotation(seed, dtype):
+    gen = torch.Generator().manual_seed(seed)
+    rot = RotaryTimeEmbedding(head_dim=16)  # rotates 8 of 16 dims
+    t = torch.rand(2, 7, generator=gen, dtype=torch.float64).to(dtype)
+    x = torch.randn(2, 3, 7, 16, generator=gen, dtype=torch.float64).to(dtype)  # [B, H, L, Dh]
+    expected = apply_rotary(x, _full_table(rot, t).to(dtype).unsqueeze(1))
+    torch.testing.assert_close(apply_rotary(x, rot(t).unsqueeze(1)), expected)
+    compact = rot(t)[..., :4, :].unsqueeze(1)  # a table of the rotated pairs only
+    torch.testing.assert_close(apply_rotary(x, compact), expected)
+
+
+def test_apply_rotary_strided_and_low_precision_inputs():
+    # Non-contiguous views (keys / values split from one projection) and bf16 take the real path.
+    rot = RotaryTimeEmbedding(head_dim=8, rotate_dim=8)
+    t = torch.rand(5)
+    kv = torch.randn(5, 2, 3, 8)  # [L, k|v, H, Dh]
+    k = kv[:, 0]
+    torch.testing.assert_close(apply_rotary(k, rot(t)[:, None]), apply_rotary(k.contiguous(), rot(t)[:, None]))
+    odd = torch.randn(5, 9)[:, 1:]  # odd storage offset: no complex view
+    torch.testing.assert_close(apply_rotary(odd, rot(t)), apply_rotary(odd.contiguous(), rot(t)))
+    bf16 = apply_rotary(k.bfloat16(), rot(t)[:, None])
+    assert bf16.dtype == torch.bfloat16
+    torch.testing.assert_close(bf16.float(), apply_rotary(k, rot(t)[:, None]), atol=3e-2, rtol=3e-2)
+    with pytest.raises(ValueError, match="pairs"):
+        apply_rotary(torch.randn(5, 4), rot(t))
+
+
+def test_rotary_float32_window_keeps_sub_ms_resolution():
+    # Over a 1 s window the float32 table matches the float64 reference to 1e-6, so two spikes
+    # 0.1 ms apart (the shortest period) still get clearly different angles.
+    rot = RotaryTimeEmbedding(head_dim=64)
+    t = torch.linspace(0, 1, 10_001, dtype=torch.float64)  # 0.1 ms grid
+    table = rot(t.float())
+    reference = _full_table(rot, t.float())
+    torch.testing.assert_close(table.double(), reference, atol=1e-6, rtol=0)
+    half = rot(torch.tensor([0.5, 0.5 + 5e-5]))[:, 0]  # 50 us apart: half a turn of the 0.1 ms period
+    torch.testing.assert_close(half[1], -half[0], atol=1e-2, rtol=0)
 
 
 @FAST

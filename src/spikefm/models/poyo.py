@@ -119,22 +119,38 @@ class POYO(nn.Module):
     def forward(self, batch: Batch) -> dict[str, Tensor]:
         if batch.query_timestamps is None:
             raise ValueError("POYO needs output queries: tokenize with SpikeConfig(query='rate' or 'behavior')")
-        units = self.unit_embedding.lookup(batch.unit_keys)[batch.unit_index.clamp(min=0)]  # [*P] row ids
-        tokens = self.unit_embedding(units) + self.token_type_embedding(batch.token_type)  # [*P, D]
+        table, index = self._token_rows(batch)  # [R, D], [*P]: token i is table[index[i]]
         if self.training and self.config.unit_dropout:
-            batch, tokens = self._drop_units(batch, tokens)
+            batch, index = self._drop_units(batch, index)
         latents, latent_times = self._latents(batch)  # [B, M, D], [B, M]
         queries = self.session_embedding(self._session_rows(batch))[:, None, :].expand(
             -1, batch.query_timestamps.shape[1], -1
         )  # [B, Q, D]
         if batch.packed:
-            out = self._packed(batch, tokens, latents, latent_times, queries)
+            out = self._packed(batch, table, index, latents, latent_times, queries)
         else:
             out = self.perceiver(
-                tokens, batch.timestamps, latents, latent_times, queries, batch.query_timestamps,
-                input_mask=batch.mask,
+                table, batch.timestamps, latents, latent_times, queries, batch.query_timestamps,
+                input_mask=batch.mask, input_index=index,
             )  # fmt: skip
         return {"behavior": self.readout(self.readout_dropout(out))}  # [B, Q, behavior_dim]
+
+    def _token_rows(self, batch: Batch) -> tuple[Tensor, Tensor]:
+        """Input tokens as a table of distinct (unit, token type) rows and a row per token.
+
+        A token is its unit's embedding + its token type's embedding, so a batch of ~30k
+        spike tokens has only (distinct units) x (token types) different rows; the encoder
+        normalises and projects each row once instead of once per spike.
+
+        Returns:
+            table [R, D] and index long [*P] (padding tokens point at an arbitrary row).
+        """
+        rows = self.unit_embedding.lookup(batch.unit_keys)  # [sum U] vocabulary rows
+        unique, inverse = torch.unique(rows, return_inverse=True)  # [R_u], [sum U]
+        types = self.token_type_embedding.weight  # [T, D]
+        table = (self.unit_embedding(unique)[:, None, :] + types[None]).flatten(0, 1)  # [R_u * T, D]
+        index = inverse[batch.unit_index.clamp(min=0)] * types.shape[0] + batch.token_type  # [*P]
+        return table, index
 
     def _session_rows(self, batch: Batch) -> Tensor:
         return self.session_embedding.lookup(batch.sessions)
@@ -149,15 +165,17 @@ class POYO(nn.Module):
         latents = self.latent_embedding(index)[None].expand(batch.batch_size, -1, -1)  # [B, M, D]
         return latents, times[None].expand(batch.batch_size, -1)
 
-    def _packed(self, batch: Batch, tokens: Tensor, latents: Tensor, latent_times: Tensor, queries: Tensor) -> Tensor:
+    def _packed(
+        self, batch: Batch, table: Tensor, index: Tensor, latents: Tensor, latent_times: Tensor, queries: Tensor
+    ) -> Tensor:
         b, m, q = batch.batch_size, latents.shape[1], queries.shape[1]
         query_keep = batch.query_mask.reshape(-1)  # [B * Q]
         n_queries = batch.query_mask.sum(1)
         out = self.perceiver(
-            tokens, batch.timestamps, latents.reshape(b * m, -1), latent_times.reshape(-1),
+            table, batch.timestamps, latents.reshape(b * m, -1), latent_times.reshape(-1),
             queries.reshape(b * q, -1)[query_keep], batch.query_timestamps.reshape(-1)[query_keep],
-            input_cu_seqlens=batch.cu_seqlens,
-            latent_cu_seqlens=torch.arange(b + 1, device=tokens.device, dtype=torch.int32) * m,
+            input_index=index, input_cu_seqlens=batch.cu_seqlens,
+            latent_cu_seqlens=torch.arange(b + 1, device=index.device, dtype=torch.int32) * m,
             query_cu_seqlens=torch.cat([n_queries.new_zeros(1), n_queries.cumsum(0)]).to(torch.int32),
         )  # fmt: skip
         full = out.new_zeros(b * q, out.shape[-1])
@@ -165,7 +183,11 @@ class POYO(nn.Module):
         return full.view(b, q, -1)  # [B, Q, D]
 
     def _drop_units(self, batch: Batch, tokens: Tensor) -> tuple[Batch, Tensor]:
-        """Hide all tokens of a random subset of each window's units (torch_brain ``UnitDropout``)."""
+        """Hide all tokens of a random subset of each window's units (torch_brain ``UnitDropout``).
+
+        ``tokens`` is any per-token tensor [*P, ...] (embeddings or table rows); packed batches
+        return it with the dropped tokens removed.
+        """
         offsets = batch.unit_offsets.tolist()
         keep_unit = torch.ones(offsets[-1], dtype=torch.bool)
         for b in range(batch.batch_size):

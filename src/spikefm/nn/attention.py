@@ -210,9 +210,22 @@ class Attention(nn.Module):
 
     Shapes:
         forward(x [B, Lq, D], context [B, Lk, Dc] | None, key_mask [B, Lk], attn_mask
-        [Lq, Lk] | [B, Lq, Lk], rotary [B, Lq, Dh/2, 2], context_rotary [B, Lk, Dh/2, 2])
-        -> [B, Lq, D]. Rotary tables come from :class:`~spikefm.nn.RotaryTimeEmbedding`;
-        ``context_rotary`` defaults to ``rotary`` in self-attention.
+        [Lq, Lk] | [B, Lq, Lk], rotary [B, Lq, P, 2], context_rotary [B, Lk, P, 2])
+        -> [B, Lq, D]. Rotary tables (P <= Dh/2 rotated pairs) come from
+        :class:`~spikefm.nn.RotaryTimeEmbedding`; ``context_rotary`` defaults to ``rotary``
+        in self-attention.
+
+    Two options cut the work that scales with the number of keys (POYO's spike tokens):
+
+    * ``context_index`` [B, Lk] (or [N]): ``context`` is a table [R, Dc] of distinct rows
+      and key ``j`` is row ``context_index[j]``. The key/value projection runs once per row
+      and is gathered per key (POYO: a spike token is its unit's row + its token type's row,
+      so a batch of ~30k spikes has a few hundred distinct rows).
+    * ``context_cu_seqlens`` [B + 1]: the keys are packed [N] (``context`` [N, Dc] or
+      ``context_index`` [N], ``context_rotary`` [N, P, 2]) while the queries stay [B, Lq, D].
+      Projections and rotations run on the N real keys only; the keys are scattered into a
+      right-padded [B, Lk_max] buffer just for the SDPA kernel (there is no variable-length
+      kernel on CPU), with the padding masked.
     """
 
     def __init__(
@@ -251,24 +264,45 @@ class Attention(nn.Module):
         attn_mask: Tensor | None = None,
         rotary: Tensor | None = None,
         context_rotary: Tensor | None = None,
+        context_index: Tensor | None = None,
+        context_cu_seqlens: Tensor | None = None,
     ) -> Tensor:
         self_attention = context is None
         context = x if context is None else context
         context_rotary = rotary if self_attention and context_rotary is None else context_rotary
         if (rotary is None) != (context_rotary is None):
             raise ValueError("cross-attention with rotary needs both rotary (queries) and context_rotary (keys)")
-        q = self.q_norm(_split_heads(self.to_q(x), self.heads))  # [B, H, Lq, Dh]
-        k, v = (_split_heads(t, self.heads) for t in self.to_kv(context).chunk(2, dim=-1))  # [B, H, Lk, Dh]
-        k = self.k_norm(k)
+        q = self.q_norm(self.to_q(x).unflatten(-1, (self.heads, -1)))  # [B, Lq, H, Dh]
+        kv = self._keys_values(context, context_index, context_rotary)  # [B, Lk, 2H, Dh] or [N, 2H, Dh]
         if rotary is not None:
-            q = apply_rotary(q, rotary.unsqueeze(-4))  # table [B, 1, Lq, Dh/2, 2]
-            k = apply_rotary(k, context_rotary.unsqueeze(-4))
-            if self.rotate_value:
-                v = apply_rotary(v, context_rotary.unsqueeze(-4))
-        out = self._attend(q, k, v, combine_masks(key_mask, attn_mask))  # [B, H, Lq, Dh]
+            q = apply_rotary(q, rotary.unsqueeze(-3))  # table [B, Lq, 1, P, 2]
+        if context_cu_seqlens is not None:
+            if key_mask is not None:
+                raise ValueError("packed keys (context_cu_seqlens) carry their own padding mask; drop key_mask")
+            kv, key_mask = unpack(kv, context_cu_seqlens)  # [B, Lk_max, 2H, Dh], [B, Lk_max]
+        k, v = kv.split(self.heads, dim=-2)  # [..., Lk, H, Dh] each
+        mask = combine_masks(key_mask, attn_mask)
+        out = self._attend(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), mask)  # [B, H, Lq, Dh]
+        out = out.transpose(1, 2)  # [B, Lq, H, Dh]
         if rotary is not None and self.rotate_value:
-            out = apply_rotary(out, invert_rotary(rotary).unsqueeze(-4))
-        return self.to_out(out.transpose(1, 2).flatten(2))  # [B, Lq, H*Dh] -> [B, Lq, D]
+            out = apply_rotary(out, invert_rotary(rotary).unsqueeze(-3))
+        return self.to_out(out.flatten(2))  # [B, Lq, H*Dh] -> [B, Lq, D]
+
+    def _keys_values(self, context: Tensor, index: Tensor | None, rotary: Tensor | None) -> Tensor:
+        """Projected (and rotated) keys and values, heads split: [..., Lk, 2H, Dh]."""
+        kv = self.to_kv(context)  # [..., 2 * H * Dh]
+        if index is not None:
+            kv = F.embedding(index, kv)  # one projection per distinct row, gathered per key
+        kv = kv.unflatten(-1, (2 * self.heads, self.head_dim))  # [..., Lk, 2H, Dh]
+        table = None if rotary is None else rotary.unsqueeze(-3)  # [..., Lk, 1, P, 2]
+        if table is not None and self.rotate_value and isinstance(self.k_norm, nn.Identity):
+            return apply_rotary(kv, table)  # keys and values share their times: one rotation
+        k, v = kv.split(self.heads, dim=-2)
+        k = self.k_norm(k)
+        if table is not None:
+            k = apply_rotary(k, table)
+            v = apply_rotary(v, table) if self.rotate_value else v
+        return torch.cat((k, v), dim=-2)
 
     def _attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
         dropout = self.dropout if self.training else 0.0

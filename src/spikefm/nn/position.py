@@ -157,20 +157,42 @@ class LearnedTimeEmbedding(nn.Module):
 def apply_rotary(x: Tensor, table: Tensor) -> Tensor:
     """Rotate consecutive pairs of ``x``'s last dim by the angles in ``table``.
 
+    The table may cover fewer pairs than ``x`` has (POYO rotates half of each head): the first
+    ``2 * P`` entries of ``x`` rotate and the rest pass through unchanged, with no work spent
+    on them.
+
     Args:
         x: [..., Dh] queries, keys or values.
-        table: [..., Dh // 2, 2] (cos, sin) from :class:`RotaryTimeEmbedding`, broadcastable
-            against ``x`` viewed as [..., Dh // 2, 2].
+        table: [..., P, 2] (cos, sin), ``P <= Dh // 2``, from :class:`RotaryTimeEmbedding`;
+            broadcastable against ``x`` viewed as [..., Dh // 2, 2] over its first P pairs.
 
     Returns:
         [..., Dh], same dtype as ``x``.
     """
-    pairs = x.unflatten(-1, (-1, 2))  # [..., Dh/2, 2]
-    table = table.to(x.dtype)
-    cos, sin = table[..., 0], table[..., 1]  # [..., Dh/2]
+    pairs = table.shape[-2]
+    if 2 * pairs > x.shape[-1]:
+        raise ValueError(f"rotary table has {pairs} pairs, more than x's last dim {x.shape[-1]} holds")
+    if 2 * pairs == x.shape[-1]:
+        return _rotate_pairs(x, table.to(x.dtype))
+    # split (not slicing) so the backward is one concatenation, not a zero-filled copy per slice
+    head, rest = x.split((2 * pairs, x.shape[-1] - 2 * pairs), dim=-1)
+    return torch.cat((_rotate_pairs(head, table.to(x.dtype)), rest), dim=-1)  # [..., Dh]
+
+
+def _rotate_pairs(x: Tensor, table: Tensor) -> Tensor:
+    # One complex multiply (x0 + i x1)(cos + i sin) instead of four real products and a stack.
+    pairs = x.unflatten(-1, (-1, 2))  # [..., P, 2]
+    if x.dtype in (torch.float32, torch.float64) and _complex_view_ok(pairs) and _complex_view_ok(table):
+        z = torch.view_as_complex(pairs) * torch.view_as_complex(table)  # [..., P]
+        return torch.view_as_real(z).flatten(-2)
+    cos, sin = table[..., 0], table[..., 1]
     x0, x1 = pairs[..., 0], pairs[..., 1]
-    out = torch.stack((x0 * cos - x1 * sin, x0 * sin + x1 * cos), dim=-1)  # [..., Dh/2, 2]
-    return out.flatten(-2)
+    return torch.stack((x0 * cos - x1 * sin, x0 * sin + x1 * cos), dim=-1).flatten(-2)
+
+
+def _complex_view_ok(t: Tensor) -> bool:
+    """Whether ``torch.view_as_complex`` accepts ``t`` [..., 2] without a copy."""
+    return t.stride(-1) == 1 and t.storage_offset() % 2 == 0 and all(s % 2 == 0 for s in t.stride()[:-1])
 
 
 def invert_rotary(table: Tensor) -> Tensor:
@@ -189,8 +211,12 @@ class RotaryTimeEmbedding(nn.Module):
 
     Attention scores between a query at ``t_q`` and a key at ``t_k`` depend only on
     ``t_q - t_k``, so shifting every timestamp leaves attention unchanged. Angles are formed
-    in float64 (float32 on MPS), so float32 window-relative times are exact up to their own
-    rounding; for absolute session times pass float64 timestamps.
+    in float64 (float32 on MPS) and reduced modulo 2 pi before float32 trig, so float32
+    window-relative times are exact up to their own rounding (sub-microsecond in a 1 s
+    window); for absolute session times pass float64 timestamps.
+
+    Trig runs on the ``rotate_dim / 2`` rotated pairs only; the table's other pairs are
+    (1, 0), so :func:`apply_rotary` rotates a whole head with one complex multiply.
 
     Args:
         head_dim: Dh, even.
@@ -236,6 +262,17 @@ class RotaryTimeEmbedding(nn.Module):
             raise TypeError("timestamps must be float seconds (got integers); convert bins to seconds first")
         out_dtype = torch.float64 if timestamps.dtype == torch.float64 else torch.float32
         work = _angle_dtype(timestamps.device)
-        omega = torch.tensor(self.omega, dtype=work, device=timestamps.device)  # [Dh/2]
-        angles = timestamps.to(work)[..., None] * omega  # [..., Dh/2]
-        return torch.stack((angles.cos(), angles.sin()), dim=-1).to(out_dtype)  # [..., Dh/2, 2]
+        pairs = self.rotate_dim // 2
+        omega = torch.tensor(self.omega[:pairs], dtype=work, device=timestamps.device)  # [P]
+        angles = timestamps.to(work)[..., None] * omega  # [..., P], up to ~1e5 rad
+        if out_dtype != work:
+            # Reduce to [0, 2 pi) in float64, then the trig in float32: as exact as float64 trig
+            # (error ~2e-7) at half its cost.
+            angles = torch.remainder(angles, 2 * math.pi).to(out_dtype)
+        table = torch.stack((angles.cos(), angles.sin()), dim=-1)  # [..., P, 2]
+        if pairs == self.head_dim // 2:
+            return table
+        # Unrotated pairs get (cos, sin) = (1, 0): one complex multiply then rotates the whole
+        # head, cheaper than splitting each head and concatenating it back (forward and backward).
+        still = table.new_tensor([1.0, 0.0]).expand(*table.shape[:-2], self.head_dim // 2 - pairs, 2)
+        return torch.cat((table, still), dim=-2)  # [..., Dh/2, 2]

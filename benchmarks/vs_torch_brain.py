@@ -1,0 +1,513 @@
+"""spikefm POYO vs torch_brain 0.2.1 POYO, side by side, written to ``benchmarks/results/vs_torch_brain.md``.
+
+Configuration (spikefm issue 9): POYO dim 128, depth 2, 2 heads x 64 (cross and self), 64
+latents per 1 s window (8 every 0.125 s), 100 units at 20 Hz (~2,000 spikes per window),
+batch 16, AdamW, ``torch.set_num_threads(2)``; the data pipeline runs on one thread.
+
+One synthetic recording (velocity-tuned Poisson units, 100 Hz ``hand_vel``) is written once
+to a spikefm store and once to a torch_brain HDF5 file. Each data pipeline reads a batch of
+random 1 s windows lazily from its file, tokenizes and collates it. Both models train with
+the same objective (MSE on ``hand_vel`` at its 100 Hz sample times), the same optimizer and
+the same window order; measurements alternate between implementations inside one process.
+
+torch_brain is the optional ``bench`` extra (``pip install --no-deps torch-brain==0.2.1 ray``),
+never a runtime dependency of spikefm.
+
+    python benchmarks/vs_torch_brain.py                 # full run (~15 min on a loaded 2-core box)
+    python benchmarks/vs_torch_brain.py --steps 40 --curve-steps 20 --out /tmp/x.md   # quick look
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# Run as a script, this file's folder heads sys.path and benchmarks/tokenize.py would shadow the
+# standard library's ``tokenize`` (which dataclasses / inspect import): drop the folder first.
+if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.abspath(__file__)):
+    sys.path.pop(0)
+
+import argparse
+import datetime
+import platform
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+from spikefm.data.recording import Recording, SpikeTrains, TimeSeries, Units
+from spikefm.data.store import open_recording, write_recording
+from spikefm.models.poyo import POYO, POYOConfig, poyo_objective
+from spikefm.tokenize import SpikeConfig, SpikeTokenizer, collate
+
+DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "vs_torch_brain.md"
+PIPELINE_TARGET = 3.5  # x torch_brain's spikes/s
+SPIKE_RATE_TARGET = 5e6  # spikes / s on one thread
+STEP_TARGET = 0.5  # x torch_brain's training-step time
+
+
+@dataclass(frozen=True)
+class Setup:
+    """The issue's configuration."""
+
+    dim: int = 128
+    depth: int = 2
+    heads: int = 2
+    head_dim: int = 64
+    latents_per_step: int = 8
+    latent_step: float = 0.125
+    n_units: int = 100
+    rate_hz: float = 20.0
+    window: float = 1.0
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+
+
+# ---------------------------------------------------------------------------- data
+def build_recording(duration: float, setup: Setup, seed: int) -> Recording:
+    """Poisson units cosine-tuned to a smooth 2-D velocity, mean rate ``setup.rate_hz``.
+
+    Rates are piecewise constant on a 5 ms grid; each spike sits uniformly inside its bin.
+    """
+    rng = np.random.default_rng(seed)
+    dt = 0.005
+    grid = np.arange(0.0, duration, dt)
+    freqs = rng.uniform(0.1, 1.0, size=(2, 6))
+    phases = rng.uniform(0, 2 * np.pi, size=(2, 6))
+    velocity = np.sin(2 * np.pi * freqs[..., None] * grid + phases[..., None]).sum(1).T / np.sqrt(3)  # [T, 2]
+    preferred = rng.normal(size=(2, setup.n_units))
+    log_rate = velocity @ (0.5 * preferred)  # [T, U]
+    rates = setup.rate_hz * np.exp(log_rate) / np.exp(log_rate).mean(0)
+    counts = rng.poisson(rates * dt)  # [T, U]
+    bins, units = np.nonzero(counts)
+    bins, units = np.repeat(bins, counts[bins, units]), np.repeat(units, counts[bins, units])
+    times = (bins + rng.uniform(size=bins.size)) * dt
+    order = np.argsort(times, kind="stable")
+    stamps = np.arange(0.0, duration, 0.01)
+    hand_vel = np.stack([np.interp(stamps, grid, velocity[:, i]) for i in range(2)], axis=1)
+    return Recording(
+        spikes=SpikeTrains(times=times[order], units=units[order].astype(np.int64)),
+        units=Units(ids=np.array([f"unit{i:03d}" for i in range(setup.n_units)])),
+        session="bench",
+        behavior={"hand_vel": TimeSeries(stamps, hand_vel.astype(np.float32), ("x", "y"))},
+        start=0.0,
+        end=duration,
+    )
+
+
+def write_torch_brain_store(recording: Recording, path: Path) -> None:
+    """The same recording as a torch_brain ``Data`` HDF5 file (its lazy format)."""
+    from torch_brain.data import ArrayDict, Data, Interval, IrregularTimeSeries
+
+    domain = Interval(recording.start, recording.end)
+    behavior = recording.behavior["hand_vel"]
+    data = Data(
+        spikes=IrregularTimeSeries(timestamps=recording.spikes.times, unit_index=recording.spikes.units, domain=domain),
+        hand=IrregularTimeSeries(timestamps=behavior.timestamps, vel=np.asarray(behavior.values), domain=domain),
+        units=ArrayDict(id=np.array(recording.unit_keys())),
+        session=Data(id=recording.session),
+        domain=domain,
+    )
+    with h5py.File(path, "w") as handle:
+        data.to_hdf5(handle)
+
+
+def window_starts(duration: float, setup: Setup, n: int, seed: int) -> np.ndarray:
+    """``n`` random window starts on a 1 ms grid."""
+    rng = np.random.default_rng(seed)
+    return np.round(rng.uniform(0.0, duration - setup.window, size=n), 3)
+
+
+# ---------------------------------------------------------------------------- pipelines
+class OursPipeline:
+    """LazyRecording window -> SpikeTokenizer -> collate (padded or packed)."""
+
+    def __init__(self, path: Path, setup: Setup, *, pack: bool) -> None:
+        self.store = open_recording(path)
+        self.tokenizer = SpikeTokenizer(SpikeConfig(query="behavior", behavior_keys=("hand_vel",)))
+        self.window, self.pack = setup.window, pack
+
+    def __call__(self, starts: Sequence[float]):
+        samples = [self.tokenizer(self.store.window(t, t + self.window)) for t in starts]
+        return collate(samples, pack=self.pack)
+
+
+class TorchBrainPipeline:
+    """Lazy ``Data.slice`` -> ``POYO.tokenize`` + output queries (as its recipes add) -> ``collate``."""
+
+    def __init__(self, path: Path, model, setup: Setup) -> None:
+        from torch_brain.batching import collate as tb_collate
+        from torch_brain.batching import pad8, track_mask8
+        from torch_brain.data import Data
+
+        self.handle = h5py.File(path, "r")
+        self.data = Data.from_hdf5(self.handle, lazy=True)
+        self.model, self.window = model, setup.window
+        self._collate, self._pad8, self._mask8 = tb_collate, pad8, track_mask8
+
+    def sample(self, start: float) -> dict:
+        data = self.data.slice(start, start + self.window)
+        out = self.model.tokenize(data)
+        out["output_timestamps"] = self._pad8(data.hand.timestamps.astype(np.float32))
+        out["output_values"] = self._pad8(data.hand.vel.astype(np.float32))
+        out["output_mask"] = self._mask8(data.hand.timestamps)
+        return out
+
+    def __call__(self, starts: Sequence[float]) -> dict:
+        return self._collate([self.sample(t) for t in starts])
+
+
+# ---------------------------------------------------------------------------- models
+def build_ours(recording: Recording, setup: Setup, seed: int) -> POYO:
+    torch.manual_seed(seed)
+    config = POYOConfig(
+        dim=setup.dim, depth=setup.depth, cross_heads=setup.heads, self_heads=setup.heads, head_dim=setup.head_dim,
+        latents_per_step=setup.latents_per_step, latent_step=setup.latent_step, unit_dropout=False,
+    )  # fmt: skip  # dropouts stay at torch_brain's defaults (0.2 / 0.4); unit dropout is a data transform there
+    return POYO(config, unit_keys=recording.unit_keys(), sessions=[recording.session], behavior_dim=2)
+
+
+def build_torch_brain(recording: Recording, setup: Setup, seed: int):
+    from torch_brain.models import POYO as TBPOYO
+
+    torch.manual_seed(seed)
+    model = TBPOYO(
+        sequence_length=float(setup.window), latent_step=setup.latent_step, num_latents_per_step=setup.latents_per_step,
+        dim_out=2, dim=setup.dim, depth=setup.depth, dim_head=setup.head_dim, cross_heads=setup.heads,
+        self_heads=setup.heads,
+    )  # fmt: skip
+    model.unit_emb.initialize_vocab(recording.unit_keys())
+    model.session_emb.initialize_vocab([recording.session])
+    return model
+
+
+def ours_loss(model: POYO, batch) -> torch.Tensor:
+    return poyo_objective(model(batch), batch)[0]
+
+
+def torch_brain_loss(model, batch: dict) -> torch.Tensor:
+    inputs = {k: v for k, v in batch.items() if k != "output_values"}
+    output = model(**inputs)  # [B, Q, 2]
+    mask = batch["output_mask"]
+    return torch.nn.functional.mse_loss(output[mask], batch["output_values"][mask])
+
+
+@dataclass
+class Impl:
+    """One implementation under test: its pipeline, model, loss and optimizer."""
+
+    name: str
+    pipeline: Callable
+    model: torch.nn.Module
+    loss: Callable
+    spikes: Callable  # batch -> real spike tokens (excluding START/END)
+    computed: Callable  # batch -> (real tokens, computed tokens) of the input sequence
+    optimizer: torch.optim.Optimizer = field(init=False)
+    setup: Setup = field(default_factory=Setup)
+
+    def __post_init__(self) -> None:
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.setup.lr,
+                                           weight_decay=self.setup.weight_decay)
+
+    def train_step(self, batch) -> float:
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.loss(self.model, batch)
+        loss.backward()
+        self.optimizer.step()
+        return float(loss)
+
+    def infer(self, batch) -> None:
+        self.model.eval()
+        with torch.inference_mode():
+            self.loss(self.model, batch)
+
+
+def make_impls(recording: Recording, paths: dict[str, Path], setup: Setup, seed: int, with_tb: bool) -> list[Impl]:
+    def ours(pack: bool) -> Impl:
+        return Impl(
+            name=f"spikefm POYO, {'packed' if pack else 'padded'}",
+            pipeline=OursPipeline(paths["ours"], setup, pack=pack),
+            model=build_ours(recording, setup, seed), loss=ours_loss,
+            spikes=lambda b: int(((b.token_type == 0) & b.mask).sum()),
+            computed=lambda b: (int(b.mask.sum()), int(b.mask.numel())), setup=setup,
+        )  # fmt: skip
+
+    impls = [ours(False), ours(True)]
+    if with_tb:
+        model = build_torch_brain(recording, setup, seed)
+        impls.append(Impl(
+            name="torch_brain 0.2.1 POYO (pad8)", pipeline=TorchBrainPipeline(paths["tb"], model, setup), model=model,
+            loss=torch_brain_loss,
+            spikes=lambda b: int(((b["input_token_type"] == 0) & b["input_mask"]).sum()),
+            computed=lambda b: (int(b["input_mask"].sum()), int(b["input_mask"].numel())), setup=setup,
+        ))  # fmt: skip
+    return impls
+
+
+# ---------------------------------------------------------------------------- measurements
+def alternate(impls: Sequence[Impl], rounds: int, run: Callable[[Impl, int], None]) -> dict[str, list[float]]:
+    """Seconds per call of ``run(impl, round)``, alternating implementations every round."""
+    times: dict[str, list[float]] = {impl.name: [] for impl in impls}
+    for r in range(rounds):
+        order = impls if r % 2 == 0 else list(reversed(impls))
+        for impl in order:
+            t0 = time.perf_counter()
+            run(impl, r)
+            times[impl.name].append(time.perf_counter() - t0)
+    return times
+
+
+def saved_activation_bytes(impl: Impl, batch) -> int:
+    """Bytes autograd keeps for the backward pass of one training step (distinct storages).
+
+    This is the part of peak memory that scales with the batch; parameters and AdamW state
+    are reported separately.
+    """
+    seen: dict[int, int] = {}
+
+    def pack_hook(tensor: torch.Tensor):
+        storage = tensor.untyped_storage()
+        seen[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    impl.model.train()
+    with torch.autograd.graph.saved_tensors_hooks(pack_hook, lambda t: t):
+        loss = impl.loss(impl.model, batch)
+    loss.backward()
+    impl.model.zero_grad(set_to_none=True)
+    return sum(seen.values())
+
+
+def state_bytes(impl: Impl) -> int:
+    """Parameters + gradients + AdamW's two moments."""
+    return 4 * sum(p.numel() * p.element_size() for p in impl.model.parameters())
+
+
+@dataclass
+class Row:
+    name: str
+    pipeline_ms: float = float("nan")
+    spikes_per_s: float = float("nan")
+    step_ms: float = float("nan")
+    step_iqr: tuple[float, float] = (float("nan"), float("nan"))
+    infer_ms: float = float("nan")
+    activations_mb: float = float("nan")
+    state_mb: float = float("nan")
+    real_tokens: int = 0
+    computed_tokens: int = 0
+    losses: list[float] = field(default_factory=list)
+
+    def cells(self) -> str:
+        ratio = self.real_tokens / self.computed_tokens if self.computed_tokens else float("nan")
+        return (
+            f"| {self.name} | {self.pipeline_ms:.2f} | {self.spikes_per_s / 1e6:.2f} | {self.step_ms:.0f} "
+            f"({self.step_iqr[0]:.0f}-{self.step_iqr[1]:.0f}) | {self.infer_ms:.1f} | {self.activations_mb:.0f} "
+            f"| {self.state_mb:.1f} | {ratio:.3f} |"
+        )
+
+
+def measure_pipelines(impls: Sequence[Impl], starts: np.ndarray, rows: dict[str, Row], setup: Setup) -> None:
+    torch.set_num_threads(1)
+    batches = starts.reshape(-1, setup.batch_size)
+    for impl in impls:  # warm-up (opens files, builds caches)
+        impl.pipeline(batches[0])
+    spikes = {impl.name: 0 for impl in impls}
+
+    def run(impl: Impl, r: int) -> None:
+        spikes[impl.name] += impl.spikes(impl.pipeline(batches[r % len(batches)]))
+
+    times = alternate(impls, len(batches), run)
+    for impl in impls:
+        row = rows[impl.name]
+        row.pipeline_ms = 1e3 * statistics.median(times[impl.name])
+        row.spikes_per_s = spikes[impl.name] / sum(times[impl.name])
+
+
+def measure_model(impls: Sequence[Impl], starts: np.ndarray, rows: dict[str, Row], args: argparse.Namespace) -> None:
+    torch.set_num_threads(2)
+    batches = starts.reshape(-1, args.setup.batch_size)[: args.steps]
+    prepared = {impl.name: [impl.pipeline(b) for b in batches] for impl in impls}
+    for impl in impls:
+        for batch in prepared[impl.name][: args.warmup]:
+            impl.train_step(batch)
+    times = alternate(impls, len(batches), lambda impl, r: impl.train_step(prepared[impl.name][r]))
+    infer = alternate(impls, args.infer_rounds, lambda impl, r: impl.infer(prepared[impl.name][r]))
+    for impl in impls:
+        row, steps = rows[impl.name], sorted(times[impl.name][args.warmup:])
+        row.step_ms = 1e3 * statistics.median(steps)
+        row.step_iqr = (1e3 * steps[len(steps) // 4], 1e3 * steps[3 * len(steps) // 4])
+        row.infer_ms = 1e3 * statistics.median(infer[impl.name])
+        row.activations_mb = saved_activation_bytes(impl, prepared[impl.name][0]) / 2**20
+        row.state_mb = state_bytes(impl) / 2**20
+        counts = [impl.computed(b) for b in prepared[impl.name]]
+        row.real_tokens, row.computed_tokens = sum(c[0] for c in counts), sum(c[1] for c in counts)
+
+
+def loss_curves(recording, paths, starts: np.ndarray, rows: dict[str, Row], args: argparse.Namespace) -> None:
+    """Fresh models from the same seed, trained on the same windows, alternating steps."""
+    torch.set_num_threads(2)
+    impls = make_impls(recording, paths, args.setup, args.seed, not args.no_torch_brain)
+    batches = starts.reshape(-1, args.setup.batch_size)[: args.curve_steps]
+    torch.manual_seed(args.seed)  # dropout masks differ between models anyway; the data order is the same
+    for b in batches:
+        for impl in impls:
+            rows[impl.name].losses.append(impl.train_step(impl.pipeline(b)))
+
+
+# ---------------------------------------------------------------------------- report
+def plot_curves(rows: Sequence[Row], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for row in rows:
+        if row.losses:
+            ax.plot(np.arange(1, len(row.losses) + 1), row.losses, label=row.name, lw=1)
+    ax.set(xlabel="training step", ylabel="MSE (hand_vel)", yscale="log", title="POYO training loss, same data")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def versions() -> str:
+    try:
+        import torch_brain
+
+        tb = torch_brain.__version__
+    except Exception:
+        tb = "not installed"
+    return f"Python {platform.python_version()}, torch {torch.__version__}, numpy {np.__version__}, torch_brain {tb}"
+
+
+def cpu_model() -> str:
+    """``lscpu``'s model name (what the issue asks to record), else the platform's processor."""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return platform.processor() or platform.machine()
+    names = [line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")]
+    return names[0] if names else platform.machine()
+
+
+def targets(rows: dict[str, Row]) -> list[str]:
+    tb = next((r for n, r in rows.items() if n.startswith("torch_brain")), None)
+    ours = [r for n, r in rows.items() if n.startswith("spikefm")]
+    best_pipe = max(ours, key=lambda r: r.spikes_per_s)
+    best_step = min(ours, key=lambda r: r.step_ms)
+    lines = [f"- >= 5M spikes/s on one thread: {best_pipe.spikes_per_s / 1e6:.1f}M ({best_pipe.name}) "
+             f"({'met' if best_pipe.spikes_per_s >= SPIKE_RATE_TARGET else 'NOT met'})"]
+    if tb is None:
+        return lines + ["- torch_brain ratios: not measured (torch_brain not installed)"]
+    pipe_ratio = best_pipe.spikes_per_s / tb.spikes_per_s
+    lines.append(f"- data pipeline >= {PIPELINE_TARGET}x torch_brain: {pipe_ratio:.2f}x "
+                 f"({'met' if pipe_ratio >= PIPELINE_TARGET else 'NOT met'})")
+    for row in ours:
+        step_ratio = row.step_ms / tb.step_ms
+        lines.append(f"- training step <= {STEP_TARGET}x torch_brain ({row.name}): {step_ratio:.2f}x "
+                     f"({'met' if step_ratio <= STEP_TARGET else 'NOT met'})")
+    lines.append(f"- fastest ours ({best_step.name}): inference {best_step.infer_ms / tb.infer_ms:.2f}x torch_brain")
+    return lines
+
+
+def report(rows: dict[str, Row], args: argparse.Namespace, recording: Recording, png: Path) -> str:
+    s = args.setup
+    header = ("| implementation | pipeline ms/batch (median) | pipeline M spikes/s | train step ms, median (IQR) "
+              "| inference ms | saved activations MB | params+grads+AdamW MB | real/computed input tokens |\n"
+              "|---|---|---|---|---|---|---|---|")
+    curve_rows = ["| step | " + " | ".join(rows) + " |", "|---|" + "---|" * len(rows)]
+    n = max(len(r.losses) for r in rows.values())
+    for i in sorted({0, 9, 24, 49, 99, 149, n - 1} & set(range(n))):
+        curve_rows.append(f"| {i + 1} | " + " | ".join(
+            f"{r.losses[i]:.4f}" if i < len(r.losses) else "" for r in rows.values()) + " |")
+    return "\n".join([
+        "# spikefm POYO vs torch_brain POYO", "",
+        f"Generated by `python benchmarks/vs_torch_brain.py` on {datetime.date.today().isoformat()} (seed {args.seed}).",
+        "", "## Setup", "",
+        f"- CPU: {cpu_model()}, 2 logical cores visible, **shared with 3 other jobs (loaded machine: timings are "
+        "noisy; implementations alternate step by step in one process, medians reported)**.",
+        f"- {versions()}. No GPU was lent for this run: the bf16 / MFU / packed-vs-padded-on-GPU part is not measured.",
+        f"- Model: dim {s.dim}, depth {s.depth}, {s.heads} heads x {s.head_dim} (cross and self), "
+        f"{s.latents_per_step} latents every {s.latent_step} s = {int(s.latents_per_step * s.window / s.latent_step)} "
+        f"latents per {s.window:g} s window, GEGLU x4, dropout 0.2 / 0.4 (torch_brain defaults), AdamW lr {s.lr}, "
+        f"weight decay {s.weight_decay}, batch {s.batch_size}. MSE on `hand_vel` at its 100 Hz samples (100 queries "
+        "per window). spikefm without unit dropout (torch_brain does it as a data transform, not here).",
+        f"- Data: synthetic, {recording.duration:.0f} s, {recording.n_units} units cosine-tuned to a 2-D velocity, "
+        f"{s.rate_hz:g} Hz mean ({recording.n_spikes:,} spikes, ~{recording.n_spikes / recording.duration:,.0f} per "
+        "1 s window), written once to a spikefm store (`write_recording`, lzf) and once to a torch_brain `Data` HDF5 "
+        "file; random 1 s windows read lazily from each.",
+        "- Pipeline: per batch, 16 lazy window reads + tokenize + collate, on 1 thread "
+        "(`torch.set_num_threads(1)`), alternating implementations batch by batch; spikes/s counts spike tokens "
+        "(not START/END).",
+        f"- Training step: forward + backward + AdamW on pre-collated batches, `torch.set_num_threads(2)`, "
+        f"median of {args.steps - args.warmup} steps after {args.warmup} warm-up steps; inference: `inference_mode`, "
+        f"eval, median of {args.infer_rounds}.",
+        "- Memory: bytes of the distinct storages autograd saves for backward in one training step (the part that "
+        "grows with the batch), and parameters + gradients + AdamW moments. Process RSS is not comparable in one "
+        "process and is not reported.",
+        "- real/computed input tokens: real input tokens over the tokens the token-wise layers (projections, "
+        "norms, rotary) process; padded layouts compute every padding row.",
+        "", "## Results", "", header, *(r.cells() for r in rows.values()),
+        "", "## Targets", "", *targets(rows),
+        "", f"## Loss curves (same windows, same seed, {n} steps)", "", f"![loss curves]({png.name})", "",
+        *curve_rows, "",
+    ])
+
+
+# ---------------------------------------------------------------------------- main
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=600.0, help="recording length in seconds")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--pipeline-batches", type=int, default=60)
+    parser.add_argument("--steps", type=int, default=45, help="timed training steps per implementation (incl. warm-up)")
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--infer-rounds", type=int, default=20)
+    parser.add_argument("--curve-steps", type=int, default=200)
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--no-torch-brain", action="store_true")
+    args = parser.parse_args(argv)
+    args.setup = Setup()
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Row]:
+    args = parse_args(argv)
+    setup = args.setup
+    recording = build_recording(args.duration, setup, args.seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = {"ours": Path(tmp) / "ours.h5", "tb": Path(tmp) / "tb.h5"}
+        write_recording(recording, paths["ours"])
+        if not args.no_torch_brain:
+            write_torch_brain_store(recording, paths["tb"])
+        impls = make_impls(recording, paths, setup, args.seed, not args.no_torch_brain)
+        rows = {impl.name: Row(impl.name) for impl in impls}
+        n = max(args.pipeline_batches, args.steps, args.curve_steps) * setup.batch_size
+        starts = window_starts(recording.duration, setup, n, args.seed)
+        measure_pipelines(impls, starts[: args.pipeline_batches * setup.batch_size], rows, setup)
+        print(*(r.cells() for r in rows.values()), sep="\n", flush=True)
+        measure_model(impls, starts, rows, args)
+        print(*(r.cells() for r in rows.values()), sep="\n", flush=True)
+        if args.curve_steps:
+            loss_curves(recording, paths, starts, rows, args)
+    png = args.out.with_suffix(".png")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    plot_curves(list(rows.values()), png)
+    args.out.write_text(report(rows, args, recording, png))
+    print(f"wrote {args.out} and {png}")
+    return rows
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
