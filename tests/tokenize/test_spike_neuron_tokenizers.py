@@ -68,3 +68,16 @@ def test_neuron_tokens_with_bin_queries():
     assert tokens.values.shape == (3, 10)
     assert np.allclose(tokens.query_timestamps, np.arange(10) * 0.1 + 0.05)
     assert tokens.targets["hand_vel"].shape == (10, 2)
+
+
+def test_cached_edge_tokens_follow_the_window_and_stay_private():
+    # START / END tokens are built once per (units, start, end); each window still gets its own
+    # edges and writable arrays.
+    tokenizer = SpikeTokenizer(SpikeConfig(query="none"))
+    rec = make_recording(np.array([0.1, 0.7]), np.array([0, 1]), 2, 2.0)
+    short, long = tokenizer(rec.window(0.0, 0.5)), tokenizer(rec.window(0.0, 1.5))
+    assert short.timestamps[:4].tolist() == [0.0, 0.5, 0.0, 0.5]
+    assert long.timestamps[:4].tolist() == [0.0, 1.5, 0.0, 1.5]
+    again = tokenizer(rec.window(1.0, 1.5))
+    again.timestamps[0] = 9.0
+    assert tokenizer(rec.window(1.0, 1.5)).timestamps[0] == 0.0

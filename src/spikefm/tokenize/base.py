@@ -229,8 +229,18 @@ def make_queries(
             f"{sorted(recording.behavior)}); set behavior_keys=() to tokenize without targets"
         )
     queries = _query_times(window, config, keys, bin_centers)
-    targets = {key: _interpolate(recording.behavior[key], queries) for key in keys}
+    own = keys[0] if config.query == "behavior" else None  # queries are this key's own samples
+    targets = {
+        # At its own samples a series' targets are the samples exactly (what np.interp returns
+        # at its knots): copy them instead of interpolating.
+        key: _own_samples(recording.behavior[key]) if key == own else _interpolate(recording.behavior[key], queries)
+        for key in keys
+    }
     return queries, targets
+
+
+def _own_samples(series) -> np.ndarray:
+    return np.asarray(series.values).astype(np.float32)  # a copy, as _interpolate returns
 
 
 def _query_times(
@@ -431,19 +441,22 @@ class _Padder:
     def __init__(self, lengths: np.ndarray):
         self.lengths = lengths
         self.max_len = int(lengths.max())
+        self.valid = np.arange(self.max_len) < lengths[:, None]  # [B, Lmax]
 
     def __call__(self, arrays: Sequence[np.ndarray], *, dtype=None, fill=0) -> torch.Tensor:
         dtype = np.result_type(*arrays) if dtype is None else dtype
         trailing = _trailing_shape(arrays)
         out = np.full((len(arrays), self.max_len, *trailing), fill, dtype=dtype)
-        for i, array in enumerate(arrays):
+        if all(a.shape[1:] == trailing for a in arrays):
+            out[self.valid] = np.concatenate(arrays, dtype=dtype, casting="same_kind")  # one scatter
+            return torch.from_numpy(out)
+        for i, array in enumerate(arrays):  # trailing dims differ: pad each sample's block
             out[(i, slice(0, array.shape[0]), *(slice(0, s) for s in array.shape[1:]))] = array
         return torch.from_numpy(out)
 
     def flat(self, flat: np.ndarray, *, fill=0) -> torch.Tensor:
         out = np.full((self.lengths.shape[0], self.max_len), fill, dtype=flat.dtype)
-        valid = np.arange(self.max_len) < self.lengths[:, None]
-        out[valid] = flat
+        out[self.valid] = flat
         return torch.from_numpy(out)
 
 

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -80,9 +81,7 @@ class SpikeTokenizer:
     def _with_start_end(
         n_units: int, start: float, end: float, times: np.ndarray, units: np.ndarray, token_type: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        edge_times = np.tile(np.array([start, end]), n_units)  # [2U]
-        edge_units = np.repeat(np.arange(n_units, dtype=np.int64), 2)
-        edge_types = np.tile(np.array([TokenType.START, TokenType.END], np.int64), n_units)
+        edge_times, edge_units, edge_types = _edge_tokens(n_units, float(start), float(end))
         return (
             np.concatenate([edge_times, times]),
             np.concatenate([edge_units, units]),
@@ -94,3 +93,20 @@ class SpikeTokenizer:
         """Spike times (float64, window-relative) and unit indices (into ``tokens.unit_keys``)."""
         keep = (tokens.token_type == TokenType.SPIKE) & tokens.mask
         return tokens.timestamps[keep], tokens.unit_index[keep]
+
+
+@lru_cache(maxsize=64)
+def _edge_tokens(n_units: int, start: float, end: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """START / END tokens ``[S0, E0, S1, E1, ...]``: times, units, types (read-only, cached).
+
+    Every window of one length and unit count has the same edge tokens, so they are built
+    once instead of per window (``np.tile`` / ``np.repeat`` cost more than the concatenation).
+    """
+    arrays = (
+        np.tile(np.array([start, end]), n_units),  # [2U]
+        np.repeat(np.arange(n_units, dtype=np.int64), 2),
+        np.tile(np.array([TokenType.START, TokenType.END], np.int64), n_units),
+    )
+    for array in arrays:
+        array.flags.writeable = False
+    return arrays
