@@ -264,3 +264,21 @@ def test_indexed_and_packed_keys_equal_padded(lengths, rotate_value, seed):
     torch.testing.assert_close(packed, padded)
     with pytest.raises(ValueError, match="drop key_mask"):
         attn(x, table[index[key_mask]], key_mask=key_mask, context_cu_seqlens=cu)
+
+
+@pytest.mark.parametrize("channels", [2, 4])
+def test_fused_gather_rotate_matches_gather_then_rotate_and_gradcheck(channels):
+    from spikefm.nn import RotaryTimeEmbedding, apply_rotary
+    from spikefm.nn.attention import _GatherRotate
+
+    torch.manual_seed(0)
+    rot = RotaryTimeEmbedding(head_dim=8)  # rotates 4 of 8 dims
+    rows = torch.randn(5, 4, 8, dtype=torch.float64, requires_grad=True)  # [R, C, Dh]
+    index = torch.randint(0, 5, (2, 6))
+    table = rot(torch.rand(2, 6, dtype=torch.float64), compact=True).unsqueeze(-3)  # [B, L, 1, 2, 2]
+    keys, values = _GatherRotate.apply(rows, index, table, channels)
+    gathered = rows[index]
+    expected = torch.cat((apply_rotary(gathered[..., :channels, :], table), gathered[..., channels:, :]), dim=-2)
+    torch.testing.assert_close(torch.cat((keys, values), dim=-2), expected)
+    torch.autograd.gradcheck(lambda r: _GatherRotate.apply(r, index, table, channels), (rows,))
+    torch.autograd.gradcheck(lambda r: _GatherRotate.apply(r, index, table, channels)[0], (rows,))  # values unused

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from spikefm.nn.position import apply_rotary, invert_rotary
+from spikefm.nn.position import _complex_view_ok, apply_rotary, invert_rotary
 
 __all__ = [
     "RMSNorm",
@@ -191,6 +191,50 @@ def _split_heads(x: Tensor, heads: int) -> Tensor:
 # ---------------------------------------------------------------------------- attention
 
 
+class _GatherRotate(torch.autograd.Function):
+    """Keys and values ``rows[index]`` with the first ``channels`` heads rotated by ``table``.
+
+    Forward gathers the per-key tensor once and rotates only its rotated pairs in place;
+    backward joins the key and value gradients into one fresh buffer, un-rotates its rotated
+    pairs in place and scatter-adds it into the rows. Gather then :func:`apply_rotary` would
+    write and read the whole per-key tensor (POYO: ~30k spikes x 2H x Dh floats) two more
+    times in each direction.
+
+    Args (forward): rows [R, 2H, Dh]; index long [*K]; table [*K, 1, P, 2] (no grad), P <= Dh/2;
+    channels: how many leading heads of the 2H rotate. Returns keys, values [*K, H, Dh] each.
+    """
+
+    @staticmethod
+    def applies(rows: Tensor, index: Tensor, table: Tensor) -> bool:
+        """Whether the fused path fits: float rows, a no-grad table with one row per key."""
+        fits = table.shape[:-3] == index.shape and table.shape[-3] == 1
+        return fits and rows.dtype in (torch.float32, torch.float64) and not table.requires_grad
+
+    @staticmethod
+    def forward(ctx, rows: Tensor, index: Tensor, table: Tensor, channels: int) -> tuple[Tensor, Tensor]:
+        table = table.to(rows.dtype).contiguous()
+        out = F.embedding(index, rows.flatten(1)).unflatten(-1, rows.shape[1:])  # [*K, 2H, Dh]
+        pairs = table.shape[-2]
+        head = torch.view_as_complex(out[..., :channels, : 2 * pairs].unflatten(-1, (pairs, 2)))
+        head.mul_(torch.view_as_complex(table))  # rotate in place: [*K, channels, P]
+        ctx.save_for_backward(index, table)
+        ctx.meta = (rows.shape, channels, pairs)
+        return out.chunk(2, dim=-2)
+
+    @staticmethod
+    def backward(ctx, grad_k: Tensor | None, grad_v: Tensor | None):
+        index, table = ctx.saved_tensors
+        shape, channels, pairs = ctx.meta
+        half = (*index.shape, shape[1] // 2, shape[2])
+        grad_k = torch.zeros(half, dtype=table.dtype, device=table.device) if grad_k is None else grad_k
+        grad_v = torch.zeros_like(grad_k) if grad_v is None else grad_v
+        grad = torch.cat((grad_k, grad_v), dim=-2).reshape(-1, *shape[1:])  # [K, 2H, Dh], a fresh buffer
+        head = torch.view_as_complex(grad[:, :channels, : 2 * pairs].unflatten(-1, (pairs, 2)))  # [K, ch, P]
+        head.mul_(torch.view_as_complex(table).conj().reshape(-1, 1, pairs))  # un-rotate in place
+        grad_rows = grad.new_zeros(shape).index_add_(0, index.reshape(-1), grad)  # [R, 2H, Dh]
+        return grad_rows, None, None, None
+
+
 class Attention(nn.Module):
     """Multi-head self- or cross-attention with optional rotary time and QK-norm.
 
@@ -273,14 +317,18 @@ class Attention(nn.Module):
         if (rotary is None) != (context_rotary is None):
             raise ValueError("cross-attention with rotary needs both rotary (queries) and context_rotary (keys)")
         q = self.q_norm(self.to_q(x).unflatten(-1, (self.heads, -1)))  # [B, Lq, H, Dh]
-        kv = self._keys_values(context, context_index, context_rotary)  # [B, Lk, 2H, Dh] or [N, 2H, Dh]
-        if rotary is not None:
-            q = apply_rotary(q, rotary.unsqueeze(-3))  # table [B, Lq, 1, P, 2]
         if context_cu_seqlens is not None:
             if key_mask is not None:
                 raise ValueError("packed keys (context_cu_seqlens) carry their own padding mask; drop key_mask")
+            if context_index is not None:  # pad the (small) index and times, not the projected keys
+                context_index, key_mask = unpack(context_index, context_cu_seqlens)  # [B, Lk_max]
+                context_rotary = None if context_rotary is None else unpack(context_rotary, context_cu_seqlens)[0]
+        kv = self._keys_values(context, context_index, context_rotary)  # [B, Lk, 2H, Dh] or [N, 2H, Dh]
+        if rotary is not None:
+            q = apply_rotary(q, rotary.unsqueeze(-3))  # table [B, Lq, 1, P, 2]
+        if context_cu_seqlens is not None and context_index is None:
             kv, key_mask = unpack(kv, context_cu_seqlens)  # [B, Lk_max, 2H, Dh], [B, Lk_max]
-        k, v = kv.split(self.heads, dim=-2)  # [..., Lk, H, Dh] each
+        k, v = kv.split(self.heads, dim=-2) if isinstance(kv, Tensor) else kv  # [..., Lk, H, Dh] each
         mask = combine_masks(key_mask, attn_mask)
         out = self._attend(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), mask)  # [B, H, Lq, Dh]
         out = out.transpose(1, 2)  # [B, Lq, H, Dh]
@@ -288,14 +336,22 @@ class Attention(nn.Module):
             out = apply_rotary(out, invert_rotary(rotary).unsqueeze(-3))
         return self.to_out(out.flatten(2))  # [B, Lq, H*Dh] -> [B, Lq, D]
 
-    def _keys_values(self, context: Tensor, index: Tensor | None, rotary: Tensor | None) -> Tensor:
-        """Projected (and rotated) keys and values, heads split: [..., Lk, 2H, Dh]."""
+    def _keys_values(
+        self, context: Tensor, index: Tensor | None, rotary: Tensor | None
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        """Projected (and rotated) keys and values, heads split: [..., Lk, 2H, Dh], or the
+        keys and values [..., Lk, H, Dh] apart from the fused gather + rotate."""
         kv = self.to_kv(context)  # [..., 2 * H * Dh]
+        table = None if rotary is None else rotary.unsqueeze(-3)  # [..., Lk, 1, P, 2]
+        plain_keys = isinstance(self.k_norm, nn.Identity)
+        if index is not None and table is not None and plain_keys and _GatherRotate.applies(kv, index, table):
+            rows = kv.unflatten(-1, (2 * self.heads, self.head_dim))  # [R, 2H, Dh]
+            channels = 2 * self.heads if self.rotate_value else self.heads
+            return _GatherRotate.apply(rows, index, table, channels)  # keys, values [..., Lk, H, Dh]
         if index is not None:
             kv = F.embedding(index, kv)  # one projection per distinct row, gathered per key
         kv = kv.unflatten(-1, (2 * self.heads, self.head_dim))  # [..., Lk, 2H, Dh]
-        table = None if rotary is None else rotary.unsqueeze(-3)  # [..., Lk, 1, P, 2]
-        if table is not None and self.rotate_value and isinstance(self.k_norm, nn.Identity):
+        if table is not None and self.rotate_value and plain_keys:
             return apply_rotary(kv, table)  # keys and values share their times: one rotation
         k, v = kv.split(self.heads, dim=-2)
         k = self.k_norm(k)

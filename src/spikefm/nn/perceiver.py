@@ -134,7 +134,7 @@ class PerceiverIO(nn.Module):
             raise ValueError(
                 f"padded layout expects [B, L, D] inputs, got {tuple(inputs.shape)}; the packed layout needs *_cu_seqlens"
             )
-        latents = self._encode(latents, self.rotary(latent_times), inputs, self.rotary(input_times),
+        latents = self._encode(latents, self.rotary(latent_times), inputs, self._input_rotary(input_times, input_index),
                                index=input_index, key_mask=input_mask, cu_seqlens=None)
         return self._process_decode(latents, self.rotary(latent_times), latent_mask, queries, query_times)
 
@@ -157,10 +157,14 @@ class PerceiverIO(nn.Module):
         latent_rot = self.rotary(unpack(latent_times, latent_cu)[0])  # [B, M, P, 2]
         queries, query_mask = unpack(queries, query_cu)  # [B, Q, D], [B, Q]
         latent_mask = None if bool(latent_mask.all()) else latent_mask
-        latents = self._encode(latents, latent_rot, inputs, self.rotary(input_times),
+        latents = self._encode(latents, latent_rot, inputs, self._input_rotary(input_times, input_index),
                                index=input_index, key_mask=None, cu_seqlens=input_cu)
         out = self._process_decode(latents, latent_rot, latent_mask, queries, unpack(query_times, query_cu)[0])
         return out[query_mask]  # [N_q, D]
+
+    def _input_rotary(self, input_times: Tensor, input_index: Tensor | None) -> Tensor:
+        # Indexed inputs take the fused gather + rotate, which rotates only the rotated pairs.
+        return self.rotary(input_times, compact=input_index is not None)
 
     def _encode(
         self,

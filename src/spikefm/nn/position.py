@@ -257,7 +257,9 @@ class RotaryTimeEmbedding(nn.Module):
         """Periods in seconds of the rotated pairs, [rotate_dim // 2] float64."""
         return 2 * math.pi / torch.tensor(self.omega[: self.rotate_dim // 2], dtype=torch.float64)
 
-    def forward(self, timestamps: Tensor) -> Tensor:
+    def forward(self, timestamps: Tensor, *, compact: bool = False) -> Tensor:
+        """The (cos, sin) table [..., Dh // 2, 2], or only its rotated pairs [..., rotate_dim // 2, 2]
+        with ``compact=True`` (:func:`apply_rotary` takes either)."""
         if not timestamps.dtype.is_floating_point:
             raise TypeError("timestamps must be float seconds (got integers); convert bins to seconds first")
         out_dtype = torch.float64 if timestamps.dtype == torch.float64 else torch.float32
@@ -270,7 +272,7 @@ class RotaryTimeEmbedding(nn.Module):
             # (error ~2e-7) at half its cost.
             angles = torch.remainder(angles, 2 * math.pi).to(out_dtype)
         table = torch.stack((angles.cos(), angles.sin()), dim=-1)  # [..., P, 2]
-        if pairs == self.head_dim // 2:
+        if compact or pairs == self.head_dim // 2:
             return table
         # Unrotated pairs get (cos, sin) = (1, 0): one complex multiply then rotates the whole
         # head, cheaper than splitting each head and concatenating it back (forward and backward).
