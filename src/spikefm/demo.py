@@ -27,14 +27,13 @@ def demo_recipes(out: Path, *, seed: int = 0, quick: bool = False) -> dict[str, 
     ``quick`` shortens training to a few steps (used by the tests to exercise the whole path).
     """
     common = {"out_dir": str(out / "runs"), "seed": seed, "progress": not quick}
-    steps = {"ndt1": 1200, "poyo": 1000} if not quick else {"ndt1": 4, "poyo": 4}
+    steps = {"ndt1": 3000, "poyo": 1000} if not quick else {"ndt1": 4, "poyo": 4}
     return {
         "ndt1": {
             "name": "ndt1_tiny", "model": {"name": "ndt1", "preset": "tiny"},
             "data": {"sessions": ["synth-0"], "window": 1.0, "sampler": "trials"},
             "trainer": {**common, "max_steps": steps["ndt1"], "batch_size": 32, "lr": 2e-3, "weight_decay": 0.05,
-                        "warmup_steps": 100,
-                        "val_every": min(250, steps["ndt1"])},
+                        "warmup_steps": 100, "val_every": min(500, steps["ndt1"])},
         },
         "poyo": {
             "name": "poyo_tiny", "model": {"name": "poyo", "preset": "tiny"},
