@@ -380,7 +380,9 @@ def markdown(results: dict[str, Any]) -> str:
              f"CPU: {env['cpu']} ({env['cores']} cores, shared with other jobs), torch {env['torch']}, "
              f"numpy {env['numpy']}, lightning {env['lightning']}, python {env['python']}, "
              f"{env['torch_threads']} torch thread(s), seed {env['seed']}, tiny presets. "
-             f"Wall time {results['seconds'] / 60:.1f} min{' (quick smoke run)' if results['quick'] else ''}.", ""]
+             f"Wall time {results['seconds'] / 60:.1f} min"
+             + (f" (the longest of {results['runs']} runs side by side)" if results.get("runs", 1) > 1 else "")
+             + (" (quick smoke run)" if results["quick"] else "") + ".", ""]
     if "m1" in results:
         lines += ["## M1 reaching: hand-velocity R2, last 20% of the session (contiguous)", "",
                   "| model | R2 | wall s |", "|---|---|---|"]
@@ -439,6 +441,7 @@ def combine(paths: list[Path]) -> dict[str, Any]:
     merged = {k: v for part in parts for k, v in part.items()}
     merged["seconds"] = max(part["seconds"] for part in parts)
     merged["quick"] = any(part["quick"] for part in parts)
+    merged["runs"] = len(parts)
     return merged
 
 
