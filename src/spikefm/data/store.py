@@ -453,6 +453,11 @@ def load(path: str | Path, *, session: str | None = None, bin_size: float | None
     other = _load_non_hdf5(path, session, bin_size)
     if other is not None:
         return other
+    if path.is_file() and not h5py.is_hdf5(path):
+        raise DataError(
+            f"{path}: unrecognised format; spikefm reads NWB 2.x (HDF5), spikefm stores (.h5), MATLAB .mat and "
+            "numpy .npz binned count files, MATLAB spike-time structs and .videoPositionTracking files"
+        )
     with _open_hdf5(path) as handle:
         is_store = "spikefm_format" in handle.attrs
         is_nwb = "nwb_version" in handle.attrs or "units" in handle
