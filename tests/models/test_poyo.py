@@ -73,3 +73,13 @@ def test_unit_dropout_on_packed_batches_keeps_table_rows_aligned(small_dataset):
     torch.manual_seed(1)
     out = model(batch)["behavior"]
     assert out.shape[:2] == batch.query_mask.shape and bool(torch.isfinite(out).all())
+
+
+def test_token_type_rows_start_at_the_unit_rows_scale(small_dataset):
+    # torch_brain initialises every POYO embedding at std 0.02 (emb_init_scale). At nn.Embedding's
+    # default N(0, 1) the token-type row outweighed the unit rows 50:1, so after the encoder's
+    # LayerNorm all spikes looked alike and POYO barely learned (loss flat for 200 steps where
+    # torch_brain's fell 30x on the same data: benchmarks/results/vs_torch_brain.md).
+    _, model = build(small_dataset)
+    for table in (model.unit_embedding, model.session_embedding, model.token_type_embedding):
+        assert 0.01 < float(table.weight.std()) < 0.03, type(table).__name__

@@ -33,6 +33,8 @@ from spikefm.tokenize.spikes import SpikeConfig, SpikeTokenizer
 
 __all__ = ["POYOConfig", "POYO", "poyo_objective", "PRESETS"]
 
+EMBEDDING_INIT_STD = 0.02  # torch_brain POYO ``emb_init_scale``; the unit and session tables' KeyedEmbedding default
+
 
 @dataclass
 class POYOConfig:
@@ -108,6 +110,10 @@ class POYO(nn.Module):
         self.session_embedding = KeyedEmbedding(dim=config.dim, keys=list(sessions))
         self.token_type_embedding = nn.Embedding(N_TOKEN_TYPES, config.dim)
         self.latent_embedding = nn.Embedding(config.latents_per_step, config.dim)
+        # Token types at the unit rows' scale (torch_brain's emb_init_scale): at nn.Embedding's
+        # N(0, 1) a token type outweighs the N(0, 0.02^2) unit rows 50:1 and, after the encoder's
+        # LayerNorm, hides which unit spiked.
+        nn.init.normal_(self.token_type_embedding.weight, std=EMBEDDING_INIT_STD)
         self.perceiver = PerceiverIO(
             dim=config.dim, depth=config.depth, cross_heads=config.cross_heads, self_heads=config.self_heads,
             head_dim=config.head_dim, dropout=config.dropout,
