@@ -15,7 +15,8 @@ Three tasks on the recordings in ``../shared/data`` (see its README):
   of units held out and a seeded 70/10/20 trial split; smoothing baseline vs NDT1, STNDT, MtM.
 
 Run ``python benchmarks/real_data.py`` (``--quick`` for a smoke run, ``--tasks m1,mc_maze`` for
-a subset; ``SPIKEFM_REAL_DATA=/path/to/shared/data`` when the repository is not beside it). Behaviour is z-scored with training-split statistics before any decoder sees it,
+a subset; ``SPIKEFM_REAL_DATA=/path/to/shared/data`` when the repository is not beside it).
+Behaviour is z-scored with training-split statistics before any decoder sees it,
 so R2 is comparable across models (variance-weighted R2 on z-scored dims ~ their mean R2).
 """
 
@@ -275,7 +276,9 @@ def hippo_bayes(rec: Recording) -> dict[str, float]:
     flat = cell[:, 0] * BAYES_GRID + cell[:, 1]
     occupancy = np.bincount(flat, minlength=BAYES_GRID**2) * BAYES_BIN  # seconds per spatial bin
     spikes = np.stack([np.bincount(flat, counts[:, n], BAYES_GRID**2) for n in range(rec.n_units)], -1)
-    smooth = lambda a: gaussian_filter(a.reshape(BAYES_GRID, BAYES_GRID, -1), (1, 1, 0)).reshape(BAYES_GRID**2, -1)  # noqa: E731
+    def smooth(a: np.ndarray) -> np.ndarray:  # one spatial bin of Gaussian smoothing, per unit
+        return gaussian_filter(a.reshape(BAYES_GRID, BAYES_GRID, -1), (1, 1, 0)).reshape(BAYES_GRID**2, -1)
+
     visited = occupancy > 0
     rates = smooth(spikes)[visited] / np.maximum(smooth(occupancy[:, None])[visited], 1e-9) + 1e-3  # [V, N] Hz
     centres = np.stack(np.meshgrid(*[(e[1:] + e[:-1]) / 2 for e in edges], indexing="ij"), -1).reshape(-1, 2)[visited]
@@ -334,7 +337,8 @@ def maze_smoothing(rec: Recording) -> dict[str, float]:
     from spikefm.eval.baselines import SmoothingBaseline
     from spikefm.eval.metrics import co_bps
 
-    arrays = {s: trial_arrays(rec, split=s, bin_size=0.02, window=0.7, behavior_key=None) for s in ("train", "val", "test")}
+    arrays = {s: trial_arrays(rec, split=s, bin_size=0.02, window=0.7, behavior_key=None)
+              for s in ("train", "val", "test")}
 
     def fitted(sd: float, alpha: float) -> SmoothingBaseline:
         return SmoothingBaseline(bin_size=0.02, kernel_sd=sd, alpha=alpha).fit(

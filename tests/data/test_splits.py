@@ -60,7 +60,8 @@ def test_shuffled_splits_are_seeded_and_keep_the_proportions():
 def test_held_out_units_are_seeded_and_sized():
     rec = hold_out_units(_rec(n_units=107), fraction=0.25, seed=0)
     assert rec.units.heldout.sum() == 27
-    np.testing.assert_array_equal(rec.units.heldout, hold_out_units(_rec(n_units=107), fraction=0.25, seed=0).units.heldout)
+    again = hold_out_units(_rec(n_units=107), fraction=0.25, seed=0)
+    np.testing.assert_array_equal(rec.units.heldout, again.units.heldout)
 
 
 @pytest.mark.parametrize(

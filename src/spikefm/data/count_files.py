@@ -5,7 +5,8 @@ Layout understood (variable names as in the KordingLab/spykesML and Stevenson 20
 * ``spikes`` (or ``counts``): the count matrix, either ``[T, units]`` or ``[units, T]``.
   The bin axis is the one whose length matches ``time`` or the behaviour arrays.
 * ``time`` (optional): ``[T]`` bin start times in seconds on a regular grid; it gives both
-  ``start`` and ``bin_size`` (the mean step; single steps may jitter by a quarter bin). Without it, pass ``bin_size`` (start is 0).
+  ``start`` and ``bin_size`` (the mean step; single steps may jitter by a quarter bin).
+  Without it, pass ``bin_size`` (start is 0).
 * ``bin_size`` (optional, ``.npz``): bin width in seconds.
 * every other numeric array with ``T`` samples along one axis is behaviour, named in
   snake_case (``handVel`` -> ``hand_vel``), stored ``[T, dims]`` at bin centres.
@@ -119,7 +120,9 @@ def read_count_arrays(
         start=start,
         session=session or path.stem,
         source=str(path),
-        metadata={"format": "binned-counts", "counts_field": key, "bin_size_from": "time" if "time" in arrays else "given"},
+        metadata={
+            "format": "binned-counts", "counts_field": key, "bin_size_from": "time" if "time" in arrays else "given"
+        },
     )
 
 

@@ -36,7 +36,11 @@ def mat_classes(path: Path) -> dict[str, str]:
     """Variable name -> MATLAB class (``"double"``, ``"cell"``, ``"struct"``...) without reading the data."""
     if mat_version(path) == "7.3":
         with h5py.File(path, "r") as handle:
-            return {k: str(v.attrs.get("MATLAB_class", b"?"), "ascii") for k, v in handle.items() if not k.startswith("#")}
+            return {
+                name: str(node.attrs.get("MATLAB_class", b"?"), "ascii")
+                for name, node in handle.items()
+                if not name.startswith("#")
+            }
     from scipy.io import whosmat
 
     try:

@@ -29,7 +29,14 @@ import numpy as np
 
 from spikefm.data.recording import DataError, Intervals, Recording
 
-__all__ = ["DEFAULT_FRACTIONS", "contiguous_blocks", "merge_split_runs", "ordered_trial_splits", "shuffle_trial_splits", "hold_out_units"]
+__all__ = [
+    "DEFAULT_FRACTIONS",
+    "contiguous_blocks",
+    "merge_split_runs",
+    "ordered_trial_splits",
+    "shuffle_trial_splits",
+    "hold_out_units",
+]
 
 DEFAULT_FRACTIONS: dict[str, float] = {"train": 0.7, "val": 0.1, "test": 0.2}
 
@@ -119,7 +126,9 @@ def hold_out_units(rec: Recording, *, fraction: float, seed: int) -> Recording:
     """``rec`` with ``round(fraction * n_units)`` units, drawn with ``seed``, marked held-out."""
     n = int(round(fraction * rec.n_units))
     if not 0 < n < rec.n_units:
-        raise DataError(f"{rec.source or rec.session}: holding out {fraction} of {rec.n_units} units leaves none on a side")
+        raise DataError(
+            f"{rec.source or rec.session}: holding out {fraction} of {rec.n_units} units leaves none on a side"
+        )
     heldout = np.zeros(rec.n_units, bool)
     heldout[np.random.default_rng(seed).choice(rec.n_units, n, replace=False)] = True
     return replace(rec, units=replace(rec.units, heldout=heldout))
