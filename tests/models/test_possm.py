@@ -127,3 +127,11 @@ def test_tiny_recipe_parses_and_builds(small_dataset):
     assert config.model.name == "possm" and config.data.window == 1.0
     model_config = build_config("possm", config.model.preset, **config.model.overrides)
     get_spec("possm").sizes_from_data(small_dataset.recordings, model_config)
+
+
+def test_token_type_rows_start_at_the_unit_rows_scale(small_dataset):
+    # The same bug as POYO's (tests/models/test_poyo.py): a N(0, 1) token-type row outweighs the
+    # N(0, 0.02^2) unit rows 50:1 and, after LayerNorm, hides which unit spiked.
+    model, _ = build(small_dataset)
+    for table in (model.unit_embedding, model.session_embedding, model.token_type_embedding):
+        assert 0.01 < float(table.weight.std()) < 0.03, type(table).__name__

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from spikefm.data.recording import Recording
-from spikefm.models.poyo import poyo_objective, spike_decoder_sizes
+from spikefm.models.poyo import EMBEDDING_INIT_STD, poyo_objective, spike_decoder_sizes
 from spikefm.models.poyo_plus import unit_dropout_keep
 from spikefm.models.registry import ModelSpec, register
 from spikefm.nn.attention import Attention
@@ -187,6 +187,8 @@ class POSSM(nn.Module):
         self.unit_embedding = UnitEmbedding(dim=dim, keys=list(unit_keys))
         self.session_embedding = KeyedEmbedding(dim=dim, keys=list(sessions))
         self.token_type_embedding = nn.Embedding(N_TOKEN_TYPES, dim)
+        # At the unit rows' scale, as in POYO: at N(0, 1) the token type hides which unit spiked.
+        nn.init.normal_(self.token_type_embedding.weight, std=EMBEDDING_INIT_STD)
         self.latent_embedding = nn.Embedding(config.latents_per_chunk, dim)
         self.rotary = RotaryTimeEmbedding(head_dim=config.head_dim, t_min=config.t_min, t_max=config.t_max)
         self.core, self.core_dim = _make_core(config)
