@@ -86,8 +86,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "mc_maze": {},
     # CPU-sized for ~100 training trials: full context (a trial is 50 bins), a small linear
     # embedding without NDT1's sqrt(width) input scale, heavy dropout, and coordinated neuron
-    # masking (ratio 0.3), which lifted synthetic co-bps from 0.13 to 0.22 at 1,200 steps and 0.27
-    # (70% of the oracle) at 3,000 (docs/results/ndt1_poyo.md).
+    # masking (ratio 0.3), which lifted synthetic co-bps from 0.13 to 0.22 at 1,200 steps and 0.25-0.27
+    # (65-71% of the oracle over five seeds) at 3,000 (docs/results/ndt1_poyo.md).
     "tiny": {"dim": 64, "depth": 2, "heads": 2, "ffn_dim": 128, "context_forward": None, "context_backward": None,
              "dropout": 0.3, "dropout_embedding": 0.3, "dropout_rates": 0.3, "neuron_mask_ratio": 0.3,
              "scale_embedding": False},
