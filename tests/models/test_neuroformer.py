@@ -110,3 +110,27 @@ def test_one_session_and_clear_errors(setup, small_dataset):
         model(batch)
     with pytest.raises(ValueError, match="block_size"):
         build_config("neuroformer", "tiny", block_size=2)
+
+
+def test_embeddings_start_at_gpt_scale(setup):
+    # The official _init_weights puts every nn.Embedding at N(0, 0.02^2). At nn.Embedding's N(0, 1)
+    # the id / dt rows outweighed the positions 50:1 and, in decode_behavior, the behaviour time
+    # slot outweighed the pooled neural features before the head's LayerNorm.
+    _, model, _, _ = setup
+    for name in ("id_embedding", "dt_embedding", "behavior_time"):
+        assert 0.01 < float(getattr(model, name).weight.detach().std()) < 0.03, name
+    for table in (model.position, model.past_position):
+        assert 0.01 < float(table.detach().std()) < 0.03
+
+
+def test_behavior_pooling_keeps_the_spike_count(setup, monkeypatch):
+    # The code decodes from x.mean(dim=1) over the block padded to block_size, i.e. the sum over the
+    # chunk's tokens / block_size; a masked mean drops how many spikes the chunk holds.
+    _, model, _, batch = setup
+    seen = {}
+    monkeypatch.setattr(model, "decode_behavior", lambda pooled, positions: seen.setdefault("pooled", pooled))
+    model(batch)
+    inputs = model.split_batch(batch)
+    _, neural = model.encode(inputs)
+    expected = (neural * inputs.cur_mask[..., None]).sum(1) / model.config.block_size
+    torch.testing.assert_close(seen["pooled"], expected)

@@ -12,8 +12,9 @@ EOS. The model:
 5. runs causal self-attention again (``state_layers``) and predicts the next id and the next dt
    with two linear heads (cross-entropy on each, PAD ignored).
 
-A CLIP-style contrastive loss (InfoNCE, temperature 0.5) aligns the mean neural features with the
-mean behaviour features, and a behaviour head decodes behaviour from the neural features. The
+A CLIP-style contrastive loss (InfoNCE, temperature 0.5) aligns the pooled neural features with
+the mean behaviour features, and a behaviour head decodes behaviour from the pooled neural features
+(sum over the current chunk / ``block_size``, as the code's mean over its padded block). The
 neural features used by both are those *before* the behaviour cross-attention, so decoding
 never sees the behaviour it predicts (the official code pools the last layer, after it).
 Loss weights as the official code: ``(1 - 1/n) (3/5 CE_id + 2/5 CE_dt) + (1/n) InfoNCE`` with
@@ -48,6 +49,7 @@ from spikefm.tokenize.events import EventConfig, EventTokenizer
 __all__ = ["NeuroformerConfig", "Neuroformer", "EventInputs", "neuroformer_objective", "PRESETS"]
 
 ID_WEIGHT, DT_WEIGHT, CONTRASTIVE_N = 3 / 5, 2 / 5, 4  # model_neuroformer.py: loss['id'], loss['time'], n
+EMBEDDING_INIT_STD = 0.02  # model_neuroformer.py: Neuroformer._init_weights, normal(0, 0.02) for nn.Embedding
 
 
 @dataclass
@@ -191,8 +193,12 @@ class Neuroformer(nn.Module):
         self.behavior_head = nn.Sequential(
             nn.LayerNorm(dim), nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, behavior_dim)
         )
-        nn.init.normal_(self.position, std=0.02)
-        nn.init.normal_(self.past_position, std=0.02)
+        # Every embedding at GPT scale, N(0, 0.02^2), as the official ``_init_weights``: at
+        # nn.Embedding's N(0, 1) the id / dt rows hid the positions 50:1, and the behaviour time
+        # slot hid the pooled neural features in ``decode_behavior`` (both go through LayerNorm).
+        for table in (self.id_embedding.weight, self.dt_embedding.weight, self.behavior_time.weight,
+                      self.position, self.past_position):
+            nn.init.normal_(table, std=EMBEDDING_INIT_STD)
 
     def _ffn(self) -> nn.Module:
         return make_ffn("gelu", dim=self.config.dim, hidden_dim=4 * self.config.dim, dropout=self.config.dropout)
@@ -223,7 +229,9 @@ class Neuroformer(nn.Module):
             "behavior_weight": torch.tensor(self.config.behavior_weight),
         }
         if inputs.behavior is not None:
-            pooled = _masked_mean(neural, inputs.cur_mask)  # [B, D]
+            # Sum over the chunk's tokens / block_size, as the code's x.mean(dim=1) over the padded
+            # block: a masked mean would drop how many spikes the chunk holds.
+            pooled = _masked_sum(neural, inputs.cur_mask) / self.config.block_size  # [B, D]
             out["behavior"] = self.decode_behavior(pooled, inputs.behavior_pos)
             out["behavior_valid"] = inputs.behavior_mask
             if self.config.contrastive:
@@ -317,6 +325,10 @@ def _gather(ids: Tensor, dts: Tensor, start: Tensor, length: Tensor, id_pad: int
         torch.where(valid, dts.gather(1, index), dt_pad),
         valid,
     )
+
+
+def _masked_sum(x: Tensor, mask: Tensor) -> Tensor:
+    return (x * mask.to(x.dtype)[..., None]).sum(1)  # [B, D]
 
 
 def _masked_mean(x: Tensor, mask: Tensor) -> Tensor:
