@@ -141,3 +141,22 @@ def test_tiny_recipe_parses_and_builds(small_dataset):
     tok = spec.make_tokenizer(model_config, **config.tokenizer)
     assert tok.config.task_sessions == {"condition": ("synth-2", "synth-3")}
     spec.sizes_from_data(small_dataset.recordings, model_config)
+
+
+def test_indexed_token_rows_equal_per_token_embeddings(small_dataset):
+    # POYO+ feeds the perceiver POYO's (unit, token type) row table + index; the result must be
+    # what per-token embeddings (unit row + token-type row for every token) give.
+    model = build(small_dataset)
+    rec = small_dataset.recordings[-1]
+    batch = collate([tokenizer()(rec.window(float(t0), float(t0) + 1.0)) for t0 in rec.trials.start[:3]])
+    table, index = model._token_rows(batch)
+    units = model.unit_embedding.lookup(batch.unit_keys)[batch.unit_index.clamp(min=0)]
+    tokens = model.unit_embedding(units) + model.token_type_embedding(batch.token_type)  # [B, L, D]
+    latents, latent_times = model._latent_grid(batch)
+    queries = torch.zeros(*batch.query_timestamps.shape, model.config.dim)
+    with torch.no_grad():
+        per_token = model.perceiver(tokens, batch.timestamps, latents, latent_times, queries,
+                                    batch.query_timestamps, input_mask=batch.mask)
+        indexed = model.perceiver(table, batch.timestamps, latents, latent_times, queries,
+                                  batch.query_timestamps, input_mask=batch.mask, input_index=index)
+    torch.testing.assert_close(indexed, per_token, rtol=1e-4, atol=1e-5)

@@ -299,8 +299,7 @@ class POYOPlus(POYO):
             raise ValueError("POYO+ reads padded batches; collate with pack=False")
         if batch.query_timestamps is None or TASK_KEY not in batch.targets:
             raise ValueError(f"POYO+ needs task queries: tokenize with MultiTaskTokenizer (targets['{TASK_KEY}'])")
-        units = self.unit_embedding.lookup(batch.unit_keys)[batch.unit_index.clamp(min=0)]  # [B, L] rows
-        tokens = self.unit_embedding(units) + self.token_type_embedding(batch.token_type)  # [B, L, D]
+        table, index = self._token_rows(batch)  # [R, D], [B, L]: token i is table[index[i]]
         mask = batch.mask
         if self.training and self.config.unit_dropout:
             mask = mask & unit_dropout_keep(batch, self.config.min_units)
@@ -310,7 +309,8 @@ class POYOPlus(POYO):
         session = self.session_embedding(self.session_embedding.lookup(batch.sessions))  # [B, D]
         queries = session[:, None, :] + self.task_embedding(task_rows)  # [B, Q, D]
         out = self.perceiver(
-            tokens, batch.timestamps, latents, latent_times, queries, batch.query_timestamps, input_mask=mask
+            table, batch.timestamps, latents, latent_times, queries, batch.query_timestamps,
+            input_mask=mask, input_index=index,
         )  # [B, Q, D]
         out = self.readout_dropout(out)
         outputs = {f"{_HEAD_PREFIX[s.kind]}/{s.name}": self.readout[s.name](out) for s in self.specs}

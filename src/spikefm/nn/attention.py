@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from spikefm.nn.position import _complex_view_ok, apply_rotary, invert_rotary
+from spikefm.nn.position import apply_rotary, invert_rotary
 
 __all__ = [
     "RMSNorm",
