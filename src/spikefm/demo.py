@@ -33,7 +33,7 @@ def demo_recipes(out: Path, *, seed: int = 0, quick: bool = False) -> dict[str, 
             "name": "ndt1_tiny", "model": {"name": "ndt1", "preset": "tiny"},
             "data": {"sessions": ["synth-0"], "window": 1.0, "sampler": "trials"},
             "trainer": {**common, "max_steps": steps["ndt1"], "batch_size": 32, "lr": 2e-3, "weight_decay": 0.05,
-                        "warmup_steps": 100, "val_every": min(500, steps["ndt1"])},
+                        "warmup_steps": 100, "val_every": min(500, steps["ndt1"]), "ema_decay": 0.999},
         },
         "poyo": {
             "name": "poyo_tiny", "model": {"name": "poyo", "preset": "tiny"},

@@ -36,3 +36,11 @@ def test_warmup_then_cosine_decay():
     lr = [warmup_cosine(s, warmup_steps=10, max_steps=110, min_lr_ratio=0.1) for s in range(111)]
     assert lr[0] == pytest.approx(0.1) and lr[9] == pytest.approx(1.0)
     assert lr[110] == pytest.approx(0.1) and all(a >= b for a, b in zip(lr[10:], lr[11:]))
+
+
+def test_weight_averaging_and_best_checkpoint_settings_are_checked():
+    with pytest.raises(ValueError, match="ema_decay"):
+        RunConfig.from_dict({"trainer": {"ema_decay": 1.0}})
+    with pytest.raises(ValueError, match="keep_best"):
+        RunConfig.from_dict({"trainer": {"keep_best": "loss"}})
+    assert RunConfig.from_dict({"trainer": {"ema_decay": 0.999, "keep_best": "val/loss"}}).trainer.keep_best

@@ -78,6 +78,10 @@ class TrainerConfig:
         seed: seeds python, numpy and torch (and window sampling).
         val_every: validate every this many steps.
         early_stopping_patience: stop after this many validations without improvement (0 disables).
+        ema_decay: keep an exponential moving average of the weights with this decay (0 disables);
+            validation, the final weights and checkpoints then use the average.
+        keep_best: a logged validation metric (e.g. "val/loss"); after training the weights from
+            the validation with its lowest value are restored ("" keeps the last weights).
         accelerator, devices, strategy: passed to ``lightning.Trainer`` (DDP: ``strategy: ddp``).
         num_workers: DataLoader workers (tokenizers run there, on CPU).
         out_dir: where runs are written (``out_dir/<name>``).
@@ -95,6 +99,8 @@ class TrainerConfig:
     seed: int = 0
     val_every: int = 100
     early_stopping_patience: int = 0
+    ema_decay: float = 0.0
+    keep_best: str = ""
     accelerator: str = "auto"
     devices: Any = "auto"
     strategy: str = "auto"
@@ -107,6 +113,10 @@ class TrainerConfig:
             raise ValueError("trainer.max_steps and trainer.batch_size must be >= 1")
         if self.lr <= 0:
             raise ValueError(f"trainer.lr must be > 0, got {self.lr}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"trainer.ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.keep_best and not self.keep_best.startswith("val/"):
+            raise ValueError(f"trainer.keep_best must name a validation metric ('val/...'), got {self.keep_best!r}")
 
 
 @dataclass

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
 from spikefm.data.recording import Recording
@@ -98,10 +99,7 @@ def fit(config: RunConfig, *, recordings: list[Recording] | None = None, dataset
         recordings, tokenizer, data=config.data, batch_size=cfg.batch_size, seed=cfg.seed,
         num_workers=cfg.num_workers, pack=spec.pack,
     )
-    checkpoints = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", save_last=False)
-    callbacks: list = [checkpoints]
-    if cfg.early_stopping_patience > 0:
-        callbacks.append(EarlyStopping(monitor="val/loss", patience=cfg.early_stopping_patience, mode="min"))
+    callbacks = _callbacks(cfg, run_dir / "checkpoints")
     trainer = L.Trainer(
         max_steps=cfg.max_steps,
         max_epochs=-1,
@@ -123,8 +121,30 @@ def fit(config: RunConfig, *, recordings: list[Recording] | None = None, dataset
     )
     trainer.fit(module, datamodule=data)
     checkpoint = run_dir / "checkpoints" / "final.ckpt"
-    trainer.save_checkpoint(checkpoint)
+    best = callbacks[-1] if cfg.keep_best else None
+    if best is not None and best.best_model_path:
+        # The best validation's weights (already the averaged ones under EMA) become the result.
+        shutil.copyfile(best.best_model_path, checkpoint)
+        module.load_state_dict(torch.load(checkpoint, map_location=module.device, weights_only=False)["state_dict"])
+    else:
+        trainer.save_checkpoint(checkpoint)
     return FitResult(module=module, run_dir=run_dir, recordings=recordings, dataset=dataset, checkpoint=checkpoint)
+
+
+def _callbacks(cfg, checkpoint_dir: Path) -> list:
+    """Checkpointing, early stopping, weight averaging; the best-model checkpoint (if asked) is last."""
+    callbacks: list = [ModelCheckpoint(dirpath=checkpoint_dir, filename="last", save_last=False)]
+    if cfg.early_stopping_patience > 0:
+        callbacks.append(EarlyStopping(monitor="val/loss", patience=cfg.early_stopping_patience, mode="min"))
+    if cfg.ema_decay > 0:
+        # Parameters only (buffers such as rotary tables are not averaged), from the end of the
+        # warm-up, and always including the last step, so a short run never returns its initial weights.
+        callbacks.append(EMAWeightAveraging(decay=cfg.ema_decay, use_buffers=False,
+                                            update_starting_at_step=min(cfg.warmup_steps, cfg.max_steps - 1)))
+    if cfg.keep_best:
+        callbacks.append(ModelCheckpoint(dirpath=checkpoint_dir, filename="best", monitor=cfg.keep_best,
+                                         mode="min", save_top_k=1))
+    return callbacks
 
 
 def _loggers(run_dir: Path) -> list:
