@@ -67,6 +67,7 @@ def _quiet_lightning() -> None:
     # drown the progress bar in short CPU runs; real warnings still come through.
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
     logging.getLogger("lightning.pytorch.accelerators.cuda").setLevel(logging.WARNING)
+    logging.getLogger("lightning.pytorch.trainer.connectors.checkpoint_connector").setLevel(logging.WARNING)
     for message in (".*is smaller than the logging interval.*", ".*LeafSpec.*is deprecated.*",
                     ".*does not have many workers.*", ".*litlogger.*"):
         warnings.filterwarnings("ignore", message=message)
