@@ -101,7 +101,8 @@ def zscore_behaviour(rec: Recording, key: str, columns: slice, train_until: floa
 
 
 def train_model(name: str, rec_train: Recording, *, steps: int, window: float, out: Path, sampler: str,
-                overrides: dict | None = None, batch_size: int = 16, lr: float = 2e-3) -> Any:
+                overrides: dict | None = None, batch_size: int = 16, lr: float = 2e-3,
+                trainer: dict | None = None) -> Any:
     """Train registered model ``name`` on ``rec_train``'s train split with ``spikefm.train.fit``."""
     from spikefm.train.config import RunConfig
     from spikefm.train.fit import fit
@@ -110,7 +111,7 @@ def train_model(name: str, rec_train: Recording, *, steps: int, window: float, o
         "name": name, "model": {"name": name, "preset": "tiny", "overrides": overrides or {}},
         "data": {"window": window, "sampler": sampler, "windows_per_epoch": 512},
         "trainer": {"max_steps": steps, "batch_size": batch_size, "lr": lr, "warmup_steps": min(100, steps),
-                    "val_every": steps, "seed": SEED, "out_dir": str(out), "progress": False},
+                    "val_every": steps, "seed": SEED, "out_dir": str(out), "progress": False, **(trainer or {})},
     })
     return fit(config, recordings=[rec_train]), config
 
