@@ -277,11 +277,34 @@ def make_impls(recording: Recording, paths: dict[str, Path], setup: Setup, seed:
 
 
 def ours_counts(batch, model: POYO) -> tuple[int, int, int]:
-    """Real input tokens, attention keys the kernel computes (a [B, L_max] rectangle in both
-    layouts: SDPA has no variable-length kernel on CPU) and rows through norm + k/v projection
-    (the distinct (unit, token type) rows of the batch)."""
+    """Real input tokens, attention keys the encoder's SDPA calls receive (counted by wrapping
+    the kernel during one forward pass: a padded [B, H, L_max, Dh] call counts B * L_max keys, a
+    per-sample [H, L_b, Dh] call L_b) and rows through norm + k/v projection (the distinct
+    (unit, token type) rows of the batch)."""
+    import spikefm.nn.attention as attention_module
+
+    keys = []
+    kernel = attention_module.F.scaled_dot_product_attention
+
+    def counting(q, k, v, *args, **kwargs):
+        keys.append(k.shape[:-3].numel() * k.shape[-2])  # batch dims (not heads) x key length
+        return kernel(q, k, v, *args, **kwargs)
+
+    encoder = model.perceiver.encoder.attention
+    hooks = [encoder.register_forward_pre_hook(lambda *_: setattr(attention_module.F, "scaled_dot_product_attention",
+                                                                  counting)),
+             encoder.register_forward_hook(lambda *_: setattr(attention_module.F, "scaled_dot_product_attention",
+                                                              kernel))]
+    try:
+        with torch.no_grad():
+            model.eval()
+            model(batch)
+    finally:
+        attention_module.F.scaled_dot_product_attention = kernel
+        for hook in hooks:
+            hook.remove()
     rows = model._token_rows(batch)[0].shape[0]
-    return int(batch.mask.sum()), batch.batch_size * batch.max_seqlen, rows
+    return int(batch.mask.sum()), sum(keys), rows
 
 
 # ---------------------------------------------------------------------------- measurements
@@ -507,10 +530,10 @@ def report(rows: dict[str, Row], args: argparse.Namespace, recording: Recording,
         "- Memory: bytes of the distinct storages autograd saves for backward in one training step (the part that "
         "grows with the batch), and parameters + gradients + AdamW moments. Process RSS is not comparable in one "
         "process and is not reported.",
-        "- real / computed attention keys: real input tokens over the keys the encoder's attention kernel and the "
-        "per-key gather / rotation process (a [B, L_max] rectangle: torch_brain pads to a multiple of 8; spikefm "
-        "pads to the batch maximum in both layouts because SDPA has no variable-length kernel on CPU; a packed "
-        "layout only changes that on GPU kernels, which this run could not use).",
+        "- real / computed attention keys: real input tokens over the keys the encoder's attention kernel receives "
+        "(torch_brain: a [B, L_max] rectangle padded to a multiple of 8; spikefm: counted by wrapping the SDPA "
+        "kernel during a forward pass; its encoder packs the real tokens' index and calls SDPA once per sample "
+        "on that sample's keys, in both layouts).",
         "- rows through k/v projection per real token: torch_brain layer-norms and projects every padded token "
         "(>= 1); spikefm projects each distinct (unit, token type) row of the batch once and gathers per token.",
         "", "## Results", "", header, *(r.cells() for r in rows.values()),

@@ -132,3 +132,16 @@ def test_from_unit_times_round_trips_per_unit():
     assert spikes.times.tolist() == [0.1, 0.2, 0.3]
     back = spikes.per_unit(3)
     assert [b.tolist() for b in back] == [[0.1, 0.3], [], [0.2]]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.floats(-1e6, 1e6), st.sampled_from([np.nan, np.inf, -np.inf])), max_size=8),
+       st.booleans())
+def test_spike_times_accepted_iff_sorted_and_finite(values, sort):
+    times = np.array(sorted(values) if sort else values, dtype=np.float64)
+    valid = bool(np.all(np.isfinite(times)) and np.all(np.diff(times) >= 0))
+    if valid:
+        np.testing.assert_array_equal(SpikeTrains(times, np.zeros(times.size, int)).times, times)
+    else:
+        with pytest.raises(DataError, match="non-finite|not sorted"):
+            SpikeTrains(times, np.zeros(times.size, int))

@@ -282,3 +282,32 @@ def test_fused_gather_rotate_matches_gather_then_rotate_and_gradcheck(channels):
     torch.testing.assert_close(torch.cat((keys, values), dim=-2), expected)
     torch.autograd.gradcheck(lambda r: _GatherRotate.apply(r, index, table, channels), (rows,))
     torch.autograd.gradcheck(lambda r: _GatherRotate.apply(r, index, table, channels)[0], (rows,))  # values unused
+
+
+def test_packed_keys_give_the_padded_gradients_and_compute_no_padded_key():
+    from spikefm.nn import RotaryTimeEmbedding
+
+    torch.manual_seed(0)
+    attn = Attention(dim=8, heads=2, head_dim=4, rotate_value=True).double()
+    rot = RotaryTimeEmbedding(head_dim=4, t_min=1e-3)
+    lengths = torch.tensor([5, 0, 2])
+    key_mask = torch.arange(5)[None, :] < lengths[:, None]
+    table = torch.randn(4, 8, dtype=torch.float64, requires_grad=True)
+    index = torch.randint(0, 4, (3, 5))
+    x, tq, tk = torch.randn(3, 2, 8, dtype=torch.float64), torch.rand(3, 2), torch.rand(3, 5)
+    _, cu = pack(index, key_mask)
+    grads = []
+    for packed in (False, True):
+        attn.zero_grad()
+        table.grad = None
+        if packed:
+            out = attn(x, table, rotary=rot(tq), context_rotary=rot(tk[key_mask]), context_index=index[key_mask],
+                       context_cu_seqlens=cu)  # fmt: skip
+        else:
+            out = attn(x, table, key_mask=key_mask, rotary=rot(tq), context_rotary=rot(tk), context_index=index)
+        (out**2).sum().backward()
+        grads.append([table.grad.clone()] + [p.grad.clone() for p in attn.parameters()])
+    for packed_grad, padded_grad in zip(*grads):
+        torch.testing.assert_close(packed_grad, padded_grad)
+    with pytest.raises(ValueError, match="does not match"):
+        attn(x, table, context_index=index[key_mask][:-1], context_cu_seqlens=cu)

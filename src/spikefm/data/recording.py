@@ -51,6 +51,10 @@ def _check_times(times: np.ndarray, source: str, field_name: str) -> np.ndarray:
     times = np.asarray(times, dtype=np.float64)
     if times.ndim != 1:
         raise DataError(f"{_where(source, field_name)} must be 1-D, got shape {times.shape}")
+    if times.size and np.isfinite(times[0]) and np.isfinite(times[-1]) and (
+        times.size == 1 or np.less_equal(times[:-1], times[1:]).all()
+    ):
+        return times  # sorted with finite ends (NaN fails the comparison), so all finite: one pass
     if times.size and not np.all(np.isfinite(times)):
         bad = int(np.flatnonzero(~np.isfinite(times))[0])
         raise DataError(f"{_where(source, field_name)} has a non-finite value (NaN or inf) at index {bad}")

@@ -267,9 +267,8 @@ class Attention(nn.Module):
       so a batch of ~30k spikes has a few hundred distinct rows).
     * ``context_cu_seqlens`` [B + 1]: the keys are packed [N] (``context`` [N, Dc] or
       ``context_index`` [N], ``context_rotary`` [N, P, 2]) while the queries stay [B, Lq, D].
-      Projections and rotations run on the N real keys only; the keys are scattered into a
-      right-padded [B, Lk_max] buffer just for the SDPA kernel (there is no variable-length
-      kernel on CPU), with the padding masked.
+      Projections, rotations and attention run on the N real keys only: one SDPA call per
+      sample on its slice of the packed keys (no padded key is ever computed).
     """
 
     def __init__(
@@ -317,20 +316,17 @@ class Attention(nn.Module):
         if (rotary is None) != (context_rotary is None):
             raise ValueError("cross-attention with rotary needs both rotary (queries) and context_rotary (keys)")
         q = self.q_norm(self.to_q(x).unflatten(-1, (self.heads, -1)))  # [B, Lq, H, Dh]
-        if context_cu_seqlens is not None:
-            if key_mask is not None:
-                raise ValueError("packed keys (context_cu_seqlens) carry their own padding mask; drop key_mask")
-            if context_index is not None:  # pad the (small) index and times, not the projected keys
-                context_index, key_mask = unpack(context_index, context_cu_seqlens)  # [B, Lk_max]
-                context_rotary = None if context_rotary is None else unpack(context_rotary, context_cu_seqlens)[0]
+        if context_cu_seqlens is not None and (key_mask is not None or attn_mask is not None):
+            raise ValueError("packed keys (context_cu_seqlens) carry their own extents; drop key_mask / attn_mask")
         kv = self._keys_values(context, context_index, context_rotary)  # [B, Lk, 2H, Dh] or [N, 2H, Dh]
         if rotary is not None:
             q = apply_rotary(q, rotary.unsqueeze(-3))  # table [B, Lq, 1, P, 2]
-        if context_cu_seqlens is not None and context_index is None:
-            kv, key_mask = unpack(kv, context_cu_seqlens)  # [B, Lk_max, 2H, Dh], [B, Lk_max]
         k, v = kv.split(self.heads, dim=-2) if isinstance(kv, Tensor) else kv  # [..., Lk, H, Dh] each
-        mask = combine_masks(key_mask, attn_mask)
-        out = self._attend(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), mask)  # [B, H, Lq, Dh]
+        if context_cu_seqlens is not None:
+            out = self._attend_packed(q.transpose(1, 2), k, v, context_cu_seqlens)  # [B, H, Lq, Dh]
+        else:
+            mask = combine_masks(key_mask, attn_mask)
+            out = self._attend(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), mask)  # [B, H, Lq, Dh]
         out = out.transpose(1, 2)  # [B, Lq, H, Dh]
         if rotary is not None and self.rotate_value:
             out = apply_rotary(out, invert_rotary(rotary).unsqueeze(-3))
@@ -359,6 +355,23 @@ class Attention(nn.Module):
             k = apply_rotary(k, table)
             v = apply_rotary(v, table) if self.rotate_value else v
         return torch.cat((k, v), dim=-2)
+
+    def _attend_packed(self, q: Tensor, k: Tensor, v: Tensor, cu_seqlens: Tensor) -> Tensor:
+        """q [B, H, Lq, Dh] against packed keys / values [N, H, Dh]: one SDPA call per sample on
+        its own keys, so no padded key is projected, rotated or attended to (a sample without keys
+        gets zeros). Splitting is free (views); backward joins the key gradients with one copy."""
+        lengths = cu_seqlens.diff().tolist()
+        if len(lengths) != q.shape[0] or sum(lengths) != k.shape[0]:
+            raise ValueError(f"context_cu_seqlens {cu_seqlens.tolist()} does not match {q.shape[0]} samples "
+                             f"and {k.shape[0]} packed keys")
+        dropout = self.dropout if self.training else 0.0
+        outs = []
+        for q_b, k_b, v_b in zip(q.unbind(0), k.split(lengths), v.split(lengths)):
+            if k_b.shape[0] == 0:
+                outs.append(torch.zeros_like(q_b))
+                continue
+            outs.append(F.scaled_dot_product_attention(q_b, k_b.transpose(0, 1), v_b.transpose(0, 1), dropout_p=dropout))
+        return torch.stack(outs)
 
     def _attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
         dropout = self.dropout if self.training else 0.0

@@ -11,20 +11,23 @@ Two input layouts give the same numbers:
 * padded: inputs [B, L, D] + ``input_mask`` [B, L], latents [B, M, D], queries [B, Q, D];
 * packed: inputs [N_in, D], latents [N_lat, D], queries [N_q, D], each with its
   ``*_cu_seqlens`` [B + 1]. The input tokens (thousands per sample) stay packed through the
-  encoder's norm, projections and rotations, so no work is spent on padding there; only the
-  attention kernel sees them scattered into a masked [B, L_max] buffer (SDPA has no
-  variable-length kernel on CPU; a nested-tensor SDPA measured 4x slower, a per-sample loop
-  3.5x). Latents and queries (a few per sample) are padded per sample.
+  encoder's norm, projections, rotations and attention (one SDPA call per sample on its own
+  keys), so no work is spent on padding. Latents and queries (a few per sample) are padded
+  per sample.
 
 Either layout can give the inputs as a table of distinct rows plus ``input_index`` (POYO: a
 spike token is its unit's embedding + its token type's, so ~30k tokens share a few hundred
-rows); the encoder then normalises and projects each row once and gathers per token.
+rows); the encoder then normalises and projects each row once and gathers per token. Indexed
+padded inputs are packed internally (only the index and times move), so both layouts compute
+real keys only.
 
 Shape legend: B batch, L input tokens, M latents, Q output queries, D width, Dh head dim.
 """
 
 from __future__ import annotations
 
+import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from spikefm.nn.attention import Attention, unpack
@@ -134,8 +137,15 @@ class PerceiverIO(nn.Module):
             raise ValueError(
                 f"padded layout expects [B, L, D] inputs, got {tuple(inputs.shape)}; the packed layout needs *_cu_seqlens"
             )
+        cu_seqlens = None
+        if input_index is not None and input_mask is not None:
+            # Indexed inputs: keep only the real tokens' (small) index and times, packed, so the
+            # encoder never projects, rotates or attends to a padded key (holes in the mask too).
+            input_index, input_times = input_index[input_mask], input_times[input_mask]  # [N]
+            cu_seqlens = F.pad(input_mask.sum(1).cumsum(0), (1, 0)).to(torch.int32)  # [B + 1]
+            input_mask = None
         latents = self._encode(latents, self.rotary(latent_times), inputs, self._input_rotary(input_times, input_index),
-                               index=input_index, key_mask=input_mask, cu_seqlens=None)
+                               index=input_index, key_mask=input_mask, cu_seqlens=cu_seqlens)
         return self._process_decode(latents, self.rotary(latent_times), latent_mask, queries, query_times)
 
     def _forward_packed(
