@@ -152,3 +152,16 @@ def test_idencoder_units_do_not_interact_and_masks_work():
     assert torch.all(masked[0, 1] == 0)
     with pytest.raises(ValueError, match="num_bins"):
         enc(torch.zeros(1, 3, 2, 5))
+
+
+def test_id_encoder_identities_differ_between_units_at_init():
+    # Regression: PyTorch's default Linear init shrank the identities' across-unit spread to
+    # ~1% of an activity token's, so SPINT started (and stayed) nearly blind to unit identity.
+    torch.manual_seed(0)
+    encoder = IDEncoder(num_bins=50, dim=64)
+    rates = torch.rand(1, 60, 1, 1) * 0.4  # 60 units, 0-20 Hz in 20 ms bins
+    counts = torch.poisson(rates.expand(1, 60, 8, 50))  # [B, U, R, T]
+    identity = encoder(counts)[0]  # [U, D]
+    activity = torch.nn.Linear(50, 64)(torch.log1p(counts[0, :, 0]))  # SPINT's activity token, [U, D]
+    spread, reference = identity.std(0).mean(), activity.std(0).mean()
+    assert spread > 0.2 * reference, (float(spread), float(reference))

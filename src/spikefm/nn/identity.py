@@ -297,6 +297,21 @@ class IDEncoder(nn.Module):
             nn.Linear(num_bins, hidden_dim), nn.GELU(), nn.Linear(hidden_dim, hidden_dim), nn.GELU()
         )
         self.psi = nn.Sequential(nn.Linear(hidden_dim, hidden_dim), nn.GELU(), nn.Linear(hidden_dim, dim))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """He (fan-in, ReLU-gain) normal weights and zero biases in both MLPs.
+
+        PyTorch's default ``nn.Linear`` init shrinks the signal ~3x per layer; through these four
+        layers and the trial pooling the identities of different units started ~100x closer to
+        each other (across-unit sd 0.0017 per dim) than the activity tokens they are added to
+        (0.155), so SPINT barely used them (Lorenz testbed vel R2 0.80-0.93). With variance-
+        preserving init the spread is 0.078 and R2 rises (docs/models/spint.md).
+        """
+        for layer in (*self.phi, *self.psi):
+            if isinstance(layer, nn.Linear):
+                nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+                nn.init.zeros_(layer.bias)
 
     def forward(self, counts: Tensor, unit_mask: Tensor | None = None, trial_mask: Tensor | None = None) -> Tensor:
         if counts.ndim != 4 or counts.shape[-1] != self.num_bins:
