@@ -38,6 +38,13 @@ def test_fit_decoder_across_sessions_and_score(tmp_path):
     tokenizer = spec.make_tokenizer(build_config("poyo", "tiny"))
     predictions = predict(result.module.model, tokenizer, result.recordings[1], split="test")
     assert predictions.behavior.shape[-1] == 2 and set(score(predictions)) == {"vel R2"}
+    # Windows with 0.5 s of context before each trial: query times say which queries are the trial's.
+    context = predict(result.module.model, tokenizer, result.recordings[1], split="test", window=1.5, before=0.5)
+    assert context.query_times.shape == context.behavior.shape[:2]
+    inside = context.query_mask & (context.query_times >= 0.5)
+    assert inside.sum() == predictions.query_mask.sum()
+    torch.testing.assert_close(torch.from_numpy(context.behavior_true[inside]),
+                               torch.from_numpy(predictions.behavior_true[predictions.query_mask]))
 
 
 def _trained_weights(tmp_path, name, **trainer):

@@ -36,6 +36,7 @@ class Predictions:
         behavior_true: float [K, Q, D] the true behaviour at the queries, else None.
         query_mask: bool [K, Q] valid queries, else None.
         starts: float [K] window starts (absolute seconds).
+        query_times: float [K, Q] query times in seconds from each window's start (decoders), else None.
     """
 
     rates: np.ndarray | None
@@ -45,6 +46,7 @@ class Predictions:
     behavior_true: np.ndarray | None
     query_mask: np.ndarray | None
     starts: np.ndarray
+    query_times: np.ndarray | None = None
 
 
 @torch.no_grad()
@@ -84,6 +86,7 @@ def predict(
         behavior_true=joined.get("behavior_true"),
         query_mask=joined.get("query_mask"),
         starts=np.array([spec.t0 for spec in sampler.epoch_windows(0)]),
+        query_times=joined.get("query_times"),
     )
 
 
@@ -98,6 +101,7 @@ def _collect(parts: dict[str, list[np.ndarray]], outputs: dict, batch, target: s
         parts.setdefault("behavior", []).append(outputs["behavior"].float().cpu().numpy())
         parts.setdefault("behavior_true", []).append(batch.targets[key].cpu().numpy())
         parts.setdefault("query_mask", []).append(batch.query_mask.cpu().numpy())
+        parts.setdefault("query_times", []).append(batch.query_timestamps.double().cpu().numpy())
 
 
 def score(predictions: Predictions) -> dict[str, float]:
