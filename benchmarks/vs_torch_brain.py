@@ -284,28 +284,25 @@ def ours_counts(batch, model: POYO) -> tuple[int, int, int]:
     the kernel during one forward pass: a padded [B, H, L_max, Dh] call counts B * L_max keys, a
     per-sample [H, L_b, Dh] call L_b) and rows through norm + k/v projection (the distinct
     (unit, token type) rows of the batch)."""
-    import spikefm.nn.attention as attention_module
+    from unittest import mock
 
-    keys = []
-    kernel = attention_module.F.scaled_dot_product_attention
+    functional = torch.nn.functional
+    kernel, keys = functional.scaled_dot_product_attention, []
 
     def counting(q, k, v, *args, **kwargs):
         keys.append(k.shape[:-3].numel() * k.shape[-2])  # batch dims (not heads) x key length
         return kernel(q, k, v, *args, **kwargs)
 
     encoder = model.perceiver.encoder.attention
-    hooks = [encoder.register_forward_pre_hook(lambda *_: setattr(attention_module.F, "scaled_dot_product_attention",
-                                                                  counting)),
-             encoder.register_forward_hook(lambda *_: setattr(attention_module.F, "scaled_dot_product_attention",
-                                                              kernel))]
-    try:
-        with torch.no_grad():
-            model.eval()
-            model(batch)
-    finally:
-        attention_module.F.scaled_dot_product_attention = kernel
-        for hook in hooks:
-            hook.remove()
+    encoder_forward = encoder.forward
+
+    def counted_forward(*args, **kwargs):  # count the kernel's keys inside the encoder only
+        with mock.patch.object(functional, "scaled_dot_product_attention", counting):
+            return encoder_forward(*args, **kwargs)
+
+    with mock.patch.object(encoder, "forward", counted_forward), torch.no_grad():
+        model.eval()
+        model(batch)
     rows = model._token_rows(batch)[0].shape[0]
     return int(batch.mask.sum()), sum(keys), rows
 

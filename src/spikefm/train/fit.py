@@ -100,7 +100,7 @@ def fit(config: RunConfig, *, recordings: list[Recording] | None = None, dataset
         recordings, tokenizer, data=config.data, batch_size=cfg.batch_size, seed=cfg.seed,
         num_workers=cfg.num_workers, pack=spec.pack,
     )
-    callbacks = _callbacks(cfg, run_dir / "checkpoints")
+    callbacks, best = _callbacks(cfg, run_dir / "checkpoints")
     trainer = L.Trainer(
         max_steps=cfg.max_steps,
         max_epochs=-1,
@@ -122,7 +122,6 @@ def fit(config: RunConfig, *, recordings: list[Recording] | None = None, dataset
     )
     trainer.fit(module, datamodule=data)
     checkpoint = run_dir / "checkpoints" / "final.ckpt"
-    best = callbacks[-1] if cfg.keep_best else None
     if best is not None and best.best_model_path:
         # The best validation's weights (already the averaged ones under EMA) become the result.
         shutil.copyfile(best.best_model_path, checkpoint)
@@ -132,8 +131,8 @@ def fit(config: RunConfig, *, recordings: list[Recording] | None = None, dataset
     return FitResult(module=module, run_dir=run_dir, recordings=recordings, dataset=dataset, checkpoint=checkpoint)
 
 
-def _callbacks(cfg, checkpoint_dir: Path) -> list:
-    """Checkpointing, early stopping, weight averaging; the best-model checkpoint (if asked) is last."""
+def _callbacks(cfg, checkpoint_dir: Path) -> tuple[list, ModelCheckpoint | None]:
+    """Checkpointing, early stopping, weight averaging; and the best-model checkpoint, if asked."""
     callbacks: list = [ModelCheckpoint(dirpath=checkpoint_dir, filename="last", save_last=False)]
     if cfg.early_stopping_patience > 0:
         callbacks.append(EarlyStopping(monitor="val/loss", patience=cfg.early_stopping_patience, mode="min"))
@@ -142,10 +141,11 @@ def _callbacks(cfg, checkpoint_dir: Path) -> list:
         # warm-up, and always including the last step, so a short run never returns its initial weights.
         callbacks.append(EMAWeightAveraging(decay=cfg.ema_decay, use_buffers=False,
                                             update_starting_at_step=min(cfg.warmup_steps, cfg.max_steps - 1)))
+    best = None
     if cfg.keep_best:
-        callbacks.append(ModelCheckpoint(dirpath=checkpoint_dir, filename="best", monitor=cfg.keep_best,
-                                         mode="min", save_top_k=1))
-    return callbacks
+        best = ModelCheckpoint(dirpath=checkpoint_dir, filename="best", monitor=cfg.keep_best, mode="min", save_top_k=1)
+        callbacks.append(best)
+    return callbacks, best
 
 
 def _loggers(run_dir: Path) -> list:
