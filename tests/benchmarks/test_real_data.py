@@ -27,3 +27,40 @@ def test_quick_run_writes_every_table(tmp_path):
     for row in ROWS:
         assert row in text
     assert "did not run" not in text
+
+
+def _benchmark_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("real_data_benchmark", ROOT / "benchmarks" / "real_data.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bayes_decoder_scores_a_place_code_in_pixels():
+    """A clean synthetic place code: the decoder's median error is small, and in pixels, not z-units."""
+    import numpy as np
+
+    from spikefm.data.recording import Recording
+    from spikefm.data.splits import contiguous_blocks, ordered_trial_splits
+
+    bench = _benchmark_module()
+    rng = np.random.default_rng(0)
+    t = np.arange(0, 600, 0.05)
+    x = 200 + 150 * np.sin(2 * np.pi * t / 20)  # px: laps along a diagonal track
+    position = np.stack([x, 0.5 * x + 10], -1)
+    fields = np.linspace(50, 350, 24)
+    rates = 20 * np.exp(-0.5 * ((x[:, None] - fields) / 20) ** 2) + 0.2  # Hz
+    rec = Recording.from_binned(rng.poisson(rates * 0.05), 0.05, {"position": position})
+    rec = ordered_trial_splits(contiguous_blocks(rec, block=1.0))
+    train_end = rec.trials.end[rec.trials.columns["split"] == "train"].max()
+    rec = bench.zscore_behaviour(rec, "position", slice(0, 2), train_end)
+
+    scores = bench.hippo_bayes(rec)
+
+    # chance: the median distance to the mean of a 150 px sine along a slope-0.5 line is ~118 px
+    assert 100 < scores["median px (chance)"] < 140
+    assert scores["median px (MAP)"] < 0.2 * scores["median px (chance)"]
+    assert scores["R2"] > 0.8
