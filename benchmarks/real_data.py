@@ -298,6 +298,7 @@ def hippo_wiener(rec: Recording) -> dict[str, float]:
 
 BAYES_BIN = 0.25  # s per decoded time bin
 BAYES_GRID = 24  # spatial bins per axis over the training range (z-scored position)
+BAYES_ERRORS = ("median px (MAP)", "median px (mean)", "median px (chance)")  # result keys, in table order
 
 
 def hippo_bayes(rec: Recording) -> dict[str, float]:
@@ -337,8 +338,8 @@ def hippo_bayes(rec: Recording) -> dict[str, float]:
     def median_px(guess: np.ndarray) -> float:
         return float(np.median(np.linalg.norm((guess - truth) * scale, axis=1)))
 
-    return {"R2": decoding_r2(decoded, truth), "median px (MAP)": median_px(centres[log_post.argmax(1)]),
-            "median px (mean)": median_px(decoded), "median px (chance)": median_px(pos.mean(0)[None])}
+    guesses = (centres[log_post.argmax(1)], decoded, pos.mean(0)[None])  # MAP, posterior mean, chance
+    return {"R2": decoding_r2(decoded, truth), **{k: median_px(g) for k, g in zip(BAYES_ERRORS, guesses)}}
 
 
 def hippo_recordings() -> dict[str, Recording]:
@@ -431,8 +432,7 @@ def _cell(row: dict, key: str) -> str:
 
 
 def _errors(row: dict) -> str:
-    keys = ("median px (MAP)", "median px (mean)", "median px (chance)")
-    return " / ".join(f"{row[k]:.0f}" for k in keys) if all(k in row for k in keys) else ""
+    return " / ".join(f"{row[k]:.0f}" for k in BAYES_ERRORS) if all(k in row for k in BAYES_ERRORS) else ""
 
 
 def markdown(results: dict[str, Any]) -> str:

@@ -1,11 +1,17 @@
-"""The real-data benchmark end to end in its quick mode (a few steps per model): slow, needs ../shared/data."""
+"""The real-data benchmark: end to end in its quick mode (slow, needs ../shared/data), and its
+place-cell decoder on a synthetic place code (fast)."""
 
+import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+from spikefm.data.recording import Recording
+from spikefm.data.splits import contiguous_blocks, ordered_trial_splits
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT.parent / "shared" / "data"
@@ -30,8 +36,6 @@ def test_quick_run_writes_every_table(tmp_path):
 
 
 def _benchmark_module():
-    import importlib.util
-
     spec = importlib.util.spec_from_file_location("real_data_benchmark", ROOT / "benchmarks" / "real_data.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # its dataclasses look their module up
@@ -41,11 +45,6 @@ def _benchmark_module():
 
 def test_bayes_decoder_scores_a_place_code_in_pixels():
     """A clean synthetic place code: the decoder's median error is small, and in pixels, not z-units."""
-    import numpy as np
-
-    from spikefm.data.recording import Recording
-    from spikefm.data.splits import contiguous_blocks, ordered_trial_splits
-
     bench = _benchmark_module()
     rng = np.random.default_rng(0)
     t = np.arange(0, 600, 0.05)
