@@ -1,6 +1,6 @@
 import pytest
 
-from spikefm.train.config import RunConfig, apply_overrides, load_recipe
+from spikefm.train.config import ConfigError, RunConfig, apply_overrides, load_recipe
 from spikefm.train.module import warmup_cosine
 
 
@@ -44,3 +44,51 @@ def test_weight_averaging_and_best_checkpoint_settings_are_checked():
     with pytest.raises(ValueError, match="keep_best"):
         RunConfig.from_dict({"trainer": {"keep_best": "loss"}})
     assert RunConfig.from_dict({"trainer": {"ema_decay": 0.999, "keep_best": "val/loss"}}).trainer.keep_best
+
+
+def test_values_are_coerced_to_the_field_types():
+    # PyYAML reads `1e-3` (no dot) as a string; single strings for list fields are one-item lists.
+    cfg = apply_overrides(RunConfig(), [
+        "trainer.lr=1e-3", "data.sessions=synth-0", "data.paths=/x.h5", "trainer.progress=false",
+        "trainer.max_steps=20", "data.window=2",
+    ])
+    assert cfg.trainer.lr == 1e-3 and isinstance(cfg.trainer.lr, float)
+    assert cfg.data.sessions == ["synth-0"] and cfg.data.paths == ["/x.h5"]
+    assert cfg.trainer.progress is False and cfg.trainer.max_steps == 20 and cfg.data.window == 2.0
+
+
+def test_yaml_recipe_with_exponent_learning_rate(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("trainer:\n  lr: 1e-3\n  weight_decay: 5e-2\ndata:\n  paths: /data/a.h5\nmodel:\n  overrides:\n")
+    cfg = load_recipe(path)
+    assert (cfg.trainer.lr, cfg.trainer.weight_decay, cfg.data.paths) == (1e-3, 5e-2, ["/data/a.h5"])
+    assert cfg.model.overrides == {}
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("trainer.lr=abc", "trainer.lr: Input should be a valid number"),
+        ("trainer.max_steps=1.5", "trainer.max_steps: Input should be a valid integer"),
+        ("trainer.progress=maybe", "trainer.progress: Input should be a valid boolean"),
+        ("data.paths=3", "data.paths: Input should be a valid list"),
+        ("model.overrides=[1]", "model.overrides: Input should be a valid dictionary"),
+        ("trainer.lr=-1", "trainer.lr must be > 0"),
+        ("data.paths=[", "not valid YAML"),
+    ],
+)
+def test_wrong_types_name_the_key(override, message):
+    with pytest.raises(ConfigError, match=message):
+        apply_overrides(RunConfig(), [override])
+
+
+def test_yaml_syntax_error_names_the_file_and_line(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("model:\n  name: ndt1\n trainer: [\n")
+    with pytest.raises(ConfigError, match=r"broken.yaml: YAML syntax error at line 3"):
+        load_recipe(path)
+
+
+def test_round_trip_through_dict_keeps_types():
+    cfg = apply_overrides(RunConfig(), ["trainer.lr=2e-4", "data.sessions=a"])
+    assert RunConfig.from_dict(cfg.to_dict()) == cfg

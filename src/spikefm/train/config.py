@@ -1,28 +1,61 @@
 """Run recipes: YAML -> typed dataclasses, with ``--set key=value`` overrides.
 
 A recipe has four sections (``data``, ``model``, ``tokenizer``, ``trainer``). Unknown keys are
-an error, never silently ignored.
+an error, never silently ignored. Values are validated and coerced against the field types by
+pydantic (the sections are pydantic dataclasses): ``lr: 1e-3`` (a string to PyYAML) becomes a
+float, a single string given for a list field becomes a one-item list, and a value of the wrong
+type is a :class:`ConfigError` naming the key.
 
 >>> cfg = RunConfig.from_dict({"model": {"name": "ndt1"}, "trainer": {"max_steps": 10}})
 >>> cfg.trainer.max_steps, cfg.model.preset
 (10, 'tiny')
 >>> apply_overrides(cfg, ["trainer.lr=0.01", "model.overrides.dim=32"]).trainer.lr
 0.01
+>>> apply_overrides(cfg, ["trainer.lr=1e-3", "data.sessions=synth-0"]).data.sessions
+['synth-0']
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+import pydantic
 import yaml
+from pydantic import BeforeValidator, ConfigDict
+from pydantic.dataclasses import dataclass as _pydantic_dataclass
 
-__all__ = ["DataConfig", "ModelSection", "TrainerConfig", "RunConfig", "load_recipe", "apply_overrides"]
+__all__ = [
+    "ConfigError", "DataConfig", "ModelSection", "TrainerConfig", "RunConfig", "load_recipe", "apply_overrides",
+]
 
 
-@dataclass
+class ConfigError(ValueError):
+    """A recipe value or key that spikefm cannot use; the message names the key and what is accepted."""
+
+
+def _one_item_list(value: Any) -> Any:
+    # `--set data.sessions=synth-0` and `paths: /x.h5` mean a list of one, not a list of characters.
+    return [value] if isinstance(value, (str, Path)) else value
+
+
+def _empty_mapping(value: Any) -> Any:
+    return {} if value is None else value  # `overrides:` with nothing under it in YAML
+
+
+StrList = Annotated[list[str], BeforeValidator(_one_item_list)]
+"""A list of strings; a single string is read as a one-item list."""
+Mapping = Annotated[dict[str, Any], BeforeValidator(_empty_mapping)]
+"""A free-form mapping (checked later by whatever reads it); YAML ``null`` is an empty one."""
+
+# Recipe sections: typed (lax coercion: "1e-3" -> 0.001, "false" -> False), unknown keys forbidden.
+# A new setting is one annotated line in its section.
+section = _pydantic_dataclass(config=ConfigDict(extra="forbid"))
+
+
+@section
 class DataConfig:
     """Where the recordings come from and how windows are cut.
 
@@ -37,9 +70,9 @@ class DataConfig:
         windows_per_epoch: random windows per epoch (``sampler: random``).
     """
 
-    paths: list[str] = field(default_factory=list)
-    synthetic: dict[str, Any] = field(default_factory=dict)
-    sessions: list[str] = field(default_factory=list)
+    paths: StrList = field(default_factory=list)
+    synthetic: Mapping = field(default_factory=dict)
+    sessions: StrList = field(default_factory=list)
     window: float = 1.0
     sampler: str = "trials"
     align: str = "start"
@@ -53,16 +86,16 @@ class DataConfig:
             raise ValueError(f"data.sampler must be 'trials' or 'random', got {self.sampler!r}")
 
 
-@dataclass
+@section
 class ModelSection:
     """Which registered model, which preset, which config fields to change."""
 
     name: str = "ndt1"
     preset: str = "tiny"
-    overrides: dict[str, Any] = field(default_factory=dict)
+    overrides: Mapping = field(default_factory=dict)
 
 
-@dataclass
+@section
 class TrainerConfig:
     """Optimisation and bookkeeping.
 
@@ -110,7 +143,9 @@ class TrainerConfig:
 
     def __post_init__(self) -> None:
         if self.max_steps < 1 or self.batch_size < 1:
-            raise ValueError("trainer.max_steps and trainer.batch_size must be >= 1")
+            raise ValueError(
+                f"trainer.max_steps and trainer.batch_size must be >= 1, got {self.max_steps} and {self.batch_size}"
+            )
         if self.lr <= 0:
             raise ValueError(f"trainer.lr must be > 0, got {self.lr}")
         if not 0.0 <= self.ema_decay < 1.0:
@@ -119,14 +154,14 @@ class TrainerConfig:
             raise ValueError(f"trainer.keep_best must name a validation metric ('val/...'), got {self.keep_best!r}")
 
 
-@dataclass
+@section
 class RunConfig:
     """A whole recipe."""
 
     name: str = "run"
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelSection = field(default_factory=ModelSection)
-    tokenizer: dict[str, Any] = field(default_factory=dict)
+    tokenizer: Mapping = field(default_factory=dict)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
 
     @classmethod
@@ -137,21 +172,37 @@ class RunConfig:
         return dataclasses.asdict(self)
 
 
+_SECTIONS = {"data": DataConfig, "model": ModelSection, "trainer": TrainerConfig}
+
+
 def _build(cls: type, raw: dict[str, Any], where: str) -> Any:
+    """``cls(**raw)``: unknown keys a KeyError, badly typed values a :class:`ConfigError` naming the key."""
     if not isinstance(raw, dict):
-        raise ValueError(f"config section '{where or 'root'}' must be a mapping, got {type(raw).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+        raise ConfigError(f"config section '{where or 'root'}' must be a mapping, got {type(raw).__name__} {raw!r}")
+    fields = [f.name for f in dataclasses.fields(cls)]
     unknown = set(raw) - set(fields)
     if unknown:
         raise KeyError(f"unknown config key(s) {sorted(unknown)} in '{where or 'root'}'; known: {sorted(fields)}")
-    kwargs = {}
-    for name, value in raw.items():
-        nested = fields[name].type
-        nested_cls = {"DataConfig": DataConfig, "ModelSection": ModelSection, "TrainerConfig": TrainerConfig}.get(
-            nested if isinstance(nested, str) else getattr(nested, "__name__", "")
-        )
-        kwargs[name] = _build(nested_cls, value or {}, f"{where}{name}") if nested_cls else value
-    return cls(**kwargs)
+    kwargs = {
+        name: _build(_SECTIONS[name], value or {}, name) if cls is RunConfig and name in _SECTIONS else value
+        for name, value in raw.items()
+    }
+    try:
+        return cls(**kwargs)
+    except pydantic.ValidationError as error:
+        raise ConfigError(_describe(error, where)) from None
+
+
+def _describe(error: pydantic.ValidationError, where: str) -> str:
+    """One line per bad value: ``trainer.lr: Input should be a valid number (got 'abc')``."""
+    lines = []
+    for item in error.errors():
+        if not item["loc"]:  # raised by a section's __post_init__, whose message names the key already
+            lines.append(str(item["ctx"]["error"]) if "ctx" in item else item["msg"])
+            continue
+        key = ".".join([where, *map(str, item["loc"])] if where else map(str, item["loc"]))
+        lines.append(f"{key}: {item['msg']} (got {item['input']!r})")
+    return "; ".join(lines)
 
 
 def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
@@ -159,7 +210,15 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"recipe {path} not found; recipes ship in the repository's configs/ folder")
-    raw = yaml.safe_load(path.read_text()) or {}
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error)
+        raise ConfigError(f"recipe {path}: YAML syntax error{where}: {problem}") from error
+    if not isinstance(raw, dict):
+        raise ConfigError(f"recipe {path}: must be a mapping of sections (data, model, tokenizer, trainer)")
     raw.setdefault("name", path.stem)
     return apply_overrides(RunConfig.from_dict(raw), overrides)
 
@@ -169,7 +228,7 @@ def apply_overrides(config: RunConfig, overrides: list[str] | tuple[str, ...]) -
     raw = config.to_dict()
     for item in overrides:
         if "=" not in item:
-            raise ValueError(f"override {item!r} must look like section.key=value")
+            raise ConfigError(f"override {item!r} must look like section.key=value")
         dotted, value = item.split("=", 1)
         keys = dotted.strip().split(".")
         node = raw
@@ -180,5 +239,8 @@ def apply_overrides(config: RunConfig, overrides: list[str] | tuple[str, ...]) -
         free_form = keys[-2:-1] in (["overrides"], ["synthetic"]) or keys[:1] == ["tokenizer"]
         if keys[-1] not in node and not free_form:
             raise KeyError(f"override {dotted!r}: unknown key '{keys[-1]}'; known: {sorted(node)}")
-        node[keys[-1]] = yaml.safe_load(value)
+        try:
+            node[keys[-1]] = yaml.safe_load(value)
+        except yaml.YAMLError as error:
+            raise ConfigError(f"override {item!r}: the value is not valid YAML ({getattr(error, 'problem', error)})") from None
     return RunConfig.from_dict(raw)
