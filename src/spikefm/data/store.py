@@ -28,9 +28,11 @@ cut every 4096 spikes rather than every second so that bursts cannot make one la
 
 from __future__ import annotations
 
+import glob
 import json
 import os
-import tempfile
+import secrets
+import socket
 import zipfile
 from dataclasses import replace
 from pathlib import Path
@@ -39,6 +41,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from spikefm.data.checks import check_spike_span
 from spikefm.data.nwb import _open_hdf5, read_nwb
 from spikefm.data.recording import DataError, Intervals, Recording, SpikeTrains, TimeSeries, Units, Window
 
@@ -177,6 +180,11 @@ def _write_all(handle: h5py.File, rec: Recording, compression: str | None) -> No
 def write_recording(rec: Recording, path: str | Path, *, compression: str | None = "lzf") -> Path:
     """Write ``rec`` to a spikefm store at ``path`` (replaced atomically if it exists).
 
+    The store is written to a hidden temporary file beside ``path`` and renamed, so a crash never
+    leaves a half-written store. The file gets the usual permissions (``0o666`` less the umask). A
+    failed write removes its temporary file; one left by a writer that was killed outright
+    (SIGKILL) is removed by the next write of the same ``path`` on this host.
+
     Args:
         rec: the recording; ``metadata`` must be JSON-serialisable.
         path: destination file (conventionally ``.h5``).
@@ -189,19 +197,36 @@ def write_recording(rec: Recording, path: str | Path, *, compression: str | None
     if rec.n_units >= np.iinfo(np.int32).max:
         raise DataError(f"{rec.source or rec.session}: {rec.n_units} units exceed the int32 unit index")
     path.parent.mkdir(parents=True, exist_ok=True)
-    # Write beside the target and rename, so a crash never leaves a half-written store.
-    fd, tmp = tempfile.mkstemp(suffix=".h5.tmp", dir=path.parent)
-    os.close(fd)
+    _remove_stale_tmp(path)
+    tmp = path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
-        with h5py.File(tmp, "w") as handle:
+        with h5py.File(tmp, "x") as handle:  # created by HDF5 with mode 0o666 & ~umask (mkstemp would be 0o600)
             _write_all(handle, rec, compression)
         os.replace(tmp, path)
     except DataError as err:
         raise DataError(f"{path}: {err}") from err
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        tmp.unlink(missing_ok=True)
     return path
+
+
+def _remove_stale_tmp(path: Path) -> None:
+    """Delete temporary files of earlier writes of ``path`` on this host whose writer process is gone."""
+    host = socket.gethostname()
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        writer = tmp.name[len(path.name) + 2 : -len(".tmp")].rsplit(".", 2)  # host, pid, random token
+        if len(writer) == 3 and writer[0] == host and writer[1].isdigit() and not _alive(int(writer[1])):
+            tmp.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
 
 
 # ------------------------------------------------------------------------- read
@@ -268,20 +293,60 @@ def open_recording(path: str | Path) -> "LazyRecording":
 
 # ------------------------------------------------------------------------- lazy
 class _TimeIndexed:
-    """A sorted time dataset and its row-aligned payload on disk, with the coarse index in memory."""
+    """A sorted time dataset and its row-aligned payload on disk, with the coarse index in memory.
 
-    def __init__(self, group: h5py.Group, times: str, payload: str) -> None:
+    The index is checked against the data so that a damaged store fails loudly instead of returning
+    fewer rows: its shape, order and bounds on open (in memory, O(index)), a sample of its entries
+    against the times on open, and every entry a read relies on before that read uses it (two rows each).
+    """
+
+    def __init__(self, group: h5py.Group, times: str, payload: str, *, where: str) -> None:
         self.times = group[times]
         self.payload = group[payload]
         self.index_times = group["index_times"][()]
         self.index_rows = group["index_rows"][()]
         self.size = int(self.times.shape[0])
+        self.where = where
+        self._verified = np.zeros(self.index_times.size, bool)
+        self._check_structure(payload)
+        for entry in np.unique(np.linspace(0, self.index_times.size - 1, min(self.index_times.size, 16)).astype(int)):
+            self._verify(int(entry))
+
+    def _corrupt(self, why: str) -> DataError:
+        return DataError(
+            f"{self.where}: the store's time index disagrees with its data ({why}); the file is damaged. "
+            "Rewrite it from its source with write_recording"
+        )
+
+    def _check_structure(self, payload: str) -> None:
+        n, rows, times = self.size, self.index_rows, self.index_times
+        if self.payload.shape[0] != n:
+            raise self._corrupt(f"{n} times but {self.payload.shape[0]} rows of '{payload}'")
+        expected = -(-n // _INDEX_ROWS)
+        if times.size != expected or rows.size != expected:
+            raise self._corrupt(f"{times.size} index times and {rows.size} index rows for {n} rows, expected {expected}")
+        if expected and (rows[0] != 0 or rows[-1] >= n or np.any(np.diff(rows) < 0)):
+            raise self._corrupt("index rows are not increasing from 0 within the data")
+        if expected and not (np.all(np.isfinite(times)) and np.all(np.diff(times) >= 0)):
+            raise self._corrupt("index times are not sorted and finite")
+
+    def _verify(self, entry: int) -> None:
+        """Index entry ``entry`` names the first row at or after its time (read two rows, once)."""
+        if entry >= self._verified.size or self._verified[entry]:
+            return
+        row, time = int(self.index_rows[entry]), self.index_times[entry]
+        around = self.times[max(row - 1, 0) : row + 1]
+        if around[-1] < time or (row > 0 and around[0] >= time):
+            raise self._corrupt(f"entry {entry}: row {row} is not the first with time >= {time}")
+        self._verified[entry] = True
 
     def _bucket(self, t: float) -> tuple[int, int]:
         """Rows [a, b) holding the first row with time >= t (a == b == 0 if t precedes all)."""
         bucket = int(np.searchsorted(self.index_times, t, side="right")) - 1
         if bucket < 0:
             return 0, 0
+        self._verify(bucket)
+        self._verify(bucket + 1)
         end = int(self.index_rows[bucket + 1]) if bucket + 1 < self.index_rows.size else self.size
         return int(self.index_rows[bucket]), end
 
@@ -334,6 +399,7 @@ class LazyRecording:
         self.n_spikes: int = int(handle["spikes/times"].shape[0])
         self._columns = {name: tuple(json.loads(g.attrs["columns"])) for name, g in handle["behavior"].items()}
         self.behavior_names: list[str] = list(self._columns)
+        self._reader(None)  # builds and checks every time index now, so a damaged store fails on open
 
     # ---------------------------------------------------------------- file handle
     def _file(self) -> h5py.File:
@@ -352,9 +418,11 @@ class LazyRecording:
         """Index reader for the spikes (``None``) or one behaviour series, built once per process."""
         handle = self._file()
         if self._readers is None:
-            readers = {"": _TimeIndexed(handle["spikes"], "times", "units")}
+            readers = {"": _TimeIndexed(handle["spikes"], "times", "units", where=f"{self.path}: spikes")}
             for series in self.behavior_names:
-                readers[series] = _TimeIndexed(handle["behavior"][series], "timestamps", "values")
+                readers[series] = _TimeIndexed(
+                    handle["behavior"][series], "timestamps", "values", where=f"{self.path}: behaviour '{series}'"
+                )
             self._readers = readers
         return self._readers["" if name is None else name]
 
@@ -400,6 +468,11 @@ class LazyRecording:
             raise DataError(f"{self.source or self.session}: window must have t1 > t0, got [{t0}, {t1})")
         shift = t0 if relative else 0.0
         times, units = self._reader(None).read(t0, t1)
+        if units.size and (units.min() < 0 or units.max() >= self.n_units):
+            raise DataError(
+                f"{self.path}: spikes in [{t0}, {t1}) name unit index {int(units.max())} (or a negative one) but the "
+                f"store has {self.n_units} units; the file is damaged. Rewrite it with write_recording"
+            )
         behavior = {}
         for name in self.behavior_names:
             stamps, values = self._reader(name).read(t0, t1)
@@ -449,7 +522,12 @@ def load(path: str | Path, *, session: str | None = None, bin_size: float | None
         session: overrides the session id stored in the file.
         bin_size: bin width (s) for count files that store no time axis; ignored otherwise.
     """
-    path = Path(path)
+    rec = _load_any(Path(path), session, bin_size)
+    check_spike_span(rec)
+    return rec
+
+
+def _load_any(path: Path, session: str | None, bin_size: float | None) -> Recording:
     other = _load_non_hdf5(path, session, bin_size)
     if other is not None:
         return other
