@@ -5,10 +5,9 @@ import pytest
 from typer.testing import CliRunner
 
 from spikefm.cli import app
-from spikefm.data.store import read_recording
+from spikefm.data.store import read_recording, write_recording
 
 runner = CliRunner()
-NLB_FILE = Path(__file__).resolve().parents[2] / "shared/data/nlb/sub-Jenkins_ses-small_desc-test_ecephys.nwb"
 
 
 @pytest.fixture(scope="module")
@@ -42,9 +41,10 @@ def test_inspect_bad_file_is_a_clear_error(tmp_path):
     assert "notes.txt" in result.output
 
 
-@pytest.mark.skipif(not NLB_FILE.exists(), reason="shared NLB file absent")
-def test_inspect_reads_nlb_file():
-    result = runner.invoke(app, ["inspect", str(NLB_FILE)], terminal_width=200)
+def test_inspect_reads_nlb_file(shared_data):
+    result = runner.invoke(
+        app, ["inspect", str(shared_data("nlb/sub-Jenkins_ses-small_desc-test_ecephys.nwb"))], terminal_width=200
+    )
     assert result.exit_code == 0, result.output
     assert "107" in result.output and "32,897" in result.output
 
@@ -78,22 +78,112 @@ def test_train_unknown_override_is_a_clear_error():
     assert result.exit_code == 2 and "unknown key" in result.output
 
 
-SHARED = Path(__file__).resolve().parents[2] / "shared/data"
-SHARED_FILES = sorted(
-    str(p.relative_to(SHARED)) for p in SHARED.rglob("*") if p.is_file() and p.name not in ("README.md", "SHA256SUMS")
-) if SHARED.exists() else []
 STATED_BIN_WIDTH = {"m1_reaching/s1_data.mat": ["--bin-size", "0.05"]}  # 50 ms per the source, not in the file
 
 
-@pytest.mark.skipif(not SHARED_FILES, reason="shared data folder absent")
-@pytest.mark.parametrize("name", SHARED_FILES)
-def test_inspect_reads_every_shared_recording(name):
-    result = runner.invoke(app, ["inspect", str(SHARED / name), *STATED_BIN_WIDTH.get(name, [])], terminal_width=200)
+def test_inspect_reads_every_shared_recording(shared_data, shared_file):
+    path = shared_data(shared_file)
+    result = runner.invoke(app, ["inspect", str(path), *STATED_BIN_WIDTH.get(shared_file, [])], terminal_width=200)
     assert result.exit_code == 0, result.output
     assert "spikes" in result.output and "rate (Hz)" in result.output
+    assert "warning:" not in result.output  # real recordings pass the data checks
 
 
-@pytest.mark.skipif(not SHARED_FILES, reason="shared data folder absent")
-def test_inspect_count_file_without_time_asks_for_the_bin_width():
-    result = runner.invoke(app, ["inspect", str(SHARED / "m1_reaching/s1_data.mat")], terminal_width=200)
+def test_inspect_count_file_without_time_asks_for_the_bin_width(shared_data):
+    result = runner.invoke(app, ["inspect", str(shared_data("m1_reaching/s1_data.mat"))], terminal_width=200)
     assert result.exit_code == 2 and "--bin-size" in result.output
+
+
+# ------------------------------------------------------------------ errors: one line, rc 2
+RECIPE = str(Path(__file__).resolve().parents[1] / "configs" / "ndt1_tiny.yaml")
+POYO = str(Path(__file__).resolve().parents[1] / "configs" / "poyo_tiny.yaml")
+TINY = ["--set", "data.synthetic.n_trials=20", "--set", "data.synthetic.n_sessions=1", "--set", "trainer.max_steps=2",
+        "--set", "trainer.val_every=2", "--set", "trainer.progress=false", "--set", "trainer.warmup_steps=1"]
+
+
+@pytest.fixture(scope="module")
+def bad_inputs(tmp_path_factory) -> dict[str, str]:
+    """Files for the error cases: a trained checkpoint and damaged copies, a store without behaviour, ..."""
+    import dataclasses
+
+    import torch
+
+    from spikefm.data.synthetic import SyntheticConfig, generate
+
+    root = tmp_path_factory.mktemp("bad")
+    runs = root / "runs"
+    result = runner.invoke(app, ["train", RECIPE, *TINY, "--set", f"trainer.out_dir={runs}"])
+    assert result.exit_code == 0, result.output
+    checkpoint = runs / "ndt1_tiny" / "checkpoints" / "final.ckpt"
+    (root / "random.ckpt").write_bytes(np.random.default_rng(0).bytes(4096))
+    (root / "truncated.ckpt").write_bytes(checkpoint.read_bytes()[: checkpoint.stat().st_size // 2])
+    torch.save({"state_dict": {"weight": torch.zeros(3)}, "epoch": 1}, root / "foreign.ckpt")
+    (root / "broken.yaml").write_text("model:\n  name: ndt1\n trainer: [\n")
+    (root / "a_file").write_text("not a folder")
+    rec = generate(SyntheticConfig(n_sessions=1, units_per_session=(10, 10), n_trials=20, seed=0)).recordings[0]
+    write_recording(dataclasses.replace(rec, behavior={}), root / "no_behaviour.h5")
+    return {"root": str(root), "ckpt": str(checkpoint), "runs": str(runs)}
+
+
+ERROR_CASES = {
+    "unknown model": (["train", RECIPE, "--set", "model.name=ndt9"], ["model.name", "ndt9", "available:", "ndt1"]),
+    "unknown preset": (["train", RECIPE, "--set", "model.preset=huge"], ["model.preset", "huge", "presets:", "tiny"]),
+    "model.overrides typo": (["train", RECIPE, "--set", "model.overrides.dimm=8"], ["model.overrides", "dimm", "known:"]),
+    "tokenizer typo": (["train", RECIPE, "--set", "tokenizer.bin_sizee=0.02"], ["tokenizer", "bin_sizee", "bin_size"]),
+    "YAML syntax": (["train", "{root}/broken.yaml"], ["broken.yaml", "YAML syntax error at line 3"]),
+    "missing recipe": (["train", "{root}/nope.yaml"], ["nope.yaml", "not found"]),
+    "wrong type": (["train", RECIPE, "--set", "trainer.max_steps=many"], ["trainer.max_steps", "valid integer", "many"]),
+    "missing data path": (["train", RECIPE, "--set", "data.paths={root}/missing.h5"], ["data.paths", "missing.h5"]),
+    "session not present": (["train", RECIPE, *TINY, "--set", "data.sessions=synth-7"], ["data.sessions", "synth-7",
+                                                                                           "synth-0"]),
+    "POYO without behaviour": (["train", POYO, *TINY, "--set", "data.paths={root}/no_behaviour.h5",
+                                "--set", "trainer.out_dir={root}/runs"], ["POYO", "hand_vel", "behavior_key"]),
+    "unwritable out_dir": (["train", RECIPE, "--set", "trainer.out_dir={root}/a_file/runs"],
+                           ["trainer.out_dir", "a_file/runs", "Not a directory"]),
+    "accelerator absent": (["train", RECIPE, "--set", "trainer.accelerator=gpu"], ["trainer.accelerator", "gpu"]),
+    "random checkpoint": (["eval", "{root}/random.ckpt"], ["random.ckpt", "not a readable spikefm checkpoint"]),
+    "truncated checkpoint": (["eval", "{root}/truncated.ckpt"], ["truncated.ckpt", "not a readable spikefm checkpoint"]),
+    "foreign checkpoint": (["eval", "{root}/foreign.ckpt"], ["foreign.ckpt", "not a readable spikefm checkpoint"]),
+    "missing checkpoint": (["eval", "{root}/none.ckpt"], ["none.ckpt", "not found"]),
+    "bogus split": (["eval", "{ckpt}", "--split", "bogus"], ["--split", "bogus", "test", "train", "val"]),
+    "unwritable eval --out": (["eval", "{ckpt}", "--out", "{root}/a_file/pred.h5"], ["--out", "a_file"]),
+    "eval --out is a folder": (["eval", "{ckpt}", "--out", "{root}"], ["--out", "is a folder"]),
+    "inspect --window 0": (["inspect", "{root}/no_behaviour.h5", "--tokens", "--window", "0"], ["--window", "> 0"]),
+}
+
+
+@pytest.mark.parametrize("case", list(ERROR_CASES))
+def test_errors_are_one_line_with_rc_2(bad_inputs, case, monkeypatch):
+    import spikefm.train.fit as fit_module
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the error must be raised before training starts")
+
+    monkeypatch.setattr(fit_module.L.Trainer, "fit", no_training)
+    monkeypatch.setattr("spikefm.eval.report.score_table", no_training)  # and before any scoring
+    args, fragments = ERROR_CASES[case]
+    result = runner.invoke(app, [a.format(**bad_inputs) for a in args], terminal_width=300)
+    lines = [line for line in result.output.splitlines() if line.strip() and not line.startswith("warning:")]
+    assert result.exit_code == 2, result.output
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    for fragment in fragments:
+        assert fragment.format(**bad_inputs) in lines[0], (fragment, lines[0])
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_debug_shows_the_traceback(where):
+    args = ["train", RECIPE, "--set", "model.name=ndt9"]
+    result = runner.invoke(app, ["--debug", *args] if where == "before" else [*args, "--debug"])
+    assert result.exit_code == 1 and "error:" not in result.output
+    assert isinstance(result.exception, Exception) and "ndt9" in str(result.exception)
+
+
+def test_data_warnings_print_as_one_line(tmp_path):
+    from spikefm.data.recording import Recording, SpikeTrains, Units
+
+    times = np.append(np.linspace(0.0, 50.0, 400), 1e7)  # one spike at 1e7 s
+    rec = Recording(spikes=SpikeTrains(times, np.arange(401) % 4), units=Units(ids=list("abcd")), session="s")
+    result = runner.invoke(app, ["inspect", str(write_recording(rec, tmp_path / "far.h5"))], terminal_width=300)
+    assert result.exit_code == 0, result.output
+    (warning,) = [line for line in result.output.splitlines() if line.startswith("warning:")]
+    assert "far.h5" in warning and "1e+07" in warning

@@ -11,7 +11,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Spike neural foundation models.")
+from spikefm.cli_errors import ErrorReportingGroup
+
+# Every command reports bad input as one `error: ...` line (rc 2); `--debug` anywhere shows the traceback.
+app = typer.Typer(
+    cls=ErrorReportingGroup, add_completion=False, no_args_is_help=True,
+    help="Spike neural foundation models. Add --debug to any command to see a failure's full traceback.",
+)
 console = Console()
 
 
@@ -67,6 +73,8 @@ def inspect(
     bin_size: Optional[float] = typer.Option(None, help="Bin width (s) of a count file that stores no time axis."),
 ) -> None:
     """Print a readable summary of a recording FILE."""
+    if window <= 0:
+        _fail(f"--window must be > 0 seconds, got {window:g}")
     from spikefm.data.recording import DataError
     from spikefm.data.store import load
     from spikefm.data.summary import summarize
@@ -126,11 +134,10 @@ def train(
     """Train the model of RECIPE; prints the run folder and the test-split scores."""
     from spikefm.train.config import load_recipe
     from spikefm.train.fit import fit
+    from spikefm.train.preflight import check_recipe
 
-    try:
-        config = load_recipe(recipe, set_)
-    except (KeyError, ValueError, FileNotFoundError) as error:
-        _fail(str(error))
+    config = load_recipe(recipe, set_)
+    check_recipe(config)  # a bad name, key, path, out_dir or accelerator fails here, before any data is read
     result = fit(config)
     console.print(f"run written to {result.run_dir}; checkpoint {result.checkpoint}")
     _print_scores(result.module, config, result.recordings, dataset=result.dataset)
@@ -144,15 +151,15 @@ def evaluate(
     out: Optional[Path] = typer.Option(None, help="Write predictions in the NLB submission layout (HDF5)."),
 ) -> None:
     """Score a trained CHECKPOINT against the baselines (and, on synthetic data, the oracle)."""
-    from spikefm.train.config import DataConfig
     from spikefm.train.data import load_recordings
-    from spikefm.train.fit import load_checkpoint
+    from spikefm.train.preflight import check_split, check_writable_file, read_checkpoint
 
-    if not checkpoint.exists():
-        _fail(f"checkpoint {checkpoint} not found")
-    module, config = load_checkpoint(checkpoint)
-    data_config = DataConfig(**{**config.data.__dict__, "paths": [str(p) for p in data]}) if data else config.data
+    if out is not None:
+        check_writable_file(out, "--out")  # before minutes of scoring, not after
+    module, config = read_checkpoint(checkpoint)
+    data_config = dataclasses.replace(config.data, paths=[str(p) for p in data]) if data else config.data
     recordings, dataset = load_recordings(data_config, seed=config.trainer.seed)
+    check_split(recordings, split)
     _print_scores(module, config, recordings, dataset=dataset, split=split)
     if out is not None:
         from spikefm.eval.nlb_io import write_submission

@@ -14,16 +14,14 @@ from spikefm.data.recording import Recording
 from spikefm.data.splits import contiguous_blocks, ordered_trial_splits
 
 ROOT = Path(__file__).resolve().parents[2]
-DATA = ROOT.parent / "shared" / "data"
 ROWS = ("| wiener |", "| ndt1 |", "| poyo |", "| wmaze wiener |", "| lineartrack bayes (place fields) |",
         "recalibrate", "| smoothing |", "| mtm |")
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not DATA.exists(), reason="shared data folder absent")
-def test_quick_run_writes_every_table(tmp_path):
+def test_quick_run_writes_every_table(tmp_path, shared_data):
     table = tmp_path / "real_data.md"
-    env = {**os.environ, "SPIKEFM_REAL_DATA": str(DATA), "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "SPIKEFM_REAL_DATA": str(shared_data()), "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "real_data.py"), "--quick", "--out", str(tmp_path / "runs"),
          "--table", str(table)], env=env, capture_output=True, text=True, timeout=1800,

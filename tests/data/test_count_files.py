@@ -8,9 +8,7 @@ from spikefm.data.count_files import read_count_file
 from spikefm.data.recording import DataError
 from spikefm.data.store import load
 
-DATA = Path("/work/shared/data/m1_reaching")
-M1, S1 = DATA / "m1_stevenson_2011.mat", DATA / "s1_data.mat"
-needs_data = pytest.mark.skipif(not M1.exists(), reason="shared data folder absent")
+M1, S1 = "m1_reaching/m1_stevenson_2011.mat", "m1_reaching/s1_data.mat"
 
 RNG = np.random.default_rng(0)
 COUNTS = RNG.poisson(2.0, size=(4, 40))  # [units, T] as in the Stevenson file
@@ -57,16 +55,14 @@ def test_malformed_count_files_are_clear_errors(tmp_path, data, message):
         read_count_file(tmp_path / "bad.mat")
 
 
-@needs_data
-def test_stevenson_m1_file_reads_as_documented():
-    rec = read_count_file(M1)
+def test_stevenson_m1_file_reads_as_documented(shared_data):
+    rec = read_count_file(shared_data(M1))
     assert (rec.n_units, rec.n_spikes, rec.bin_size) == (171, 2_352_815, 0.05)
     assert rec.behavior["hand_vel"].values.shape == (15_536, 3)
     assert rec.start == pytest.approx(12.591) and rec.duration == pytest.approx(15_536 * 0.05)
-    np.testing.assert_array_equal(rec.bin(0.05, rec.start), sio.loadmat(M1)["spikes"].T)
+    np.testing.assert_array_equal(rec.bin(0.05, rec.start), sio.loadmat(shared_data(M1))["spikes"].T)
 
 
-@needs_data
-def test_s1_file_reads_with_its_stated_bin_width():
-    rec = read_count_file(S1, bin_size=0.05)
+def test_s1_file_reads_with_its_stated_bin_width(shared_data):
+    rec = read_count_file(shared_data(S1), bin_size=0.05)
     assert (rec.n_units, len(rec.behavior["vel"].timestamps)) == (52, 35_129)

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from spikefm.data.nwb import read_nwb
 from spikefm.data.recording import DataError
 
-NLB_FILE = Path("/work/shared/data/nlb/sub-Jenkins_ses-small_desc-test_ecephys.nwb")
-MTL_FILE = Path("/work/shared/data/human_mtl/sub-4_ses-4_ecephys+image.nwb")
+NLB_FILE = "nlb/sub-Jenkins_ses-small_desc-test_ecephys.nwb"
+MTL_FILE = "human_mtl/sub-4_ses-4_ecephys+image.nwb"
 
 UNIT_SPIKES = {  # unit id -> spike times; unit 30 never fires and must be kept
     10: [0.05, 0.41, 1.7, 2.2],
@@ -226,21 +226,19 @@ def test_units_round_trip_from_raw_layout(tmp_path_factory, per_unit):
         np.testing.assert_array_equal(got, want)
 
 
-@pytest.mark.skipif(not NLB_FILE.exists(), reason="NLB sample file not present")
-def test_real_nlb_file():
-    rec = read_nwb(NLB_FILE)
+def test_real_nlb_file(shared_data):
+    rec = read_nwb(shared_data(NLB_FILE))
     assert (rec.n_units, rec.n_spikes, len(rec.trials)) == (107, 32897, 100)
     assert "move_onset_time" in rec.trials.columns and "split" in rec.trials.columns
     assert rec.subject == "Jenkins"
-    ids, per_unit = _h5py_units(NLB_FILE)
+    ids, per_unit = _h5py_units(shared_data(NLB_FILE))
     for got, want in zip(rec.spikes.per_unit(rec.n_units), per_unit):
         np.testing.assert_array_equal(got, want)
     assert set(rec.units.region) <= {"M1", "PMd"}
 
 
-@pytest.mark.skipif(not MTL_FILE.exists(), reason="human MTL sample file not present")
-def test_real_human_mtl_file():
-    rec = read_nwb(MTL_FILE)
+def test_real_human_mtl_file(shared_data):
+    rec = read_nwb(shared_data(MTL_FILE))
     assert rec.n_units == 35 and rec.n_spikes == 214278
     assert len(rec.trials) == 90 + 180 + 180  # encoding + recognition + time discrimination tables
     assert rec.units.position.shape == (35, 3)

@@ -10,8 +10,6 @@ from spikefm.data.spike_time_session import read_spike_time_session
 from spikefm.data.store import load
 from spikefm.data.video_tracking import read_video_tracking
 
-HIPPO = Path("/work/shared/data/hippocampus")
-needs_data = pytest.mark.skipif(not HIPPO.exists(), reason="shared data folder absent")
 
 FIELDS = b"Fields: <time uint32><xloc uint16><yloc uint16><xloc2 uint16><yloc2 uint16>\n"
 
@@ -101,12 +99,11 @@ def test_tracking_without_spikes_is_a_clear_error(tmp_path):
         read_spike_time_session(path)
 
 
-@needs_data
 @pytest.mark.parametrize(
     "folder, units, spikes, span", [("nelpy_wmaze", 25, 518_352, (64, 4372)), ("nelpy_lineartrack", 31, 28_829, None)]
 )
-def test_real_hippocampus_sessions(folder, units, spikes, span):
-    rec = read_spike_time_session(HIPPO / folder)
+def test_real_hippocampus_sessions(shared_data, folder, units, spikes, span):
+    rec = read_spike_time_session(shared_data(f"hippocampus/{folder}"))
     assert (rec.n_units, rec.n_spikes) == (units, spikes)
     position = rec.behavior["position"]
     assert position.columns == ("x", "y")

@@ -9,7 +9,8 @@ Layout understood (variable names as in the KordingLab/spykesML and Stevenson 20
   Without it, pass ``bin_size`` (start is 0).
 * ``bin_size`` (optional, ``.npz``): bin width in seconds.
 * every other numeric array with ``T`` samples along one axis is behaviour, named in
-  snake_case (``handVel`` -> ``hand_vel``), stored ``[T, dims]`` at bin centres.
+  snake_case (``handVel`` -> ``hand_vel``), stored ``[T, dims]`` at bin centres. An array a few
+  samples short or long of ``T`` (within 10%) is left out with a :class:`~spikefm.data.checks.DataWarning`.
 
 >>> rec = read_count_file("m1_stevenson_2011.mat")  # doctest: +SKIP
 >>> rec.bin_size, rec.n_units, list(rec.behavior)  # doctest: +SKIP
@@ -19,12 +20,14 @@ Layout understood (variable names as in the KordingLab/spykesML and Stevenson 20
 from __future__ import annotations
 
 import re
+import warnings
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from spikefm.data.binned import from_binned
+from spikefm.data.checks import DataWarning
 from spikefm.data.matlab import mat_version, read_mat
 from spikefm.data.recording import DataError, Recording
 
@@ -32,6 +35,7 @@ __all__ = ["read_count_file", "read_count_arrays"]
 
 _COUNT_KEYS = ("spikes", "counts")
 _GRID_TOLERANCE = 0.25  # bin starts may jitter (rounded clocks) by this fraction of a bin, no more
+_NEAR_MISS = 0.1  # an unused array within 10% of the bin count is behaviour of the wrong length: warn
 
 
 def _snake(name: str) -> str:
@@ -95,12 +99,27 @@ def _behaviour(arrays: dict[str, np.ndarray], skip: set[str], n_bins: int, path:
     behaviour = {}
     for name, values in arrays.items():
         values = np.asarray(values)
-        if name in skip or values.dtype.kind not in "biuf" or n_bins not in values.shape[:2]:
+        if name in skip or values.dtype.kind not in "biuf":
+            continue
+        if n_bins not in values.shape[:2]:
+            _warn_if_near_miss(name, values, n_bins, path)
             continue
         if values.ndim == 2 and values.shape[0] != n_bins:
             values = values.T  # MATLAB style [dims, T]
         behaviour[_snake(name)] = values.astype(np.float64)
     return behaviour
+
+
+def _warn_if_near_miss(name: str, values: np.ndarray, n_bins: int, path: Path) -> None:
+    """A 1-D/2-D array a few samples off the bin count is behaviour with a length error, not metadata."""
+    longest = max(values.shape) if values.ndim in (1, 2) else 0
+    if longest > 1 and abs(longest - n_bins) <= _NEAR_MISS * n_bins:
+        warnings.warn(
+            f"{path}: field '{name}' (shape {values.shape}) has {longest} samples but the counts have {n_bins} bins; "
+            f"it is left out. Behaviour needs one sample per bin: trim or pad it to {n_bins}",
+            DataWarning,
+            stacklevel=3,
+        )
 
 
 def read_count_arrays(

@@ -523,7 +523,7 @@ def load(path: str | Path, *, session: str | None = None, bin_size: float | None
         bin_size: bin width (s) for count files that store no time axis; ignored otherwise.
     """
     rec = _load_any(Path(path), session, bin_size)
-    check_spike_span(rec)
+    check_spike_span(rec, where=str(path))
     return rec
 
 

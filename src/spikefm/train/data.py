@@ -8,6 +8,7 @@ from typing import Callable, Sequence
 import lightning as L
 from torch.utils.data import DataLoader
 
+from spikefm.data.checks import check_trainable
 from spikefm.data.dataset import WindowDataset
 from spikefm.data.recording import DataError, Recording
 from spikefm.data.sampling import RandomWindowSampler, TrialWindowSampler
@@ -34,7 +35,7 @@ def load_recordings(config: DataConfig, *, seed: int = 0) -> tuple[list[Recordin
         if missing:
             raise DataError(f"data.sessions names {missing}, not among the recordings' sessions {available}")
         recordings = [r for r in recordings if r.session in config.sessions]
-    return recordings, dataset
+    return check_trainable(recordings), dataset
 
 
 class SpikeDataModule(L.LightningDataModule):
