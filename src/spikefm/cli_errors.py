@@ -11,6 +11,7 @@ print as one ``warning: ...`` line each.
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 from typing import Any
 
@@ -20,21 +21,24 @@ from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
 
-__all__ = ["ErrorReportingGroup", "USER_ERRORS", "describe", "DEBUG_FLAG"]
+__all__ = ["ErrorReportingGroup", "is_user_error", "describe", "DEBUG_FLAG"]
 
 DEBUG_FLAG = "--debug"
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    # ValueError covers DataError, ConfigError and pydantic's ValidationError; KeyError the model registry's
-    # unknown names; OSError missing / unwritable files; Lightning's MisconfigurationException an accelerator,
-    # device count or strategy this machine does not have.
-    from lightning.fabric.utilities.exceptions import MisconfigurationException
-
-    return (ValueError, KeyError, OSError, MisconfigurationException)
+_USER_ERRORS = (ValueError, KeyError, OSError)
+"""ValueError covers DataError, ConfigError and pydantic's ValidationError; KeyError the model registry's
+unknown names; OSError missing or unwritable files."""
 
 
-USER_ERRORS = _user_errors()
+def is_user_error(error: BaseException) -> bool:
+    """An error that describes the user's input (reported in one line) rather than a bug in spikefm."""
+    if isinstance(error, _USER_ERRORS):
+        return True
+    # Lightning's MisconfigurationException: an accelerator, device count or strategy this machine lacks.
+    # Looked up only if Lightning is loaded, so that `spikefm --help` does not import it.
+    lightning = sys.modules.get("lightning.fabric.utilities.exceptions")
+    return lightning is not None and isinstance(error, lightning.MisconfigurationException)
 
 
 def describe(error: BaseException) -> str:
@@ -53,23 +57,22 @@ class ErrorReportingGroup(TyperGroup):
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         # `--debug` may come anywhere before a literal `--`; it is taken out before the command parses.
-        head, sep, tail = (args[: args.index("--")], ["--"], args[args.index("--") + 1 :]) if "--" in args else (
-            args, [], []
-        )
+        cut = args.index("--") if "--" in args else len(args)
+        head, tail = args[:cut], args[cut:]
         if DEBUG_FLAG in head:
             ctx.meta["spikefm.debug"] = True
             head = [a for a in head if a != DEBUG_FLAG]
-        return super().parse_args(ctx, head + sep + tail)
+        return super().parse_args(ctx, head + tail)
 
     def invoke(self, ctx: click.Context) -> Any:
         debug = ctx.meta.get("spikefm.debug", False) or os.environ.get("SPIKEFM_DEBUG", "") not in ("", "0")
-        console = Console(stderr=False, soft_wrap=True)
+        console = Console(stderr=True, soft_wrap=True)  # errors and warnings go to stderr
         with warnings.catch_warnings():
             _show_data_warnings(console)
             try:
                 return super().invoke(ctx)
-            except USER_ERRORS as error:
-                if debug:
+            except Exception as error:
+                if debug or not is_user_error(error):
                     raise
                 console.print(f"[bold red]error:[/] {escape(describe(error))}", highlight=False)
                 raise typer.Exit(2) from None
