@@ -125,6 +125,7 @@ def bad_inputs(tmp_path_factory) -> dict[str, str]:
     return {"root": str(root), "ckpt": str(checkpoint), "runs": str(runs)}
 
 
+ABSENT = "tpu" if __import__("torch").cuda.is_available() else "gpu"  # an accelerator this machine lacks
 ERROR_CASES = {
     "unknown model": (["train", RECIPE, "--set", "model.name=ndt9"], ["model.name", "ndt9", "available:", "ndt1"]),
     "unknown preset": (["train", RECIPE, "--set", "model.preset=huge"], ["model.preset", "huge", "presets:", "tiny"]),
@@ -140,7 +141,7 @@ ERROR_CASES = {
                                 "--set", "trainer.out_dir={root}/runs"], ["POYO", "hand_vel", "behavior_key"]),
     "unwritable out_dir": (["train", RECIPE, "--set", "trainer.out_dir={root}/a_file/runs"],
                            ["trainer.out_dir", "a_file/runs", "Not a directory"]),
-    "accelerator absent": (["train", RECIPE, "--set", "trainer.accelerator=gpu"], ["trainer.accelerator", "gpu"]),
+    "accelerator absent": (["train", RECIPE, "--set", f"trainer.accelerator={ABSENT}"], ["trainer.accelerator", ABSENT]),
     "random checkpoint": (["eval", "{root}/random.ckpt"], ["random.ckpt", "not a readable spikefm checkpoint"]),
     "truncated checkpoint": (["eval", "{root}/truncated.ckpt"], ["truncated.ckpt", "not a readable spikefm checkpoint"]),
     "foreign checkpoint": (["eval", "{root}/foreign.ckpt"], ["foreign.ckpt", "not a readable spikefm checkpoint"]),
