@@ -121,3 +121,15 @@ def test_check_spike_span_on_a_recording_in_memory():
                     units=Units(ids=["u"]), session="mine")
     with pytest.warns(DataWarning, match="^mine: 1 spike"):
         check_spike_span(rec)
+
+
+def test_a_unit_on_another_clock_is_outside_the_behaviour(synthetic):
+    # 30% of the spikes shifted by 1e6 s: the spikes' own core span covers them, the behaviour's does not.
+    times, units = synthetic.spikes.times.copy(), synthetic.spikes.units
+    shifted = units < 3
+    times[shifted] += 1e6
+    order = np.argsort(times, kind="stable")
+    rec = dataclasses.replace(synthetic, spikes=SpikeTrains(times[order], units[order]), end=times.max() + 1)
+    assert far_outside(rec.spikes.times).size == 0
+    with pytest.warns(DataWarning, match=f"{shifted.sum()} spike time\\(s\\) lie far outside .* behaviour / trials'"):
+        check_spike_span(rec)

@@ -3,8 +3,9 @@
 A malformed file is a :class:`~spikefm.data.recording.DataError` where it is read. These checks
 look at a whole, well-formed recording for what makes training or summaries meaningless:
 
-* :func:`check_spike_span` warns when a few spike times lie far outside all the others (a clock
-  glitch such as one spike at 1e7 s stretches the session and dilutes every rate);
+* :func:`check_spike_span` warns when spike times lie far outside all the others, or outside the
+  span of the behaviour and trials (a clock glitch such as one spike at 1e7 s, or one unit on
+  another clock, stretches the session and dilutes every rate);
 * :func:`check_trainable` refuses recordings without spikes and drops, with a warning, behaviour
   series with no finite sample (a decoder would train on an all-masked target at loss 0).
 
@@ -26,7 +27,7 @@ import numpy as np
 
 from spikefm.data.recording import DataError, Recording
 
-__all__ = ["DataWarning", "far_outside", "check_spike_span", "check_trainable"]
+__all__ = ["DataWarning", "far_outside", "outside_reference", "check_spike_span", "check_trainable"]
 
 _CORE = 0.01  # the central 98% of spikes define the recording's core span ...
 _REACH = 10.0  # ... and a spike more than 10 core spans (at least 10 s) beyond it is an outlier
@@ -50,26 +51,49 @@ def far_outside(times: np.ndarray) -> np.ndarray:
     return times[(times < lo - reach) | (times > hi + reach)]
 
 
+def _reference_span(rec: Recording) -> tuple[float, float] | None:
+    """The span the behaviour samples and trials cover, if the recording has either."""
+    edges = [t for series in rec.behavior.values() if series.timestamps.size
+             for t in (series.timestamps[0], series.timestamps[-1])]
+    if rec.trials is not None and len(rec.trials):
+        edges += [float(rec.trials.start.min()), float(rec.trials.end.max())]
+    return (min(edges), max(edges)) if edges else None
+
+
+def outside_reference(rec: Recording) -> np.ndarray:
+    """Spike times more than ``_REACH`` spans (at least 10 s) outside the span of the behaviour and trials."""
+    span = _reference_span(rec)
+    times = rec.spikes.times
+    if span is None:
+        return times[:0]
+    reach = _REACH * max(span[1] - span[0], 1.0)
+    return times[(times < span[0] - reach) | (times > span[1] + reach)]
+
+
 def check_spike_span(rec: Recording, *, where: str | None = None) -> None:
-    """Warn (:class:`DataWarning`) when some spike times lie far outside the other spikes' span.
+    """Warn (:class:`DataWarning`) when spike times lie far outside the other spikes' span or the behaviour's.
 
     Args:
         rec: the recording.
         where: names it in the message (default: its source, else its session).
     """
-    outliers = far_outside(rec.spikes.times)
-    if outliers.size:
-        times = rec.spikes.times
-        core = (times[int(_CORE * (times.size - 1))], times[int(np.ceil((1 - _CORE) * (times.size - 1)))])
-        shown = ", ".join(f"{t:.6g}" for t in outliers[:3]) + (", ..." if outliers.size > 3 else "")
-        warnings.warn(
-            f"{where or _name(rec)}: {outliers.size} spike time(s) lie far outside the other spikes' span "
-            f"[{core[0]:.6g}, {core[1]:.6g}] s ({shown} s); they stretch the recording to "
-            f"[{rec.start:.6g}, {rec.end:.6g}) s and dilute every rate. Check the file's clock, or keep the "
-            "good part with rec.slice(t0, t1)",
-            DataWarning,
-            stacklevel=2,
-        )
+    times = rec.spikes.times
+    outliers = np.union1d(far_outside(times), outside_reference(rec))
+    if not outliers.size:
+        return
+    core = (times[int(_CORE * (times.size - 1))], times[int(np.ceil((1 - _CORE) * (times.size - 1)))])
+    span = _reference_span(rec)
+    behaviour = f" and the behaviour / trials' [{span[0]:.6g}, {span[1]:.6g}] s" if span else ""
+    shown = ", ".join(f"{t:.6g}" for t in outliers[:3]) + (", ..." if outliers.size > 3 else "")
+    count = int(np.isin(times, outliers).sum())
+    warnings.warn(
+        f"{where or _name(rec)}: {count} spike time(s) lie far outside the spikes' core span "
+        f"[{core[0]:.6g}, {core[1]:.6g}] s{behaviour} ({shown} s); they stretch the recording to "
+        f"[{rec.start:.6g}, {rec.end:.6g}) s and dilute every rate. Check the file's clock, or keep the "
+        "good part with rec.slice(t0, t1)",
+        DataWarning,
+        stacklevel=2,
+    )
 
 
 def check_trainable(recordings: Sequence[Recording]) -> list[Recording]:
