@@ -26,9 +26,10 @@ __all__ = ["ErrorReportingGroup", "is_user_error", "describe", "DEBUG_FLAG"]
 DEBUG_FLAG = "--debug"
 
 
-_USER_ERRORS = (ValueError, KeyError, OSError)
+_USER_ERRORS = (ValueError, KeyError, OSError, FloatingPointError)
 """ValueError covers DataError, ConfigError and pydantic's ValidationError; KeyError the model registry's
-unknown names; OSError missing or unwritable files."""
+unknown names; OSError missing or unwritable files; FloatingPointError a non-finite training loss (its
+message says which setting to change)."""
 
 
 def is_user_error(error: BaseException) -> bool:

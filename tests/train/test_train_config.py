@@ -52,6 +52,7 @@ def test_values_are_coerced_to_the_field_types():
         "trainer.lr=1e-3", "data.sessions=synth-0", "data.paths=/x.h5", "trainer.progress=false",
         "trainer.max_steps=20", "data.window=2",
     ])
+    assert apply_overrides(RunConfig(), ["data.sessions=[7, b]"]).data.sessions == ["7", "b"]  # ids are strings
     assert cfg.trainer.lr == 1e-3 and isinstance(cfg.trainer.lr, float)
     assert cfg.data.sessions == ["synth-0"] and cfg.data.paths == ["/x.h5"]
     assert cfg.trainer.progress is False and cfg.trainer.max_steps == 20 and cfg.data.window == 2.0

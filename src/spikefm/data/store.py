@@ -324,7 +324,9 @@ class _TimeIndexed:
             raise self._corrupt(f"{n} times but {self.payload.shape[0]} rows of '{payload}'")
         expected = -(-n // _INDEX_ROWS)
         if times.size != expected or rows.size != expected:
-            raise self._corrupt(f"{times.size} index times and {rows.size} index rows for {n} rows, expected {expected}")
+            raise self._corrupt(
+                f"{times.size} index times and {rows.size} index rows for {n} rows, expected {expected}"
+            )
         if expected and (rows[0] != 0 or rows[-1] >= n or np.any(np.diff(rows) < 0)):
             raise self._corrupt("index rows are not increasing from 0 within the data")
         if expected and not (np.all(np.isfinite(times)) and np.all(np.diff(times) >= 0)):

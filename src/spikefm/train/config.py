@@ -50,9 +50,10 @@ StrList = Annotated[list[str], BeforeValidator(_one_item_list)]
 Mapping = Annotated[dict[str, Any], BeforeValidator(_empty_mapping)]
 """A free-form mapping (checked later by whatever reads it); YAML ``null`` is an empty one."""
 
-# Recipe sections: typed (lax coercion: "1e-3" -> 0.001, "false" -> False), unknown keys forbidden.
+# Recipe sections: typed (lax coercion: "1e-3" -> 0.001, "false" -> False, session 7 -> "7"),
+# unknown keys forbidden.
 # A new setting is one annotated line in its section.
-section = _pydantic_dataclass(config=ConfigDict(extra="forbid"))
+section = _pydantic_dataclass(config=ConfigDict(extra="forbid", coerce_numbers_to_str=True))
 
 
 @section
@@ -242,5 +243,6 @@ def apply_overrides(config: RunConfig, overrides: list[str] | tuple[str, ...]) -
         try:
             node[keys[-1]] = yaml.safe_load(value)
         except yaml.YAMLError as error:
-            raise ConfigError(f"override {item!r}: the value is not valid YAML ({getattr(error, 'problem', error)})") from None
+            problem = getattr(error, "problem", error)
+            raise ConfigError(f"override {item!r}: the value is not valid YAML ({problem})") from None
     return RunConfig.from_dict(raw)

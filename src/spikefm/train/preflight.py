@@ -5,7 +5,7 @@ the value and what would be accepted. ``spikefm train`` calls :func:`check_recip
 calls :func:`check_writable_file` for ``--out``, :func:`read_checkpoint` and :func:`check_split`.
 
 >>> from spikefm.train.config import RunConfig
->>> check_recipe(RunConfig.from_dict({"model": {"name": "ndt9"}}))
+>>> check_recipe(RunConfig.from_dict({"model": {"name": "ndt9"}}))  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
 spikefm.train.config.ConfigError: model.name: unknown model 'ndt9'; available: ...
@@ -130,5 +130,6 @@ def check_split(recordings: Sequence[Any], split: str) -> None:
         names = sorted({str(v) for v in labels}) if labels is not None else []
         if split not in names:
             raise ConfigError(
-                f"--split {split!r}: session '{rec.session}' has no trials in that split; its splits are {names or 'none'}"
+                f"--split {split!r}: session '{rec.session}' has no trials in that split; "
+                f"its splits are {names or 'none'}"
             )
