@@ -154,17 +154,21 @@ def train(
     recipe: Path = typer.Argument(..., help="YAML recipe (see configs/)."),
     set_: list[str] = typer.Option([], "--set", help="Override a recipe value, e.g. --set trainer.max_steps=100."),
     data: list[Path] = typer.Option(
-        [], "--data", help="Recording file(s) to train on (sets data.paths), e.g. --data data/synth-0.h5."
+        [], "--data", help="Recording file(s) to train on (sets data.paths), e.g. --data data/*.h5."
+    ),
+    more_data: Optional[list[Path]] = typer.Argument(
+        None, metavar="FILE", show_default=False, help="More recording files (what --data data/*.h5 expands to)."
     ),
 ) -> None:
     """Train the model of RECIPE; prints the run folder and the test-split scores."""
     from spikefm.train.config import load_recipe
     from spikefm.train.fit import fit
 
+    files = [*data, *(more_data or [])]
     try:
         config = load_recipe(recipe, set_)
-        if data:
-            config.data.paths = [str(path) for path in data]
+        if files:
+            config.data.paths = [str(path) for path in files]
     except (KeyError, ValueError, FileNotFoundError) as error:
         _fail(str(error))
     result = fit(config)

@@ -148,8 +148,8 @@ class ScoreTable:
     def from_dict(cls, raw: dict[str, Any]) -> "ScoreTable":
         rows = {}
         for row in raw["rows"]:
-            row = dict(row)
-            rows[(row.pop("session"), row.pop("model"))] = {k: float(v) for k, v in row.items()}
+            key = (row["session"], row["model"])
+            rows[key] = {k: float(v) for k, v in row.items() if k not in ("session", "model")}
         return cls(rows=rows, model=raw.get("model", ""), split=raw.get("split", "test"))
 
 

@@ -21,7 +21,7 @@ BASELINE_BIN_SIZE = 0.02  # s; baselines and the oracle are scored on 20 ms bins
 
 # One line per score label a table can carry; tables print the lines of the labels they show.
 METRIC_NOTES = {
-    "co-bps": "held-out units' bits per spike given the held-in units (NLB co-smoothing); 0 = mean-rate null",
+    "co-bps": "held-out units' bits per spike predicted from held-in units (NLB co-smoothing); 0 = null",
     "vel R2": "NLB: ridge regression from predicted rates to velocity, R2 averaged over dims; 1 = perfect",
     "decode R2": "R2 of behaviour decoded directly, variance-weighted over dims; 1 = perfect, 0 = the mean",
     "position R2": "R2 of decoded position, variance-weighted over x / y; 1 = perfect, 0 = the mean",
