@@ -72,7 +72,7 @@ def synth(
         for path in write_synthetic_targets(dataset, out):
             console.print(f"wrote {path}")
     (out / "synthetic_config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
-    console.print(f"train on them: spikefm train configs/poyo_tiny.yaml --data {out / '*.h5'}")
+    console.print(f"train on them: spikefm train configs/poyo_tiny.yaml --data {out / '*.h5'}", soft_wrap=True)
 
 
 @app.command()
