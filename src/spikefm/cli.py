@@ -164,11 +164,9 @@ def train(
     from spikefm.train.config import load_recipe
     from spikefm.train.fit import fit
 
-    files = [*data, *(more_data or [])]
-    try:
-        config = load_recipe(recipe, set_)
-        if files:
-            config.data.paths = [str(path) for path in files]
+    files = [str(path) for path in [*data, *(more_data or [])]]
+    try:  # --data is the override data.paths=[...], checked like any other
+        config = load_recipe(recipe, [*set_, *([f"data.paths={json.dumps(files)}"] if files else [])])
     except (KeyError, ValueError, FileNotFoundError) as error:
         _fail(str(error))
     result = fit(config)
@@ -245,7 +243,10 @@ def _print_scores(
     table = score_table(module, config, recordings, dataset=dataset, split=split)
     console.print(table.rich())
     if save_to is not None and checkpoint is not None:
-        save_scores(table, save_to, checkpoint=checkpoint, data=config.data.paths)
+        try:
+            save_scores(table, save_to, checkpoint=checkpoint, data=config.data.paths)
+        except OSError as error:  # the scores are printed; `spikefm report` will score again
+            console.print(f"[yellow]warning:[/] scores not saved in {save_to}: {error}")
 
 
 @app.command()
