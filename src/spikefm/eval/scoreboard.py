@@ -29,7 +29,7 @@ METRIC_NOTES = {
 BASELINE_NOTES = {
     "smoothing": "NLB's baseline: smoothed held-in spikes -> Poisson GLM -> held-out rates (train trials)",
     "ridge": "Wiener filter: ridge from 100 ms (5 bins) of spike counts to behaviour (train trials)",
-    "oracle": "the true rates behind the synthetic spikes, scored the same way (co-bps's ceiling)",
+    "oracle": "the true rates behind the synthetic spikes, scored the same way: the reference ceiling",
 }
 
 
