@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 
 import numpy as np
@@ -56,13 +57,15 @@ def test_train_eval_report_and_transfer_commands(tmp_path):
              "--set", "trainer.progress=false", "--set", "trainer.warmup_steps=1"]
     result = runner.invoke(app, ["train", str(recipe / "ndt1_tiny.yaml"), *small], terminal_width=200)
     assert result.exit_code == 0, result.output
-    assert "| synth-0 | ndt1 |" in result.output and "smoothing" in result.output
+    assert any("synth-0" in line and "ndt1" in line for line in result.output.splitlines())
+    assert "smoothing" in result.output and "co-bps: " in result.output  # a drawn table with its notes
     checkpoint = tmp_path / "ndt1_tiny" / "checkpoints" / "final.ckpt"
     result = runner.invoke(app, ["eval", str(checkpoint), "--out", str(tmp_path / "pred.h5")], terminal_width=200)
     assert result.exit_code == 0, result.output
     assert (tmp_path / "pred.h5").exists()
     result = runner.invoke(app, ["report", str(tmp_path / "ndt1_tiny")])
     assert result.exit_code == 0 and (tmp_path / "ndt1_tiny" / "report.md").exists()
+    assert "scores read from" in result.output  # eval's scores.json, not scored a third time
     result = runner.invoke(app, [
         "transfer", str(recipe / "transfer_synthetic.yaml"), "--set", "pretrain_steps=2", "--set", "adapt_steps=1",
         "--set", "scratch_steps=1", "--set", "models=[poyo]", "--set", "calibration_trials=[2]",
@@ -192,3 +195,64 @@ def test_data_warnings_print_as_one_line(tmp_path):
     assert result.exit_code == 0, result.output
     (warning,) = [line for line in result.output.splitlines() if line.startswith("warning:")]
     assert "far.h5" in warning and "1e+07" in warning
+
+
+# --- the first hour (issue 17, items 12 and 13) ------------------------------------------------------------------
+
+
+def test_version_option():
+    from spikefm import __version__
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"spikefm {__version__}"
+
+
+def test_synth_says_how_to_train_on_its_files(tmp_path):
+    result = runner.invoke(app, ["synth", str(tmp_path), "--sessions", "1", "--units", "8", "--trials", "10"])
+    assert result.exit_code == 0 and f"--data {tmp_path / '*.h5'}" in result.output
+
+
+def test_inspect_tokens_fits_100_columns_and_explains_its_columns(synth_dir):
+    result = runner.invoke(app, ["inspect", str(synth_dir / "synth-0.h5"), "--tokens"], terminal_width=100)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert max(len(line) for line in lines) <= 100
+    assert any("event (Neuroformer)" in line for line in lines)  # no name cut or wrapped
+    for header in ("tokens/s", "zeros", "values/token", "length p5/p50/p95/max"):
+        assert any(line.startswith(f"{header}: ") for line in lines), header
+
+
+def test_inspect_plot_takes_start_and_length(synth_dir, tmp_path):
+    png = tmp_path / "raster.png"
+    args = ["inspect", str(synth_dir / "synth-0.h5"), "--plot", str(png), "--start", "2", "--length", "3"]
+    result = runner.invoke(app, args, terminal_width=100)
+    assert result.exit_code == 0, result.output
+    assert "raster of [2.00, 5.00) s" in result.output and png.stat().st_size > 1000
+    result = runner.invoke(app, [*args[:4], "--start", "1e6"], terminal_width=100)
+    assert result.exit_code == 2 and "outside the recording" in result.output
+
+
+def test_inspect_plot_of_hippocampus_draws_spikes(tmp_path, shared_data):
+    # Tracking starts ~60 s before the first spike: the default window must not be empty.
+    wmaze = shared_data("hippocampus/nelpy_wmaze")
+    args = ["inspect", str(wmaze), "--plot", str(tmp_path / "r.png")]
+    result = runner.invoke(app, args, terminal_width=100)
+    assert result.exit_code == 0, result.output
+    t0 = float(result.output.split("raster of [")[1].split(",")[0])
+    from spikefm.data.store import load
+
+    assert load(wmaze).slice(t0, t0 + 10.0).n_spikes > 1000
+
+
+def test_train_takes_data_files(synth_dir, tmp_path):
+    recipe = Path(__file__).resolve().parents[1] / "configs" / "poyo_tiny.yaml"
+    files = sorted(str(f) for f in synth_dir.glob("*.h5"))
+    small = ["--set", f"trainer.out_dir={tmp_path}", "--set", "trainer.max_steps=2", "--set", "trainer.val_every=2",
+             "--set", "trainer.progress=false", "--set", "trainer.warmup_steps=1"]
+    result = runner.invoke(app, ["train", str(recipe), "--data", *files, *small], terminal_width=100)  # as a glob expands
+    assert result.exit_code == 0, result.output
+    recipe_json = json.loads((tmp_path / "poyo_tiny" / "recipe.json").read_text())
+    assert recipe_json["data"]["paths"] == files
+    assert "synth-1" in result.output and "mean of 2" in result.output
+    saved = json.loads((tmp_path / "poyo_tiny" / "scores.json").read_text())
+    assert saved["data"] == files and {row["session"] for row in saved["rows"]} == {"synth-0", "synth-1"}

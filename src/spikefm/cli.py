@@ -10,6 +10,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from spikefm.cli_errors import ErrorReportingGroup
 
@@ -19,6 +20,23 @@ app = typer.Typer(
     help="Spike neural foundation models. Add --debug to any command to see a failure's full traceback.",
 )
 console = Console()
+
+
+def _version(value: bool) -> None:
+    if value:
+        from spikefm import __version__
+
+        console.print(f"spikefm {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print spikefm's version and exit."
+    ),
+) -> None:
+    """Spike neural foundation models."""
 
 
 def _fail(message: str) -> None:
@@ -60,6 +78,7 @@ def synth(
         for path in write_synthetic_targets(dataset, out):
             console.print(f"wrote {path}")
     (out / "synthetic_config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
+    console.print(f"train on them: spikefm train configs/poyo_tiny.yaml --data {out / '*.h5'}", soft_wrap=True)
 
 
 @app.command()
@@ -71,6 +90,10 @@ def inspect(
     tokens: bool = typer.Option(False, "--tokens", help="Measure every tokenizer on this recording."),
     window: float = typer.Option(1.0, help="Window length (s) for --tokens."),
     bin_size: Optional[float] = typer.Option(None, help="Bin width (s) of a count file that stores no time axis."),
+    start: Optional[float] = typer.Option(
+        None, help="Start (s) of the --plot window; default the first stretch with spikes."
+    ),
+    length: float = typer.Option(10.0, help="Length (s) of the --plot window."),
 ) -> None:
     """Print a readable summary of a recording FILE."""
     if window <= 0:
@@ -79,6 +102,8 @@ def inspect(
     from spikefm.data.store import load
     from spikefm.data.summary import summarize
 
+    if not length > 0:
+        _fail(f"--length must be > 0 seconds, got {length}")
     try:
         rec = load(file, bin_size=bin_size)
     except (DataError, FileNotFoundError, OSError) as error:
@@ -87,9 +112,13 @@ def inspect(
     if tokens:
         _print_token_table(rec, window)
     if plot is not None:
-        from spikefm.eval.plots import plot_raster
+        from spikefm.eval.plots import plot_raster, spike_window
 
-        console.print(f"raster written to {plot_raster(rec, plot)}")
+        t0 = spike_window(rec, length) if start is None else start
+        if not rec.start <= t0 < rec.end:
+            _fail(f"--start {t0:g} s is outside the recording's span [{rec.start:.3f}, {rec.end:.3f}) s")
+        path = plot_raster(rec, plot, t0=t0, t1=t0 + length)
+        console.print(f"raster of [{t0:.2f}, {t0 + length:.2f}) s written to {path}")
 
 
 def _print_summary(s) -> None:
@@ -115,32 +144,43 @@ def _print_summary(s) -> None:
 
 
 def _print_token_table(rec, window: float) -> None:
-    from spikefm.tokenize.summary import tokenizer_table
+    from spikefm.tokenize.summary import TOKEN_COLUMNS, tokenizer_table
 
     rows = tokenizer_table(rec, window_length=window)
-    table = Table(title=f"tokenizers on {window:g} s windows")
-    for column in rows[0]:
-        table.add_column(str(column))
+    table = Table(title=f"tokenizers on {window:g} s windows", title_justify="left")
+    for header, *_ in TOKEN_COLUMNS:
+        table.add_column(header, justify="left" if header == "tokenizer" else "right", no_wrap=True)
     for row in rows:
-        table.add_row(*[f"{v:.3g}" if isinstance(v, float) else str(v) for v in row.values()])
+        table.add_row(*[render(row) for _, render, _ in TOKEN_COLUMNS])
     console.print(table)
+    for header, _, note in TOKEN_COLUMNS[1:]:
+        console.print(Text.assemble((f"{header}: ", "bold"), note))
 
 
 @app.command()
 def train(
     recipe: Path = typer.Argument(..., help="YAML recipe (see configs/)."),
     set_: list[str] = typer.Option([], "--set", help="Override a recipe value, e.g. --set trainer.max_steps=100."),
+    data: list[Path] = typer.Option(
+        [], "--data", help="Recording file(s) to train on (sets data.paths), e.g. --data data/*.h5."
+    ),
+    more_data: Optional[list[Path]] = typer.Argument(
+        None, metavar="FILE", show_default=False, help="More recording files (what --data data/*.h5 expands to)."
+    ),
 ) -> None:
     """Train the model of RECIPE; prints the run folder and the test-split scores."""
     from spikefm.train.config import load_recipe
     from spikefm.train.fit import fit
     from spikefm.train.preflight import check_recipe
 
-    config = load_recipe(recipe, set_)
+    files = [str(path) for path in [*data, *(more_data or [])]]
+    # --data is the override data.paths=[...], checked like any other
+    config = load_recipe(recipe, [*set_, *([f"data.paths={json.dumps(files)}"] if files else [])])
     check_recipe(config)  # a bad name, key, path, out_dir or accelerator fails here, before any data is read
     result = fit(config)
     console.print(f"run written to {result.run_dir}; checkpoint {result.checkpoint}")
-    _print_scores(result.module, config, result.recordings, dataset=result.dataset)
+    _print_scores(result.module, config, result.recordings, dataset=result.dataset,
+                  save_to=result.run_dir, checkpoint=result.checkpoint)
 
 
 @app.command(name="eval")
@@ -160,7 +200,8 @@ def evaluate(
     data_config = dataclasses.replace(config.data, paths=[str(p) for p in data]) if data else config.data
     recordings, dataset = load_recordings(data_config, seed=config.trainer.seed)
     check_split(recordings, split)
-    _print_scores(module, config, recordings, dataset=dataset, split=split)
+    run_dir = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" and not data else None
+    _print_scores(module, config, recordings, dataset=dataset, split=split, save_to=run_dir, checkpoint=checkpoint)
     if out is not None:
         from spikefm.eval.nlb_io import write_submission
 
@@ -176,7 +217,7 @@ def report(
     from spikefm.eval.report import write_report
 
     try:
-        path = write_report(run_dir, split=split)
+        path = write_report(run_dir, split=split, log=console.print)
     except FileNotFoundError as error:
         _fail(str(error))
     console.print(f"report written to {path}")
@@ -200,11 +241,20 @@ def transfer(
     console.print(f"curve written to {figure}")
 
 
-def _print_scores(module, config, recordings, *, dataset=None, split: str = "test") -> None:
-    from spikefm.eval.report import score_table
+def _print_scores(
+    module, config, recordings, *, dataset=None, split: str = "test", save_to: Optional[Path] = None,
+    checkpoint: Optional[Path] = None,
+) -> None:
+    """Score and print the table; with ``save_to``, also save it there for ``spikefm report``."""
+    from spikefm.eval.report import save_scores, score_table
 
     table = score_table(module, config, recordings, dataset=dataset, split=split)
-    console.print(table.markdown())
+    console.print(table.rich())
+    if save_to is not None and checkpoint is not None:
+        try:
+            save_scores(table, save_to, checkpoint=checkpoint, data=config.data.paths)
+        except OSError as error:  # the scores are printed; `spikefm report` will score again
+            console.print(f"[yellow]warning:[/] scores not saved in {save_to}: {error}")
 
 
 @app.command()

@@ -12,7 +12,25 @@ from spikefm.eval.baselines import RidgeDecoder, SmoothingBaseline
 from spikefm.eval.metrics import co_bps, decoding_r2, velocity_r2
 from spikefm.eval.trials import TrialArrays, trial_arrays
 
-__all__ = ["split_arrays", "baseline_scores", "oracle_row", "format_table"]
+__all__ = [
+    "BASELINE_BIN_SIZE", "BASELINE_NOTES", "METRIC_NOTES", "split_arrays", "baseline_scores", "oracle_row",
+    "format_table",
+]
+
+BASELINE_BIN_SIZE = 0.02  # s; baselines and the oracle are scored on 20 ms bins
+
+# One line per score label a table can carry; tables print the lines of the labels they show.
+METRIC_NOTES = {
+    "co-bps": "held-out units' bits per spike predicted from held-in units (NLB co-smoothing); 0 = null",
+    "vel R2": "NLB: ridge regression from predicted rates to velocity, R2 averaged over dims; 1 = perfect",
+    "decode R2": "R2 of behaviour decoded directly, variance-weighted over dims; 1 = perfect, 0 = the mean",
+    "position R2": "R2 of decoded position, variance-weighted over x / y; 1 = perfect, 0 = the mean",
+}
+BASELINE_NOTES = {
+    "smoothing": "NLB's baseline: smoothed held-in spikes -> Poisson GLM -> held-out rates (train trials)",
+    "ridge": "Wiener filter: ridge from 100 ms (5 bins) of spike counts to behaviour (train trials)",
+    "oracle": "the true rates behind the synthetic spikes, scored the same way: the reference ceiling",
+}
 
 
 def split_arrays(

@@ -25,7 +25,24 @@ from spikefm.tokenize.events import EventConfig, EventTokenizer
 from spikefm.tokenize.neurons import NeuronConfig, NeuronTokenizer
 from spikefm.tokenize.spikes import SpikeConfig, SpikeTokenizer
 
-__all__ = ["default_tokenizers", "tokenizer_table"]
+__all__ = ["default_tokenizers", "tokenizer_table", "TOKEN_COLUMNS"]
+
+
+def _lengths(row: dict) -> str:
+    return "/".join(f"{row[k]:.0f}" for k in ("len_p5", "len_p50", "len_p95", "len_max"))
+
+
+# How ``spikefm inspect --tokens`` shows a row: (header, cell text, one-line explanation).
+TOKEN_COLUMNS = (
+    ("tokenizer", lambda row: row["tokenizer"], "the tokenizer family (the model it comes from)"),
+    ("tokens/s", lambda row: f"{row['tokens_per_s']:,.0f}",
+     "tokens per second of recording (event pairs: per step of their short current window)"),
+    ("zeros", lambda row: f"{row['zero_fraction']:.0%}",
+     "entries without a spike: zero counts (dense) or marker tokens (per-spike, event)"),
+    ("values/token", lambda row: str(row["entries_per_token"]),
+     "numbers each token stores (0: a per-spike token is just a unit id and a time)"),
+    ("length p5/p50/p95/max", _lengths, "tokens per window: percentiles and maximum over 64 random windows"),
+)
 
 
 def default_tokenizers() -> dict[str, Tokenizer]:
