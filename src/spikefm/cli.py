@@ -142,8 +142,11 @@ def evaluate(
     data: list[Path] = typer.Option([], help="Recording file(s) to score on; default the recipe's data."),
     split: str = typer.Option("test", help="Trial split to score."),
     out: Optional[Path] = typer.Option(None, help="Write predictions in the NLB submission layout (HDF5)."),
+    nlb_dataset: Optional[str] = typer.Option(None, help="NLB dataset the data is (default: from the file names)."),
+    nlb_phase: str = typer.Option("test", help="NLB phase: 'val' (train / val trials) or 'test' (train+val / test)."),
 ) -> None:
     """Score a trained CHECKPOINT against the baselines (and, on synthetic data, the oracle)."""
+    from spikefm.data.recording import DataError
     from spikefm.train.config import DataConfig
     from spikefm.train.data import load_recordings
     from spikefm.train.fit import load_checkpoint
@@ -154,10 +157,14 @@ def evaluate(
     data_config = DataConfig(**{**config.data.__dict__, "paths": [str(p) for p in data]}) if data else config.data
     recordings, dataset = load_recordings(data_config, seed=config.trainer.seed)
     _print_scores(module, config, recordings, dataset=dataset, split=split)
-    if out is not None:
-        from spikefm.eval.nlb_io import write_submission
+    from spikefm.eval.nlb_io import nlb_cli_report
 
-        console.print(f"predictions written to {write_submission(module, config, recordings, out)}")
+    try:
+        console.print(nlb_cli_report(module, config, recordings, dataset=nlb_dataset, phase=nlb_phase, out=out))
+    except (DataError, KeyError, ValueError) as error:
+        if out is not None:
+            _fail(f"cannot write an NLB submission: {error}")
+        console.print(f"NLB metrics not computed: {error}")
 
 
 @app.command()
