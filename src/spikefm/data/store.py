@@ -450,6 +450,11 @@ def load(path: str | Path, *, session: str | None = None, bin_size: float | None
         bin_size: bin width (s) for count files that store no time axis; ignored otherwise.
     """
     path = Path(path)
+    from spikefm.data.readers import read_by_content
+
+    other = read_by_content(path, session)  # FALCON, temporaldata, Kilosort / Phy, Blackrock / Plexon
+    if other is not None:
+        return other
     other = _load_non_hdf5(path, session, bin_size)
     if other is not None:
         return other
