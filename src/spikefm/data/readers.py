@@ -17,14 +17,17 @@ __all__ = ["read_by_content", "detect_format"]
 
 
 def detect_format(path: Path) -> str | None:
-    """``"falcon"`` or None (not a format this module reads)."""
+    """``"falcon"``, ``"temporaldata"`` or None (not a format this module reads)."""
     if path.is_file() and h5py.is_hdf5(path):
         from spikefm.data.falcon import falcon_task
+        from spikefm.data.temporaldata_io import is_temporaldata
 
         try:
             with h5py.File(path, "r") as handle:
                 if falcon_task(handle) is not None:
                     return "falcon"
+                if is_temporaldata(handle):
+                    return "temporaldata"
         except OSError:
             return None  # unreadable HDF5: store.load reports it
     return None
@@ -40,4 +43,8 @@ def read_by_content(path: str | Path, session: str | None = None) -> Recording |
         from spikefm.data.falcon import read_falcon
 
         return read_falcon(path, session=session)
+    if kind == "temporaldata":
+        from spikefm.data.temporaldata_io import read_temporaldata
+
+        return read_temporaldata(path, session=session)
     raise DataError(f"{path}: no reader for format {kind!r}")  # unreachable: every detected kind has a branch
