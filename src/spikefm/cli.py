@@ -59,7 +59,8 @@ def synth(
 @app.command()
 def inspect(
     file: Path = typer.Argument(
-        ..., help="A recording: NWB, spikefm store (.h5), binned counts (.mat/.npz) or a spike-time session."
+        ..., help="A recording: NWB, spikefm store (.h5), binned counts (.mat/.npz), a spike-time session, FALCON, "
+        "temporaldata, a Kilosort/Phy folder or a Blackrock/Plexon file (see docs/formats.md)."
     ),
     plot: Optional[Path] = typer.Option(None, help="Write a raster with behaviour under it to this PNG."),
     tokens: bool = typer.Option(False, "--tokens", help="Measure every tokenizer on this recording."),

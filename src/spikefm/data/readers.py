@@ -17,7 +17,14 @@ __all__ = ["read_by_content", "detect_format"]
 
 
 def detect_format(path: Path) -> str | None:
-    """``"falcon"``, ``"temporaldata"`` or None (not a format this module reads)."""
+    """``"falcon"``, ``"temporaldata"``, ``"sorter"``, ``"acquisition"`` or None (not a format this module reads)."""
+    from spikefm.data.acquisition import ACQUISITION_SUFFIXES
+    from spikefm.data.sorters import is_sorter_folder
+
+    if is_sorter_folder(path):
+        return "sorter"
+    if path.suffix.lower() in ACQUISITION_SUFFIXES:
+        return "acquisition"
     if path.is_file() and h5py.is_hdf5(path):
         from spikefm.data.falcon import falcon_task
         from spikefm.data.temporaldata_io import is_temporaldata
@@ -47,4 +54,12 @@ def read_by_content(path: str | Path, session: str | None = None) -> Recording |
         from spikefm.data.temporaldata_io import read_temporaldata
 
         return read_temporaldata(path, session=session)
+    if kind == "sorter":
+        from spikefm.data.sorters import read_sorter_folder
+
+        return read_sorter_folder(path, session=session)
+    if kind == "acquisition":
+        from spikefm.data.acquisition import read_acquisition
+
+        return read_acquisition(path, session=session)
     raise DataError(f"{path}: no reader for format {kind!r}")  # unreachable: every detected kind has a branch
