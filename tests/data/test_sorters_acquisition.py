@@ -64,36 +64,25 @@ def test_inspect_reads_a_phy_folder(phy_folder):
     assert f"{phy_folder[1].count_num_spikes_per_unit(outputs='array').sum():,}" in result.output
 
 
-def test_blackrock_nev_loads_every_unit_with_exact_counts(tmp_path):
+@pytest.mark.parametrize("suffix, io_name, rate, ids", [
+    (".nev", "BlackrockIO", 30000, ["Unit 1000", "Unit 1001", "Unit 3002"]),  # Blackrock: electrode, class
+    (".plx", "PlexonIO", 40000, ["ch1#0", "ch1#1", "ch3#2"]),
+])
+def test_acquisition_file_loads_every_unit_with_exact_counts(tmp_path, suffix, io_name, rate, ids):
     neo = pytest.importorskip("neo")
     from nev_files import write_nev
-
-    rng = np.random.default_rng(0)
-    spikes = {(1, 0): rng.integers(0, 300_000, 50), (1, 1): rng.integers(0, 300_000, 40),
-              (3, 2): rng.integers(0, 300_000, 30)}
-    path = write_nev(tmp_path / "session.nev", {k: np.sort(v) for k, v in spikes.items()})
-    rec = load(path)
-    block = neo.io.BlackrockIO(filename=str(path)).read_block(load_waveforms=False)
-    neo_counts = {str(st.annotations["id"]): len(st) for st in block.segments[0].spiketrains}
-    assert dict(zip(rec.units.ids.tolist(), rec.spike_counts().tolist())) == neo_counts
-    assert rec.n_spikes == 120 and rec.units.quality.tolist() == ["unclassified", "sorted", "sorted"]
-    np.testing.assert_allclose(rec.spikes.per_unit(3)[2], np.sort(spikes[(3, 2)]) / 30000)
-
-
-def test_plexon_plx_loads_every_unit_with_exact_counts(tmp_path):
-    neo = pytest.importorskip("neo")
     from plx_files import write_plx
 
-    rng = np.random.default_rng(1)
-    spikes = {(1, 0): rng.integers(0, 400_000, 50), (1, 1): rng.integers(0, 400_000, 40),
-              (2, 1): rng.integers(0, 400_000, 30)}
-    path = write_plx(tmp_path / "session.plx", {k: np.sort(v) for k, v in spikes.items()})
+    rng = np.random.default_rng(0)
+    spikes = {key: np.sort(rng.integers(0, 10 * rate, n)) for key, n in (((1, 0), 50), ((1, 1), 40), ((3, 2), 30))}
+    path = (write_nev if suffix == ".nev" else write_plx)(tmp_path / f"session{suffix}", spikes)
     rec = load(path)
-    block = neo.io.PlexonIO(filename=str(path)).read_block(load_waveforms=False)
+    block = getattr(neo.io, io_name)(filename=str(path)).read_block(load_waveforms=False)
     neo_counts = {str(st.annotations["id"]): len(st) for st in block.segments[0].spiketrains}
-    assert dict(zip(rec.units.ids.tolist(), rec.spike_counts().tolist())) == neo_counts == {
-        "ch1#0": 50, "ch1#1": 40, "ch2#1": 30}
-    np.testing.assert_allclose(rec.spikes.per_unit(3)[1], np.sort(spikes[(1, 1)]) / 40000)
+    assert dict(zip(rec.units.ids.tolist(), rec.spike_counts().tolist())) == neo_counts == dict(zip(ids, [50, 40, 30]))
+    np.testing.assert_allclose(rec.spikes.per_unit(3)[2], spikes[(3, 2)] / rate)
+    if suffix == ".nev":
+        assert rec.units.quality.tolist() == ["unclassified", "sorted", "sorted"]
 
 
 def test_truncated_nev_is_a_data_error(tmp_path):

@@ -164,3 +164,17 @@ def test_a_test_file_without_heldout_units_takes_them_from_the_train_file(ndt1_r
     assert completed.session == train.session and completed.n_units == train.n_units
     np.testing.assert_array_equal(completed.spike_counts()[keep], test.spike_counts())
     assert completed.spike_counts()[~keep].sum() == 0
+
+
+def test_a_model_fixed_to_its_trained_length_gives_no_forward_keys_and_says_why():
+    from spikefm.data.synthetic import SyntheticConfig, generate
+    from spikefm.eval.nlb_io import submission_arrays
+    from spikefm.models.registry import build_config, get_spec
+
+    rec = generate(SyntheticConfig(n_sessions=1, units_per_session=(8, 8), n_trials=10)).recordings[0]
+    spec = get_spec("stndt")
+    config = build_config("stndt", "tiny", n_bins=35)  # NLB's 700 ms eval window at 20 ms
+    model = spec.model_cls(config, **spec.sizes_from_data([rec], config))
+    with pytest.warns(UserWarning, match="no forward prediction"):
+        arrays = submission_arrays(model, spec.make_tokenizer(config), rec, dataset="mc_maze", bin_ms=20)
+    assert "eval_rates_heldout" in arrays and "eval_rates_heldout_forward" not in arrays

@@ -22,6 +22,7 @@ the same arrays with :mod:`spikefm.eval.metrics`; ``nlb_tools.evaluate`` on the 
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
@@ -121,7 +122,11 @@ def submission_arrays(model: Any, tokenizer: Any, rec: Recording, *, dataset: st
         rates = _rates(model, tokenizer, pack, rec, rows, spec, bin_ms, forward=False, drop_heldout=prefix == "eval")
         out[f"{prefix}_rates_heldin"], out[f"{prefix}_rates_heldout"] = rates[..., ~held], rates[..., held]
         if prefix == "eval" and forward:
-            fp = _rates(model, tokenizer, pack, rec, rows, spec, bin_ms, forward=True, drop_heldout=True)
+            try:
+                fp = _rates(model, tokenizer, pack, rec, rows, spec, bin_ms, forward=True, drop_heldout=True)
+            except (DataError, ValueError) as err:  # e.g. STNDT's spatial tokens are fixed to the trained length
+                warnings.warn(f"no forward prediction (fp-bps) from {type(model).__name__}: {err}", stacklevel=2)
+                continue
             out["eval_rates_heldin_forward"], out["eval_rates_heldout_forward"] = fp[..., ~held], fp[..., held]
     return {k: v.astype(np.float32) for k, v in out.items()}
 
