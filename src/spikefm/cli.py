@@ -201,6 +201,22 @@ def transfer(
     console.print(f"curve written to {figure}")
 
 
+@app.command()
+def falcon(
+    files: list[Path] = typer.Argument(..., help="FALCON NWB files: held-in / held-out calib, minival / eval."),
+    model: str = typer.Option("spint", help="A registered decoder."),
+    set_: list[str] = typer.Option([], "--set", help="A FalconProtocol field, e.g. --set train_steps=500."),
+) -> None:
+    """Train MODEL on FALCON's held-in sessions, adapt to the held-out ones, print FALCON's masked R2."""
+    from spikefm.data.recording import DataError
+    from spikefm.eval.falcon import run_falcon_files
+
+    try:
+        console.print(run_falcon_files(files, model, set_, log=console.print))
+    except (DataError, KeyError, ValueError) as error:
+        _fail(str(error))
+
+
 def _print_scores(module, config, recordings, *, dataset=None, split: str = "test") -> None:
     from spikefm.eval.report import score_table
 

@@ -73,3 +73,17 @@ def test_falcon_protocol_needs_roles_it_can_read(tmp_path):
     rec = read_falcon(write_falcon_file(tmp_path / "anonymous.nwb", "m1"))
     with pytest.raises(DataError, match="role"):
         run_falcon(FalconProtocol(model="spint"), [rec], log=lambda _: None)
+
+
+def test_falcon_command_scores_falcon_files(falcon_recordings):
+    from typer.testing import CliRunner
+
+    from spikefm.cli import app
+
+    paths = [r.source for r in falcon_recordings]
+    result = CliRunner().invoke(app, ["falcon", *paths, "--model", "poyo", "--set", "train_steps=2",
+                                      "--set", "adapt_steps=1", "--set", "batch_size=4"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "| poyo | recalibrate | held-in |" in result.output and "| held-out |" in result.output
+    result = CliRunner().invoke(app, ["falcon", *paths, "--set", "steps=2"])
+    assert result.exit_code == 2 and "train_steps" in result.output

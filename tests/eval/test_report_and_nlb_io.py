@@ -78,7 +78,8 @@ def test_nlb_tools_evaluate_returns_the_numbers_spikefm_prints(ndt1_run, tmp_pat
     from spikefm.eval.nlb_io import nlb_cli_report, nlb_report, write_nlb_h5
 
     config, result = ndt1_run
-    groups, scores = nlb_report(result.module, config, result.recordings)
+    groups, scores, unscored = nlb_report(result.module, config, result.recordings)
+    assert not unscored
     submission = write_nlb_h5(groups, tmp_path / "sub.h5")
     (targets,) = write_synthetic_targets(result.dataset, tmp_path)
     (official,) = evaluation.evaluate(str(targets), str(submission))

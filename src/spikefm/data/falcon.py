@@ -105,8 +105,8 @@ def _h1_trials(handle: h5py.File, source: Path, bin_ends: np.ndarray) -> Interva
 
 def _file_role(path: Path) -> tuple[str, str, str | None]:
     """(role, part, session) from FALCON's file names; role / part "" when the name does not say."""
-    name = path.name
-    role = "held_out" if "held-out" in name or "held_out" in name else "held_in" if "held-in" in name or "held_in" in name else ""
+    name = path.name.replace("_", "-")  # held-in / held_in
+    role = "held_out" if "held-out" in name else "held_in" if "held-in" in name else ""
     part = next((p for p in ("calib", "minival", "eval") if p in name), "")
     match = re.search(r"ses-([A-Za-z0-9.T]+)", path.stem)
     return role, part, match.group(1) if match else None

@@ -71,9 +71,12 @@ def read_sorter_folder(path: str | Path, *, session: str | None = None) -> Recor
         ids = sorting.get_unit_ids()
         trains = [sorting.get_unit_spike_train(unit_id=u, segment_index=0).astype(np.float64) / rate for u in ids]
     except Exception as err:  # spikeinterface raises many kinds for malformed folders, some only on first read
-        raise DataError(f"{folder}: spikeinterface cannot read this {kind} folder ({type(err).__name__}: {err})") from err
+        raise DataError(
+            f"{folder}: spikeinterface cannot read this {kind} folder ({type(err).__name__}: {err})"
+        ) from err
     return recording_from_unit_trains(
         trains, [str(u) for u in ids], session=session or folder.name, source=str(folder),
-        region=_property(sorting, _REGION), quality=_property(sorting, _QUALITY[kind]), position=_positions(sorting, folder),
+        region=_property(sorting, _REGION), quality=_property(sorting, _QUALITY[kind]),
+        position=_positions(sorting, folder),
         metadata={"format": kind, "sampling_frequency": rate},
     )

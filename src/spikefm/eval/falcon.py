@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -34,7 +35,8 @@ from spikefm.eval.evaluate import predict
 from spikefm.eval.metrics import decoding_r2
 from spikefm.models.registry import build_config, get_spec
 
-__all__ = ["falcon_r2", "decode_falcon", "FalconProtocol", "FalconResult", "run_falcon", "ADAPTATIONS"]
+__all__ = ["falcon_r2", "decode_falcon", "FalconProtocol", "FalconResult", "run_falcon", "run_falcon_files",
+           "ADAPTATIONS"]
 
 ADAPTATIONS = ("zero_shot", "recalibrate", "finetune")
 
@@ -69,6 +71,11 @@ def _tiled(rec: Recording, window: float) -> Recording:
         raise DataError(f"{rec.source or rec.session}: shorter than one {window} s window")
     starts = start + np.arange(n) * window
     return replace(rec, trials=Intervals(starts, starts + window, {"split": np.full(n, "falcon")}))
+
+
+def _windows(tiled: Recording, tokenizer: Callable) -> list:
+    """One token sample per window of a :func:`_tiled` recording."""
+    return [tokenizer(tiled.window(t0, t1)) for t0, t1 in zip(tiled.trials.start, tiled.trials.end)]
 
 
 def decode_falcon(model: torch.nn.Module, tokenizer: Callable, rec: Recording, *, window: float,
@@ -154,8 +161,8 @@ def _role(rec: Recording) -> tuple[str, str]:
 
 
 def _adaptation(model: torch.nn.Module, wanted: str | None) -> str:
-    supported = [a for a, ok in (("zero_shot", hasattr(model, "calibrate")),
-                                 ("recalibrate", hasattr(model, "adapt_context") or hasattr(model, "freeze_for_recalibration")),
+    recalibrates = hasattr(model, "adapt_context") or hasattr(model, "freeze_for_recalibration")
+    supported = [a for a, ok in (("zero_shot", hasattr(model, "calibrate")), ("recalibrate", recalibrates),
                                  ("finetune", True)) if ok]  # fmt: skip
     if wanted is None:
         return supported[0]
@@ -186,8 +193,7 @@ def run_falcon(protocol: FalconProtocol, recordings: Sequence[Recording],
         raise DataError(f"{protocol.model} is not a decoder; FALCON scores decoders")
     config = build_config(protocol.model, protocol.preset, **{"behavior_key": target, **protocol.overrides})
     tokenizer = spec.make_tokenizer(config)
-    windows = lambda rec: [tokenizer(rec.window(t0, t1)) for t0, t1 in  # noqa: E731
-                           zip(_tiled(rec, protocol.window).trials.start, _tiled(rec, protocol.window).trials.end)]
+    windows = lambda rec: _windows(_tiled(rec, protocol.window), tokenizer)  # noqa: E731
     fit = lambda model, samples, steps, lr, params=None: train_steps(  # noqa: E731
         model, spec.objective, samples, steps=steps, lr=lr, batch_size=protocol.batch_size, pack=spec.pack,
         params=params, seed=protocol.seed, weight_decay=0.0 if params is not None else 0.01)
@@ -229,3 +235,27 @@ def run_falcon(protocol: FalconProtocol, recordings: Sequence[Recording],
                 store[rec.session] = np.concatenate([store[rec.session], value]) if rec.session in store else value
         scores[role] = falcon_r2(preds, targets, masks) if targets else {}
     return FalconResult(protocol.model, adaptation, scores["held_in"], scores["held_out"])
+
+
+def run_falcon_files(paths: Sequence[str | Path], model: str, overrides: Sequence[str] = (), *,
+                     log: Callable[[str], None] = print) -> str:
+    """``spikefm falcon``: read FALCON files, run :func:`run_falcon`, return its markdown table.
+
+    Args:
+        overrides: ``field=value`` settings of :class:`FalconProtocol` (values parsed as YAML).
+    """
+    import dataclasses
+
+    import yaml
+
+    from spikefm.data.falcon import read_falcon
+
+    known = {f.name for f in dataclasses.fields(FalconProtocol)}
+    settings: dict[str, Any] = {}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or key not in known:
+            raise KeyError(f"--set {item!r}: expected field=value with a field of {sorted(known - {'model'})}")
+        settings[key] = yaml.safe_load(value)
+    result = run_falcon(FalconProtocol(model=model, **settings), [read_falcon(p) for p in paths], log=log)
+    return result.markdown()

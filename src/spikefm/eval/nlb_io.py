@@ -279,11 +279,13 @@ def _bin_ms(tokenizer: Any) -> int:
 
 
 def nlb_report(module: Any, config: Any, recordings: Sequence[Recording], *, dataset: str | None = None,
-               phase: str = "test", forward: bool = True) -> tuple[dict[str, dict], dict[str, dict[str, float]]]:
+               phase: str = "test", forward: bool = True
+               ) -> tuple[dict[str, dict], dict[str, dict[str, float]], dict[str, str]]:
     """A rate model's NLB submission groups and, for recordings that hold the eval targets, NLB's scores.
 
     Returns:
-        ``(groups, scores)``: ``{group name: submission arrays}`` and ``{session: {metric: value}}``.
+        ``(groups, scores, unscored)``: ``{group name: submission arrays}``, ``{session: {metric: value}}`` and
+        ``{session: why it has no scores}`` (e.g. NLB's test file: its held-out spikes are on the leaderboard).
     """
     from spikefm.models.registry import get_spec
 
@@ -296,6 +298,7 @@ def nlb_report(module: Any, config: Any, recordings: Sequence[Recording], *, dat
         raise DataError(f"unknown NLB dataset {dataset!r}; spikefm writes {sorted(NLB_DATASETS)}")
     groups: dict[str, dict] = {}
     scores: dict[str, dict[str, float]] = {}
+    unscored: dict[str, str] = {}
     for rec in _complete_units(recordings):
         arrays = submission_arrays(model, tokenizer, rec, dataset=dataset, bin_ms=bin_ms, phase=phase, pack=pack,
                                    forward=forward)
@@ -304,10 +307,11 @@ def nlb_report(module: Any, config: Any, recordings: Sequence[Recording], *, dat
             group[key] = np.concatenate([group[key], value]) if key in group else value
         try:
             targets = target_arrays(rec, dataset=dataset, bin_ms=bin_ms, phase=phase)
-        except DataError:
-            continue  # e.g. NLB's test file: its held-out spikes are on the leaderboard's server
+        except DataError as err:
+            unscored[rec.session] = str(err)
+            continue
         scores[rec.session] = nlb_scores(as_written(arrays), as_written(targets))
-    return groups, scores
+    return groups, scores, unscored
 
 
 def _complete_units(recordings: Sequence[Recording]) -> list[Recording]:
@@ -334,7 +338,7 @@ def _complete_units(recordings: Sequence[Recording]) -> list[Recording]:
 def write_submission(module: Any, config: Any, recordings: Sequence[Recording], out: str | Path, *,
                      dataset: str | None = None, phase: str = "test") -> Path:
     """Write a trained rate model's NLB submission for ``recordings`` to ``out`` (see the module docstring)."""
-    groups, _ = nlb_report(module, config, recordings, dataset=dataset, phase=phase)
+    groups, _, _ = nlb_report(module, config, recordings, dataset=dataset, phase=phase)
     return write_nlb_h5(groups, out)
 
 
@@ -347,14 +351,14 @@ def nlb_cli_report(module: Any, config: Any, recordings: Sequence[Recording], *,
     """
     if phase not in PHASES:
         raise ValueError(f"NLB phase must be one of {sorted(PHASES)}, got {phase!r}")
-    groups, scores = nlb_report(module, config, recordings, dataset=dataset, phase=phase)
+    groups, scores, unscored = nlb_report(module, config, recordings, dataset=dataset, phase=phase)
     metrics = ["co-bps", "vel R2", "psth R2", "fp-bps"]
     lines = [f"NLB metrics ({', '.join(groups)}, {phase} phase; nlb_tools.evaluate gives the same)", "",
              "| session | " + " | ".join(metrics) + " |", "|---|" + "---|" * len(metrics)]
     for session, row in scores.items():
         lines.append(f"| {session} | " + " | ".join(f"{row[m]:.4f}" if m in row else "-" for m in metrics) + " |")
-    if not scores:
-        lines.append("(no recording holds the eval trials' held-out spikes; the leaderboard scores them)")
+    for session, reason in unscored.items():
+        lines.append(f"| {session} | not scored: {reason} |")
     if out is not None:
         lines += ["", f"NLB submission written to {write_nlb_h5(groups, out)}"]
     return "\n".join(lines)
@@ -370,5 +374,6 @@ def write_synthetic_targets(dataset: Any, out_dir: str | Path, *, nlb_dataset: s
     for index, rec in enumerate(dataset.recordings):
         truth = lambda t0, t1, i=index: dataset.true_rate_counts(i, bin_ms / 1000.0, t0, t1)  # noqa: E731
         arrays = target_arrays(rec, dataset=nlb_dataset, bin_ms=bin_ms, phase=phase, true_rates=truth)
-        paths.append(write_nlb_h5({group_name(nlb_dataset, bin_ms): arrays}, Path(out_dir) / f"{rec.session}_nlb_targets.h5"))
+        path = Path(out_dir) / f"{rec.session}_nlb_targets.h5"
+        paths.append(write_nlb_h5({group_name(nlb_dataset, bin_ms): arrays}, path))
     return paths

@@ -183,10 +183,8 @@ def nlb_behavior(rec: Recording, rows: np.ndarray, spec: NLBSpec, bin_ms: int) -
     if series is None:
         return None
     times = bin_starts(rec, rows, spec, bin_ms) + spec.lag_ms / 1000.0
-    out = np.stack(
-        [np.interp(times, series.timestamps, series.values[:, d], left=np.nan, right=np.nan) for d in range(series.dim)],
-        axis=-1,
-    )
+    stamps, values = series.timestamps, series.values
+    out = np.stack([np.interp(times, stamps, values[:, d], left=np.nan, right=np.nan) for d in range(series.dim)], -1)
     return out.astype(np.float64)
 
 
