@@ -63,6 +63,7 @@ def test_train_eval_report_and_transfer_commands(tmp_path):
     result = runner.invoke(app, ["eval", str(checkpoint), "--out", str(tmp_path / "pred.h5")], terminal_width=200)
     assert result.exit_code == 0, result.output
     assert (tmp_path / "pred.h5").exists()
+    assert "NLB metrics (mc_maze_20" in result.output and "fp-bps" in result.output and "psth R2" in result.output
     result = runner.invoke(app, ["report", str(tmp_path / "ndt1_tiny")])
     assert result.exit_code == 0 and (tmp_path / "ndt1_tiny" / "report.md").exists()
     assert "scores read from" in result.output  # eval's scores.json, not scored a third time

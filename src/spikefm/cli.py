@@ -84,7 +84,8 @@ def synth(
 @app.command()
 def inspect(
     file: Path = typer.Argument(
-        ..., help="A recording: NWB, spikefm store (.h5), binned counts (.mat/.npz) or a spike-time session."
+        ..., help="A recording: NWB, spikefm store (.h5), binned counts (.mat/.npz), a spike-time session, FALCON, "
+        "temporaldata, a Kilosort/Phy folder or a Blackrock/Plexon file (see docs/formats.md)."
     ),
     plot: Optional[Path] = typer.Option(None, help="Write a raster with behaviour under it to this PNG."),
     tokens: bool = typer.Option(False, "--tokens", help="Measure every tokenizer on this recording."),
@@ -189,8 +190,11 @@ def evaluate(
     data: list[Path] = typer.Option([], help="Recording file(s) to score on; default the recipe's data."),
     split: str = typer.Option("test", help="Trial split to score."),
     out: Optional[Path] = typer.Option(None, help="Write predictions in the NLB submission layout (HDF5)."),
+    nlb_dataset: Optional[str] = typer.Option(None, help="NLB dataset the data is (default: from the file names)."),
+    nlb_phase: str = typer.Option("test", help="NLB phase: 'val' (train / val trials) or 'test' (train+val / test)."),
 ) -> None:
     """Score a trained CHECKPOINT against the baselines (and, on synthetic data, the oracle)."""
+    from spikefm.data.recording import DataError
     from spikefm.train.data import load_recordings
     from spikefm.train.preflight import check_split, check_writable_file, read_checkpoint
 
@@ -202,10 +206,14 @@ def evaluate(
     check_split(recordings, split)
     run_dir = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" and not data else None
     _print_scores(module, config, recordings, dataset=dataset, split=split, save_to=run_dir, checkpoint=checkpoint)
-    if out is not None:
-        from spikefm.eval.nlb_io import write_submission
+    from spikefm.eval.nlb_io import nlb_cli_report
 
-        console.print(f"predictions written to {write_submission(module, config, recordings, out)}")
+    try:
+        console.print(nlb_cli_report(module, config, recordings, dataset=nlb_dataset, phase=nlb_phase, out=out))
+    except (DataError, KeyError, ValueError) as error:
+        if out is not None:
+            _fail(f"cannot write an NLB submission: {error}")
+        console.print(f"NLB metrics not computed: {error}")
 
 
 @app.command()
@@ -239,6 +247,22 @@ def transfer(
         _fail(str(error))
     console.print(markdown)
     console.print(f"curve written to {figure}")
+
+
+@app.command()
+def falcon(
+    files: list[Path] = typer.Argument(..., help="FALCON NWB files: held-in / held-out calib, minival / eval."),
+    model: str = typer.Option("spint", help="A registered decoder."),
+    set_: list[str] = typer.Option([], "--set", help="A FalconProtocol field, e.g. --set train_steps=500."),
+) -> None:
+    """Train MODEL on FALCON's held-in sessions, adapt to the held-out ones, print FALCON's masked R2."""
+    from spikefm.data.recording import DataError
+    from spikefm.eval.falcon import run_falcon_files
+
+    try:
+        console.print(run_falcon_files(files, model, set_, log=console.print))
+    except (DataError, KeyError, ValueError) as error:
+        _fail(str(error))
 
 
 def _print_scores(

@@ -40,29 +40,146 @@ def test_write_report_makes_markdown_and_figures(ndt1_run):
     assert (result.run_dir / "scores.json").exists()
 
 
-def test_submission_has_nlb_keys_with_heldin_heldout_split(ndt1_run, tmp_path):
+def test_submission_is_in_nlb_layout_with_heldin_heldout_and_forward(ndt1_run, tmp_path):
     config, result = ndt1_run
     path = write_submission(result.module, config, result.recordings, tmp_path / "pred.h5")
     rec = result.recordings[0]
     n_out = int(rec.units.heldout.sum())
+    split = rec.trials.columns["split"]
     with h5py.File(path) as handle:
-        group = handle["synth-0"]
-        assert set(group) == {"train_rates_heldin", "train_rates_heldout", "eval_rates_heldin", "eval_rates_heldout"}
-        assert group["eval_rates_heldout"].shape[-1] == n_out
-        assert group["eval_rates_heldin"].shape[-1] == rec.n_units - n_out
+        assert list(handle) == ["mc_maze_20"]  # NLB's dataset group at 20 ms, not the session id
+        group = handle["mc_maze_20"]
+        assert set(group) == {"train_rates_heldin", "train_rates_heldout", "eval_rates_heldin", "eval_rates_heldout",
+                              "eval_rates_heldin_forward", "eval_rates_heldout_forward"}
+        assert group["eval_rates_heldout"].shape == (int(np.sum(split == "test")), 35, n_out)  # -250..450 ms
+        assert group["train_rates_heldin"].shape == (int(np.sum(split != "test")), 35, rec.n_units - n_out)
+        assert group["eval_rates_heldout_forward"].shape[1:] == (10, n_out)  # 200 ms forward
         assert np.all(group["eval_rates_heldout"][()] > 0)
 
 
-def test_synthetic_targets_match_the_recording(ndt1_run, tmp_path):
+def test_synthetic_targets_are_in_nlb_layout(ndt1_run, tmp_path):
     _, result = ndt1_run
     (path,) = write_synthetic_targets(result.dataset, tmp_path)
     rec = result.recordings[0]
     n_test = int(np.sum(rec.trials.columns["split"] == "test"))
     with h5py.File(path) as handle:
-        group = handle["synth-0"]
-        assert group["eval_spikes_heldout"].shape == (n_test, 50, int(rec.units.heldout.sum()))
+        group = handle["mc_maze_20"]
+        assert group["eval_spikes_heldout"].shape == (n_test, 35, int(rec.units.heldout.sum()))
         assert group["eval_true_rates_heldout"].shape == group["eval_spikes_heldout"].shape
         assert group["train_behavior"].shape[-1] == 2
+        assert group["psth"].shape == (8, 35, rec.n_units)  # 8 conditions, held-in and held-out units
+        # One array of eval-trial positions per condition, together covering every eval trial once.
+        members = np.concatenate(list(group["eval_cond_idx"][()]))
+        assert sorted(members.tolist()) == list(range(n_test))
+
+
+def test_nlb_tools_evaluate_returns_the_numbers_spikefm_prints(ndt1_run, tmp_path):
+    evaluation = pytest.importorskip("nlb_tools.evaluation")  # pip install --no-deps nlb-tools (+ scikit-learn)
+    from spikefm.eval.nlb_io import nlb_cli_report, nlb_report, write_nlb_h5
+
+    config, result = ndt1_run
+    groups, scores, unscored = nlb_report(result.module, config, result.recordings)
+    assert not unscored
+    submission = write_nlb_h5(groups, tmp_path / "sub.h5")
+    (targets,) = write_synthetic_targets(result.dataset, tmp_path)
+    (official,) = evaluation.evaluate(str(targets), str(submission))
+    ours = scores["synth-0"]
+    assert set(ours) == {"co-bps", "vel R2", "psth R2", "fp-bps"}
+    assert set(official["mc_maze_20_split"]) == set(ours)
+    for metric, value in official["mc_maze_20_split"].items():
+        assert float(value) == pytest.approx(ours[metric], rel=1e-9, abs=1e-9), metric
+    printed = nlb_cli_report(result.module, config, result.recordings)
+    assert f"{ours['co-bps']:.4f}" in printed and f"{ours['fp-bps']:.4f}" in printed
+
+
+def test_forward_input_holds_only_the_window_and_eval_input_no_heldout_spikes(ndt1_run):
+    from spikefm.eval.nlb_io import _stitched
+    from spikefm.eval.nlb_tensors import NLB_DATASETS, nlb_counts, trial_rows
+
+    _, result = ndt1_run
+    rec, spec = result.recordings[0], NLB_DATASETS["mc_maze"]
+    rows = trial_rows(rec, ["test"], spec)
+    stitched = _stitched(rec, rows, spec, 20, seen_ms=700, total_ms=900, drop_heldout=True)
+    counts = nlb_counts(rec, rows, spec, 20)  # [K, 35, N]
+    held = rec.units.heldout
+    assert stitched.n_spikes == int(counts[..., ~held].sum())  # the window's held-in spikes, nothing else
+    assert not held[stitched.spikes.units].any()
+    period = stitched.trials.start[1] - stitched.trials.start[0]
+    offsets = stitched.spikes.times - np.floor(stitched.spikes.times / period) * period
+    assert offsets.max() < 0.7  # nothing in the forward 200 ms the model is asked to predict
+
+
+def test_infer_dataset_from_nlb_file_names_or_a_clear_error(ndt1_run):
+    from dataclasses import replace
+
+    from spikefm.data.recording import DataError
+    from spikefm.eval.nlb_tensors import infer_dataset
+
+    rec = result_rec = ndt1_run[1].recordings[0]
+    assert infer_dataset([rec]) == "mc_maze"  # synthetic sessions are cut like MC_Maze
+    plain = replace(result_rec, metadata={})
+    assert infer_dataset([replace(plain, source="x/sub-Jenkins_ses-small_desc-train_ecephys.nwb")]) == "mc_maze_small"
+    assert infer_dataset([replace(plain, source="x/sub-Han_desc-train_ecephys.nwb")]) == "area2_bump"
+    with pytest.raises(DataError, match="--nlb-dataset"):
+        infer_dataset([replace(plain, source="mine.nwb")])
+
+
+
+
+def test_nlb_windows_and_bins_equal_nlb_tools_on_mc_maze_small(shared_data):
+    nlb_file = shared_data("nlb/sub-Jenkins_ses-small_desc-test_ecephys.nwb")
+    pytest.importorskip("nlb_tools.make_tensors")
+    from nlb_tools.make_tensors import make_eval_input_tensors
+    from nlb_tools.nwb_interface import NWBDataset
+
+    from spikefm.data.nwb import read_nwb
+    from spikefm.eval.nlb_tensors import NLB_DATASETS, infer_dataset, nlb_counts, trial_rows
+
+    # nlb_tools' own resampling breaks under pandas >= 3 (read-only arrays), so take its 1 ms tensors and sum.
+    official = make_eval_input_tensors(NWBDataset(str(nlb_file)), "mc_maze_small", trial_split="test",
+                                       save_file=False, return_dict=True)["eval_spikes_heldin"]
+    rec = read_nwb(nlb_file)
+    spec = NLB_DATASETS[infer_dataset([rec])]
+    rows = trial_rows(rec, ["test"], spec)
+    for bin_ms in (5, 20):
+        ours = nlb_counts(rec, rows, spec, bin_ms)
+        expected = official.reshape(official.shape[0], -1, bin_ms, official.shape[2]).sum(2)
+        np.testing.assert_array_equal(ours, expected)
+    assert ours.sum() == rec.n_spikes == 32897
+
+
+def test_a_test_file_without_heldout_units_takes_them_from_the_train_file(ndt1_run):
+    from dataclasses import replace
+
+    from spikefm.data.recording import SpikeTrains
+    from spikefm.eval.nlb_io import _complete_units
+
+    train = ndt1_run[1].recordings[0]
+    keep = ~train.units.heldout
+    spikes = keep[train.spikes.units]
+    new_index = np.cumsum(keep) - 1
+    test = replace(train, units=train.units.select(keep), session="small",
+                   spikes=SpikeTrains(train.spikes.times[spikes], new_index[train.spikes.units[spikes]]))
+    _, completed = _complete_units([train, test])
+    assert completed.session == train.session and completed.n_units == train.n_units
+    np.testing.assert_array_equal(completed.spike_counts()[keep], test.spike_counts())
+    assert completed.spike_counts()[~keep].sum() == 0
+
+
+def test_a_model_fixed_to_its_trained_length_gives_no_forward_keys_and_says_why():
+    from spikefm.data.synthetic import SyntheticConfig, generate
+    from spikefm.eval.nlb_io import submission_arrays
+    from spikefm.models.registry import build_config, get_spec
+
+    rec = generate(SyntheticConfig(n_sessions=1, units_per_session=(8, 8), n_trials=10)).recordings[0]
+    spec = get_spec("stndt")
+    config = build_config("stndt", "tiny", n_bins=35)  # NLB's 700 ms eval window at 20 ms
+    model = spec.model_cls(config, **spec.sizes_from_data([rec], config))
+    with pytest.warns(UserWarning, match="no forward prediction"):
+        arrays = submission_arrays(model, spec.make_tokenizer(config), rec, dataset="mc_maze", bin_ms=20)
+    assert "eval_rates_heldout" in arrays and "eval_rates_heldout_forward" not in arrays
+
+
 
 
 # --- what a reader sees: score tables, saved scores, figures (issue 17, item 13) ---------------------------------

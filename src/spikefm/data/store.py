@@ -530,6 +530,11 @@ def load(path: str | Path, *, session: str | None = None, bin_size: float | None
 
 
 def _load_any(path: Path, session: str | None, bin_size: float | None) -> Recording:
+    from spikefm.data.readers import read_by_content
+
+    other = read_by_content(path, session)  # FALCON, temporaldata, Kilosort / Phy, Blackrock / Plexon
+    if other is not None:
+        return other
     other = _load_non_hdf5(path, session, bin_size)
     if other is not None:
         return other
