@@ -193,6 +193,63 @@ def transfer(
     console.print(f"curve written to {figure}")
 
 
+@app.command()
+def pretrain(
+    recipe: Path = typer.Argument(..., help="Training recipe (see configs/), e.g. configs/poyo_tiny.yaml."),
+    corpus: Optional[Path] = typer.Option(None, help="Folder or manifest of recordings; default the recipe's data."),
+    set_: list[str] = typer.Option([], "--set", help="Override a recipe value, e.g. --set trainer.max_steps=100."),
+    devices: Optional[int] = typer.Option(None, help="Processes / devices; > 1 trains with DDP (gloo on CPU)."),
+    out: Optional[Path] = typer.Option(None, help="Pretrained folder to write; default RUN_DIR/pretrained."),
+) -> None:
+    """Pretrain RECIPE's model on a corpus and write it with save_pretrained (safetensors + config + card)."""
+    from spikefm.data.recording import DataError
+    from spikefm.train.config import load_recipe
+    from spikefm.train.finetune import pretrain as run_pretrain
+
+    overrides = list(set_)
+    if devices is not None:
+        overrides += [f"trainer.devices={devices}"] + (["trainer.strategy=ddp"] if devices > 1 else [])
+    try:
+        config = load_recipe(recipe, overrides)
+        result = run_pretrain(config, corpus=corpus, out=out)
+    except (KeyError, ValueError, FileNotFoundError, DataError) as error:
+        _fail(str(error))
+    if result.pretrained_dir is not None:
+        console.print(f"run written to {result.run_dir}; pretrained model in {result.pretrained_dir}")
+
+
+@app.command()
+def finetune(
+    source: Path = typer.Argument(..., help="A pretrained folder (spikefm pretrain) or a checkpoint (spikefm train)."),
+    data: Path = typer.Option(..., help="The new session's recording (with trials and a split column)."),
+    mode: str = typer.Option("recalibrate", help="zero-shot | recalibrate | head | full."),
+    trials: int = typer.Option(16, help="Train trials of the new session the adaptation may read (k)."),
+    set_: list[str] = typer.Option([], "--set", help="Adaptation settings, e.g. --set adapt_steps=100."),
+    out: Optional[Path] = typer.Option(None, help="Save the adapted model here (save_pretrained)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the score row as JSON here."),
+) -> None:
+    """Adapt a pretrained model to a new session in this process and score it on its test trials."""
+    import yaml
+
+    from spikefm.data.recording import DataError
+    from spikefm.train.finetune import finetune as run_finetune
+
+    settings = {}
+    for item in set_:
+        key, sep, value = item.partition("=")
+        if not sep:
+            _fail(f"--set {item!r} must look like key=value")
+        settings[key.strip()] = yaml.safe_load(value)
+    try:
+        result = run_finetune(source, data, mode=mode, trials=trials, settings=settings, out=out, log=console.print)
+    except (KeyError, ValueError, FileNotFoundError, DataError) as error:
+        _fail(str(error))
+    if json_out is not None:
+        json_out.write_text(json.dumps(dataclasses.asdict(result.row), indent=2))
+    if result.out_dir is not None:
+        console.print(f"adapted model written to {result.out_dir}")
+
+
 def _print_scores(module, config, recordings, *, dataset=None, split: str = "test") -> None:
     from spikefm.eval.report import score_table
 
