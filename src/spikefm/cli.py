@@ -29,11 +29,24 @@ def synth(
     system: str = typer.Option("rotational", help="Latent system: rotational or lorenz."),
     seed: int = typer.Option(0, help="Random seed (everything is deterministic given it)."),
     nlb_targets: bool = typer.Option(False, "--nlb-targets", help="Also write NLB evaluation targets per session."),
+    groups: int = typer.Option(0, help="> 0: a heterogeneous corpus of this many generating groups (see below)."),
+    systems: str = typer.Option("rotational,lorenz", help="With --groups: latent systems the groups cycle through."),
+    rates: str = typer.Option("1-40", help="With --groups: firing-rate range (Hz) the groups draw from."),
+    noise: str = typer.Option("0.05-0.4", help="With --groups: single-trial latent noise range."),
+    drift: str = typer.Option("0-0.3", help="With --groups: unit drift range."),
 ) -> None:
-    """Write a synthetic multi-session dataset with ground truth to OUT."""
+    """Write a synthetic multi-session dataset with ground truth to OUT.
+
+    With --groups N the sessions come from N groups that differ in latent system, dynamics, unit
+    counts, rates, noise, drift and regions (spikefm.data.synthetic_corpus): a corpus to pretrain and
+    curate on. Sessions are written one group at a time.
+    """
     from spikefm.data.store import write_recording
     from spikefm.data.synthetic import SyntheticConfig, generate
 
+    if groups > 0:
+        _synth_corpus(out, sessions, units, trials, seed, groups, systems, rates, noise, drift)
+        return
     lo, _, hi = units.partition("-")
     try:
         config = SyntheticConfig(
@@ -54,6 +67,31 @@ def synth(
         for path in write_synthetic_targets(dataset, out):
             console.print(f"wrote {path}")
     (out / "synthetic_config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
+
+
+def _range(text: str, cast=float) -> tuple:
+    lo, _, hi = text.partition("-")
+    return cast(lo), cast(hi or lo)
+
+
+def _synth_corpus(out: Path, sessions: int, units: str, trials: int, seed: int, groups: int, systems: str,
+                  rates: str, noise: str, drift: str) -> None:
+    from spikefm.data.store import write_recording
+    from spikefm.data.synthetic_corpus import CorpusSynthConfig, iter_corpus
+
+    try:
+        config = CorpusSynthConfig(
+            n_sessions=sessions, groups=groups, systems=tuple(s.strip() for s in systems.split(",") if s.strip()),
+            units=_range(units, int), rates=_range(rates), noise=_range(noise), drift=_range(drift),
+            n_trials=trials, seed=seed,
+        )
+    except ValueError as error:
+        _fail(str(error))
+    out.mkdir(parents=True, exist_ok=True)
+    for rec in iter_corpus(config):
+        path = write_recording(rec, out / f"{rec.session}.h5")
+        console.print(f"wrote {path}  ({rec.n_units} units, {rec.n_spikes:,} spikes, group {rec.metadata['group']})")
+    (out / "corpus_config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
 
 
 @app.command()
