@@ -19,6 +19,8 @@ folder; ``#`` comments allowed), or the JSON written by :func:`write_manifest`.
 from __future__ import annotations
 
 import json
+import os
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
@@ -26,12 +28,17 @@ from typing import Any, Iterator, Mapping, Sequence
 import h5py
 
 from spikefm.data.recording import DataError
-from spikefm.data.store import LazyRecording, load, write_recording
+from spikefm.data.store import LazyRecording, _check_store, load, write_recording
 
 __all__ = ["BehaviorShape", "CorpusRecording", "Corpus", "write_manifest", "read_manifest", "RECORDING_SUFFIXES"]
 
 RECORDING_SUFFIXES = (".h5", ".hdf5", ".nwb", ".mat", ".npz")
 _MANIFEST_FORMAT = "spikefm.manifest"
+# h5py gives every dataset a 1 MiB chunk cache by default: with hundreds of stores open that, not the
+# spikes, was the memory (measured: 594 MiB peak at 256 sessions vs 262 at 16). Our chunks are 64 KiB.
+CHUNK_CACHE_BYTES = 64 * 1024
+MAX_OPEN_FILES = 64  # per process; the least recently read store is closed (and reopened when read again)
+_open_files: "OrderedDict[int, CorpusRecording]" = OrderedDict()
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,29 @@ class CorpusRecording(LazyRecording):
             dim = int(values.shape[1]) if len(values.shape) > 1 else 1
             self.behavior[name] = BehaviorShape(name, dim, self._columns[name], int(values.shape[0]))
         self.close()
+
+    def _file(self):
+        """The open handle, opened with a small chunk cache; at most MAX_OPEN_FILES stay open per process."""
+        if self._handle is None or self._pid != os.getpid():
+            import h5py
+
+            handle = h5py.File(self.path, "r", rdcc_nbytes=CHUNK_CACHE_BYTES)
+            try:
+                _check_store(handle, self.path)
+            except DataError:
+                handle.close()
+                raise
+            self._handle, self._pid, self._readers = handle, os.getpid(), None
+        _open_files.pop(id(self), None)
+        _open_files[id(self)] = self
+        while len(_open_files) > MAX_OPEN_FILES:
+            _, oldest = _open_files.popitem(last=False)
+            oldest.close()
+        return self._handle
+
+    def close(self) -> None:
+        _open_files.pop(id(self), None)
+        super().close()
 
 
 class Corpus:
