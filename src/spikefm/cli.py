@@ -288,6 +288,32 @@ def finetune(
         console.print(f"adapted model written to {result.out_dir}")
 
 
+@app.command()
+def curate(
+    target: str = typer.Option(..., help="The target session: a recording file, or a session id in the corpus."),
+    corpus: Path = typer.Option(..., help="Folder or manifest of candidate recordings."),
+    k: int = typer.Option(8, help="Sessions to keep."),
+    out: Path = typer.Option(Path("curated.json"), help="Manifest to write (use it as --corpus of pretrain)."),
+    trials: int = typer.Option(20, help="Train trials per session read for the statistics."),
+) -> None:
+    """Rank CORPUS's sessions by population-statistics similarity to TARGET; write the top-k manifest."""
+    from spikefm.data.curation import curate as run_curate
+    from spikefm.data.recording import DataError
+
+    try:
+        path, ranking = run_curate(target, corpus, k, out, n_trials=trials)
+    except (DataError, ValueError, FileNotFoundError) as error:
+        _fail(str(error))
+    table = Table(title=f"closest sessions to {target}")
+    table.add_column("rank")
+    table.add_column("session")
+    table.add_column("distance")
+    for i, row in enumerate(ranking[:k], 1):
+        table.add_row(str(i), row.session, f"{row.distance:.3f}")
+    console.print(table)
+    console.print(f"manifest of {min(k, len(ranking))} sessions written to {path}")
+
+
 def _print_scores(module, config, recordings, *, dataset=None, split: str = "test") -> None:
     from spikefm.eval.report import score_table
 
