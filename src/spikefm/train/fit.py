@@ -111,6 +111,7 @@ def fit(config: RunConfig, *, recordings: list[Recording] | None = None, dataset
         accelerator=cfg.accelerator,
         devices=cfg.devices,
         strategy=cfg.strategy,
+        num_nodes=cfg.num_nodes,
         precision=_precision(config),
         gradient_clip_val=cfg.grad_clip or None,
         val_check_interval=min(cfg.val_every, cfg.max_steps),
