@@ -19,7 +19,6 @@ folder; ``#`` comments allowed), or the JSON written by :func:`write_manifest`.
 from __future__ import annotations
 
 import json
-import os
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import h5py
 
 from spikefm.data.recording import DataError
-from spikefm.data.store import LazyRecording, _check_store, load, write_recording
+from spikefm.data.store import LazyRecording, load, write_recording
 
 __all__ = ["BehaviorShape", "CorpusRecording", "Corpus", "write_manifest", "read_manifest", "RECORDING_SUFFIXES"]
 
@@ -70,24 +69,17 @@ class CorpusRecording(LazyRecording):
             self.behavior[name] = BehaviorShape(name, dim, self._columns[name], int(values.shape[0]))
         self.close()
 
-    def _file(self):
-        """The open handle, opened with a small chunk cache; at most MAX_OPEN_FILES stay open per process."""
-        if self._handle is None or self._pid != os.getpid():
-            import h5py
+    _h5py_options = {"rdcc_nbytes": CHUNK_CACHE_BYTES}
 
-            handle = h5py.File(self.path, "r", rdcc_nbytes=CHUNK_CACHE_BYTES)
-            try:
-                _check_store(handle, self.path)
-            except DataError:
-                handle.close()
-                raise
-            self._handle, self._pid, self._readers = handle, os.getpid(), None
+    def _file(self):
+        """The open handle (small chunk cache); at most MAX_OPEN_FILES stay open per process."""
+        handle = super()._file()
         _open_files.pop(id(self), None)
         _open_files[id(self)] = self
         while len(_open_files) > MAX_OPEN_FILES:
             _, oldest = _open_files.popitem(last=False)
             oldest.close()
-        return self._handle
+        return handle
 
     def close(self) -> None:
         _open_files.pop(id(self), None)
