@@ -6,10 +6,16 @@ import pytest
 import torch
 
 from spikefm.models.pretrained import from_pretrained, is_pretrained_dir, save_pretrained
-from spikefm.models.registry import build_config, get_spec
+from spikefm.models.registry import build_config, get_spec, list_models
 from spikefm.tokenize.base import collate
 
-TRANSFER_MODELS = ["poyo", "poyo_plus", "possm", "spint", "ndt2", "ndt2_decoder", "ndt3", "mtm", "neds"]
+# Every multi-session model (the ones a pretrained checkpoint can move to a new session), including
+# any registered later: POYO, POYO+, POSSM, SPINT, NDT2 (+ decoder), NDT3, MtM, NEDS today.
+TRANSFER_MODELS = [name for name in list_models() if get_spec(name).multi_session]
+
+
+def test_the_published_transfer_models_are_covered():
+    assert {"poyo", "poyo_plus", "possm", "spint", "ndt2", "ndt3", "mtm", "neds"} <= set(TRANSFER_MODELS)
 
 
 @pytest.mark.parametrize("name", TRANSFER_MODELS)
