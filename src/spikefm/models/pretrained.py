@@ -126,11 +126,14 @@ def _config_from_json(name: str, raw: Mapping[str, Any]) -> Any:
 
 
 def _commit() -> str:
-    """The spikefm source commit (``git rev-parse HEAD`` beside this file), or ``unknown``."""
+    """The spikefm source commit (``git rev-parse HEAD`` beside this file; ``+dirty`` with local edits), or ``unknown``."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=Path(__file__).parent, capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
+
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                             text=True, timeout=10, check=True)
-        return out.stdout.strip()
+        commit = git("rev-parse", "HEAD")
+        return commit + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
