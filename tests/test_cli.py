@@ -257,3 +257,32 @@ def test_train_takes_data_files(synth_dir, tmp_path):
     assert "synth-1" in result.output and "mean of 2" in result.output
     saved = json.loads((tmp_path / "poyo_tiny" / "scores.json").read_text())
     assert saved["data"] == files and {row["session"] for row in saved["rows"]} == {"synth-0", "synth-1"}
+
+
+def test_synth_corpus_curate_pretrain_finetune_commands(tmp_path):
+    corpus = tmp_path / "corpus"
+    result = runner.invoke(app, ["synth", str(corpus), "--sessions", "6", "--groups", "2", "--units", "10-14",
+                                 "--trials", "16", "--rates", "2-20"])
+    assert result.exit_code == 0, result.output
+    assert len(list(corpus.glob("*.h5"))) == 6 and (corpus / "corpus_config.json").exists()
+    target = corpus / "g1-lor-2.h5"
+    manifest = tmp_path / "curated.json"
+    result = runner.invoke(app, ["curate", "--target", "g1-lor-2", "--corpus", str(corpus), "--k", "2",
+                                 "--out", str(manifest), "--trials", "6"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "g1-lor-2" not in json.loads(manifest.read_text())["recordings"][0]
+    recipe = Path(__file__).resolve().parents[1] / "configs" / "poyo_tiny.yaml"
+    result = runner.invoke(app, [
+        "pretrain", str(recipe), "--corpus", str(manifest), "--out", str(tmp_path / "pre"),
+        "--set", f"trainer.out_dir={tmp_path}", "--set", "trainer.max_steps=2", "--set", "trainer.val_every=2",
+        "--set", "trainer.progress=false", "--set", "trainer.warmup_steps=1", "--set", "trainer.batch_size=4",
+    ], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "pre" / "model.safetensors").exists() and "pretrained model in" in result.output
+    result = runner.invoke(app, ["finetune", str(tmp_path / "pre"), "--data", str(target), "--mode", "head",
+                                 "--trials", "3", "--set", "adapt_steps=2", "--set", "batch_size=3",
+                                 "--json", str(tmp_path / "row.json")], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "row.json").read_text())["condition"] == "head"
+    result = runner.invoke(app, ["finetune", str(tmp_path / "pre"), "--data", str(target), "--mode", "bogus"])
+    assert result.exit_code == 2 and "unknown fine-tuning mode" in result.output

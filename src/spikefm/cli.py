@@ -53,11 +53,24 @@ def synth(
     system: str = typer.Option("rotational", help="Latent system: rotational or lorenz."),
     seed: int = typer.Option(0, help="Random seed (everything is deterministic given it)."),
     nlb_targets: bool = typer.Option(False, "--nlb-targets", help="Also write NLB evaluation targets per session."),
+    groups: int = typer.Option(0, help="> 0: a heterogeneous corpus of this many generating groups (see below)."),
+    systems: str = typer.Option("rotational,lorenz", help="With --groups: latent systems the groups cycle through."),
+    rates: str = typer.Option("1-40", help="With --groups: firing-rate range (Hz) the groups draw from."),
+    noise: str = typer.Option("0.05-0.4", help="With --groups: single-trial latent noise range."),
+    drift: str = typer.Option("0-0.3", help="With --groups: unit drift range."),
 ) -> None:
-    """Write a synthetic multi-session dataset with ground truth to OUT."""
+    """Write a synthetic multi-session dataset with ground truth to OUT.
+
+    With --groups N the sessions come from N groups that differ in latent system, dynamics, unit
+    counts, rates, noise, drift and regions (spikefm.data.synthetic_corpus): a corpus to pretrain and
+    curate on. Sessions are written one group at a time.
+    """
     from spikefm.data.store import write_recording
     from spikefm.data.synthetic import SyntheticConfig, generate
 
+    if groups > 0:
+        _synth_corpus(out, sessions, units, trials, seed, groups, systems, rates, noise, drift)
+        return
     lo, _, hi = units.partition("-")
     try:
         config = SyntheticConfig(
@@ -79,6 +92,31 @@ def synth(
             console.print(f"wrote {path}")
     (out / "synthetic_config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
     console.print(f"train on them: spikefm train configs/poyo_tiny.yaml --data {out / '*.h5'}", soft_wrap=True)
+
+
+def _range(text: str, cast=float) -> tuple:
+    lo, _, hi = text.partition("-")
+    return cast(lo), cast(hi or lo)
+
+
+def _synth_corpus(out: Path, sessions: int, units: str, trials: int, seed: int, groups: int, systems: str,
+                  rates: str, noise: str, drift: str) -> None:
+    from spikefm.data.store import write_recording
+    from spikefm.data.synthetic_corpus import CorpusSynthConfig, iter_corpus
+
+    try:
+        config = CorpusSynthConfig(
+            n_sessions=sessions, groups=groups, systems=tuple(s.strip() for s in systems.split(",") if s.strip()),
+            units=_range(units, int), rates=_range(rates), noise=_range(noise), drift=_range(drift),
+            n_trials=trials, seed=seed,
+        )
+    except ValueError as error:
+        _fail(str(error))
+    out.mkdir(parents=True, exist_ok=True)
+    for rec in iter_corpus(config):
+        path = write_recording(rec, out / f"{rec.session}.h5")
+        console.print(f"wrote {path}  ({rec.n_units} units, {rec.n_spikes:,} spikes, group {rec.metadata['group']})")
+    (out / "corpus_config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
 
 
 @app.command()
@@ -263,6 +301,89 @@ def falcon(
         console.print(run_falcon_files(files, model, set_, log=console.print))
     except (DataError, KeyError, ValueError) as error:
         _fail(str(error))
+
+
+@app.command()
+def pretrain(
+    recipe: Path = typer.Argument(..., help="Training recipe (see configs/), e.g. configs/poyo_tiny.yaml."),
+    corpus: Optional[Path] = typer.Option(None, help="Folder or manifest of recordings; default the recipe's data."),
+    set_: list[str] = typer.Option([], "--set", help="Override a recipe value, e.g. --set trainer.max_steps=100."),
+    devices: Optional[int] = typer.Option(None, help="Processes / devices; > 1 trains with DDP (gloo on CPU)."),
+    out: Optional[Path] = typer.Option(None, help="Pretrained folder to write; default RUN_DIR/pretrained."),
+) -> None:
+    """Pretrain RECIPE's model on a corpus and write it with save_pretrained (safetensors + config + card)."""
+    from spikefm.data.recording import DataError
+    from spikefm.train.config import load_recipe
+    from spikefm.train.finetune import pretrain as run_pretrain
+
+    overrides = list(set_)
+    if devices is not None:
+        overrides += [f"trainer.devices={devices}"] + (["trainer.strategy=ddp"] if devices > 1 else [])
+    try:
+        config = load_recipe(recipe, overrides)
+        result = run_pretrain(config, corpus=corpus, out=out)
+    except (KeyError, ValueError, FileNotFoundError, DataError) as error:
+        _fail(str(error))
+    if result.pretrained_dir is not None:
+        console.print(f"run written to {result.run_dir}; pretrained model in {result.pretrained_dir}")
+
+
+@app.command()
+def finetune(
+    source: Path = typer.Argument(..., help="A pretrained folder (spikefm pretrain) or a checkpoint (spikefm train)."),
+    data: Path = typer.Option(..., help="The new session's recording (with trials and a split column)."),
+    mode: str = typer.Option("recalibrate", help="zero-shot | recalibrate | head | full."),
+    trials: int = typer.Option(16, help="Train trials of the new session the adaptation may read (k)."),
+    set_: list[str] = typer.Option([], "--set", help="Adaptation settings, e.g. --set adapt_steps=100."),
+    out: Optional[Path] = typer.Option(None, help="Save the adapted model here (save_pretrained)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the score row as JSON here."),
+) -> None:
+    """Adapt a pretrained model to a new session in this process and score it on its test trials."""
+    import yaml
+
+    from spikefm.data.recording import DataError
+    from spikefm.train.finetune import finetune as run_finetune
+
+    settings = {}
+    for item in set_:
+        key, sep, value = item.partition("=")
+        if not sep:
+            _fail(f"--set {item!r} must look like key=value")
+        settings[key.strip()] = yaml.safe_load(value)
+    try:
+        result = run_finetune(source, data, mode=mode, trials=trials, settings=settings, out=out, log=console.print)
+    except (KeyError, ValueError, FileNotFoundError, DataError) as error:
+        _fail(str(error))
+    if json_out is not None:
+        json_out.write_text(json.dumps(dataclasses.asdict(result.row), indent=2))
+    if result.out_dir is not None:
+        console.print(f"adapted model written to {result.out_dir}")
+
+
+@app.command()
+def curate(
+    target: str = typer.Option(..., help="The target session: a recording file, or a session id in the corpus."),
+    corpus: Path = typer.Option(..., help="Folder or manifest of candidate recordings."),
+    k: int = typer.Option(8, help="Sessions to keep."),
+    out: Path = typer.Option(Path("curated.json"), help="Manifest to write (use it as --corpus of pretrain)."),
+    trials: int = typer.Option(20, help="Train trials per session read for the statistics."),
+) -> None:
+    """Rank CORPUS's sessions by population-statistics similarity to TARGET; write the top-k manifest."""
+    from spikefm.data.curation import curate as run_curate
+    from spikefm.data.recording import DataError
+
+    try:
+        path, ranking = run_curate(target, corpus, k, out, n_trials=trials)
+    except (DataError, ValueError, FileNotFoundError) as error:
+        _fail(str(error))
+    table = Table(title=f"closest sessions to {target}")
+    table.add_column("rank")
+    table.add_column("session")
+    table.add_column("distance")
+    for i, row in enumerate(ranking[:k], 1):
+        table.add_row(str(i), row.session, f"{row.distance:.3f}")
+    console.print(table)
+    console.print(f"manifest of {min(k, len(ranking))} sessions written to {path}")
 
 
 def _print_scores(

@@ -26,7 +26,7 @@ What is read:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import h5py
 import numpy as np
@@ -53,8 +53,11 @@ _NOT_BEHAVIOR = {
 _REGION_COLUMNS = ("location", "brain_area", "brain_region", "region")
 
 
-def _open_hdf5(path: Path) -> h5py.File:
-    """Open ``path`` read-only (use as a context manager); failures become DataErrors naming the file."""
+def _open_hdf5(path: Path, **options: Any) -> h5py.File:
+    """Open ``path`` read-only (use as a context manager); failures become DataErrors naming the file.
+
+    ``options`` go to ``h5py.File`` (e.g. ``rdcc_nbytes``, the chunk-cache size).
+    """
     if not path.exists():
         raise DataError(f"{path}: file not found")
     if not path.is_file() or not h5py.is_hdf5(path):
@@ -63,7 +66,7 @@ def _open_hdf5(path: Path) -> h5py.File:
             "written by spikefm.data.store.write_recording"
         )
     try:
-        return h5py.File(path, "r")
+        return h5py.File(path, "r", **options)
     except OSError as err:
         raise DataError(f"{path}: cannot open as HDF5 ({err})") from err
 

@@ -9,7 +9,10 @@ All samplers are reproducible and DDP-aware:
 - every epoch's windows are a pure function of ``(seed, epoch)``; call :meth:`set_epoch`
   before each epoch (as with ``torch.utils.data.DistributedSampler``) to get new ones;
 - each rank takes a disjoint, equal-length shard of the epoch's windows, padded by repeating
-  windows from the start when they do not divide evenly (as ``DistributedSampler`` does).
+  windows from the start when they do not divide evenly (as ``DistributedSampler`` does), or,
+  with ``drop_uneven=True``, cut to a multiple of the world size (no window twice; fewer than
+  ``world_size`` windows of the epoch left out, a different few each shuffled epoch). When the
+  epoch's windows divide evenly, every window is seen exactly once across ranks either way.
   All ranks must share the seed. ``rank`` / ``world_size`` default to ``torch.distributed``
   when it is initialised, else 0 / 1.
 
@@ -189,9 +192,10 @@ def _check_length(window_length: float) -> float:
 class _ShardedSampler(ABC):
     """Epoch-seeded window lists, split into equal disjoint shards across DDP ranks."""
 
-    def __init__(self, *, seed: int, rank: int | None, world_size: int | None) -> None:
+    def __init__(self, *, seed: int, rank: int | None, world_size: int | None, drop_uneven: bool = False) -> None:
         self.seed = int(seed)
         self.rank, self.world_size = _resolve_rank(rank, world_size)
+        self.drop_uneven = bool(drop_uneven)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -211,10 +215,14 @@ class _ShardedSampler(ABC):
         return np.random.default_rng(np.random.SeedSequence([self.seed, epoch]))
 
     def __len__(self) -> int:
+        if self.drop_uneven:
+            return self.total_windows // self.world_size
         return math.ceil(self.total_windows / self.world_size)
 
     def __iter__(self) -> Iterator[WindowSpec]:
         windows = self.epoch_windows(self.epoch)
+        if self.drop_uneven:
+            return iter(windows[: len(self) * self.world_size][self.rank :: self.world_size])
         padded_size = len(self) * self.world_size
         # Pad by repeating from the start (as DistributedSampler does) so every rank gets len(self).
         repeats = math.ceil(padded_size / len(windows))
@@ -240,6 +248,7 @@ class RandomWindowSampler(_ShardedSampler):
         intervals: None (whole recordings), a split name such as ``"train"`` (that split's
             trials, via :func:`trial_split_intervals`), or one Intervals (or None) per recording.
         rank, world_size: DDP shard; default from torch.distributed, else 0 / 1.
+        drop_uneven: cut the epoch to a multiple of world_size instead of padding (no window twice).
     """
 
     def __init__(
@@ -252,8 +261,9 @@ class RandomWindowSampler(_ShardedSampler):
         *,
         rank: int | None = None,
         world_size: int | None = None,
+        drop_uneven: bool = False,
     ) -> None:
-        super().__init__(seed=seed, rank=rank, world_size=world_size)
+        super().__init__(seed=seed, rank=rank, world_size=world_size, drop_uneven=drop_uneven)
         self.window_length = _check_length(window_length)
         spans = _fitting_spans(recordings, _domains(recordings, intervals), self.window_length)
         self._index = np.array([s[0] for s in spans], np.int64)
@@ -299,6 +309,7 @@ class SequentialWindowSampler(_ShardedSampler):
         shuffle: shuffle the windows each epoch (seeded by ``seed`` and the epoch).
         seed: seed for ``shuffle``.
         rank, world_size: DDP shard; default from torch.distributed, else 0 / 1.
+        drop_uneven: cut the epoch to a multiple of world_size instead of padding (no window twice).
     """
 
     def __init__(
@@ -313,8 +324,9 @@ class SequentialWindowSampler(_ShardedSampler):
         seed: int = 0,
         rank: int | None = None,
         world_size: int | None = None,
+        drop_uneven: bool = False,
     ) -> None:
-        super().__init__(seed=seed, rank=rank, world_size=world_size)
+        super().__init__(seed=seed, rank=rank, world_size=world_size, drop_uneven=drop_uneven)
         self.window_length = _check_length(window_length)
         self.step = self.window_length if step is None else _check_length(step)
         self.drop_last, self.shuffle = drop_last, shuffle
@@ -373,6 +385,7 @@ class TrialWindowSampler(_ShardedSampler):
         shuffle: shuffle the windows each epoch (seeded by ``seed`` and the epoch).
         seed: seed for ``shuffle``.
         rank, world_size: DDP shard; default from torch.distributed, else 0 / 1.
+        drop_uneven: cut the epoch to a multiple of world_size instead of padding (no window twice).
     """
 
     def __init__(
@@ -387,8 +400,9 @@ class TrialWindowSampler(_ShardedSampler):
         seed: int = 0,
         rank: int | None = None,
         world_size: int | None = None,
+        drop_uneven: bool = False,
     ) -> None:
-        super().__init__(seed=seed, rank=rank, world_size=world_size)
+        super().__init__(seed=seed, rank=rank, world_size=world_size, drop_uneven=drop_uneven)
         if not recordings:
             raise ValueError("need at least one recording to sample trial windows from")
         self.align, self.before, self.after = align, float(before), after

@@ -381,6 +381,8 @@ class LazyRecording:
         n_spikes: total spikes in the store. behavior_names: the behaviour series' names.
     """
 
+    _h5py_options: dict[str, Any] = {}  # passed to h5py.File (subclasses set the chunk cache)
+
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path).absolute()  # a worker may run from another directory
         self._handle: h5py.File | None = None
@@ -407,7 +409,7 @@ class LazyRecording:
     def _file(self) -> h5py.File:
         """The open handle, (re)opened on first use in this process."""
         if self._handle is None or self._pid != os.getpid():
-            handle = _open_hdf5(self.path)
+            handle = _open_hdf5(self.path, **self._h5py_options)
             try:
                 _check_store(handle, self.path)
             except DataError:

@@ -12,6 +12,8 @@ trials it may use (its first ``k`` train-split trials, nested as ``k`` grows):
   or with ``adapt_context(recording) -> params`` (context tokens only, NDT2-style).
 * ``finetune``: every parameter, from the pretrained weights, on the ``k`` labelled trials.
 * ``scratch``: a fresh model trained on the ``k`` labelled trials alone.
+* ``head`` (not run by default): the output head (``readout`` / ``*_head`` / ``*_out`` modules) plus,
+  where the model has them, the new session's rows; everything else frozen.
 
 Beside them: ``within`` (the pretrained model on its own pretraining sessions' test trials, the
 R2 a transfer method tries to recover) and ``ridge`` (a Wiener filter fitted on the ``k`` trials).
@@ -60,6 +62,7 @@ __all__ = [
 ]
 
 CONDITIONS = ("zero_shot", "recalibrate", "finetune", "scratch")
+ALL_CONDITIONS = (*CONDITIONS, "head")  # "head" runs only when asked (spikefm finetune --mode head)
 
 
 @dataclass
@@ -108,9 +111,9 @@ class TransferConfig:
     out_dir: str = "runs/transfer"
 
     def __post_init__(self) -> None:
-        unknown = sorted(set(self.conditions) - set(CONDITIONS))
+        unknown = sorted(set(self.conditions) - set(ALL_CONDITIONS))
         if unknown:
-            raise ValueError(f"unknown transfer condition(s) {unknown}; choose from {list(CONDITIONS)}")
+            raise ValueError(f"unknown transfer condition(s) {unknown}; choose from {list(ALL_CONDITIONS)}")
         if not self.models:
             raise ValueError("TransferConfig.models is empty")
         if not self.calibration_trials or min(self.calibration_trials) < 1:
@@ -278,10 +281,11 @@ class _ModelRun:
     """Pretrain one model once, then run every condition and k on copies of it."""
 
     def __init__(self, name: str, config: TransferConfig, pretrain: list[Recording], target: Recording,
-                 log: Callable[[str], None]) -> None:
+                 log: Callable[[str], None], *, model_config: Any = None) -> None:
         self.name, self.cfg, self.pretrain, self.target, self.log = name, config, pretrain, target, log
         self.spec: ModelSpec = get_spec(name)
-        self.model_config = build_config(name, config.preset, **config.model_overrides.get(name, {}))
+        self.model_config = model_config if model_config is not None else build_config(
+            name, config.preset, **config.model_overrides.get(name, {}))
         self.tokenizer = self.spec.make_tokenizer(self.model_config)
         self.pool = calibration_pool(target)
         self.target_windows = _windows(target, self.pool[: max(config.calibration_trials)], self.tokenizer,
@@ -324,6 +328,9 @@ class _ModelRun:
         rows = self.pool[:k].tolist()
         windows = self.target_windows[:k]
         steps = 0
+        # New rows (add_session) and dropout draw from torch's global generator: seed it so a condition's
+        # score depends on the pretrained weights and the config only (the same in a fresh process).
+        torch.manual_seed(cfg.seed)
         if condition == "scratch":
             model = self._build([self.target], cfg.seed + 1)
         else:
@@ -338,6 +345,15 @@ class _ModelRun:
                 return None
             steps = cfg.adapt_steps
             self._train(model, windows, steps, cfg.recalibrate_lr, params=params, weight_decay=0.0)
+        elif condition == "head":
+            params = _head_params(model, self.target)
+            if params is None:
+                return None
+            if hasattr(model, "calibrate"):
+                model.calibrate(self.target, rows)
+            steps = cfg.adapt_steps
+            # No weight decay: AdamW would shrink the frozen rows of a partly trainable table.
+            self._train(model, windows, steps, cfg.adapt_lr, params=params, weight_decay=0.0)
         else:
             if hasattr(model, "add_session") and condition == "finetune":
                 model.add_session(self.target)
@@ -346,6 +362,7 @@ class _ModelRun:
             steps = cfg.adapt_steps if condition == "finetune" else cfg.scratch_steps
             self._train(model, windows, steps, cfg.adapt_lr)
         value, metric = self._score(model, self.target)
+        self.last_model = model  # the adapted model, for callers that keep it (spikefm finetune --out)
         return TransferRow(self.name, condition, k, value, metric, steps, time.perf_counter() - start)
 
 
@@ -357,6 +374,24 @@ def _recalibration_params(model: torch.nn.Module, target: Recording) -> list[tor
     if hasattr(model, "adapt_context"):
         return list(model.adapt_context(target))
     return None
+
+
+def _is_head(name: str) -> bool:
+    return name == "readout" or name.endswith("_head") or name.endswith("_out")
+
+
+def _head_params(model: torch.nn.Module, target: Recording) -> list[torch.nn.Parameter] | None:
+    """The output head's parameters (+ the new session's rows where the model has them); the rest frozen."""
+    head = [p for name, child in model.named_children() if _is_head(name) for p in child.parameters()]
+    if not head:
+        return None
+    session = _recalibration_params(model, target) or []  # adds the session's rows and freezes the rest
+    if not session:
+        for parameter in model.parameters():
+            parameter.requires_grad_(False)
+    for parameter in head:
+        parameter.requires_grad_(True)
+    return [*session, *head]
 
 
 def _ridge_rows(config: TransferConfig, target: Recording, pool: np.ndarray) -> list[TransferRow]:
@@ -430,7 +465,8 @@ def _run_model(name: str, cfg: TransferConfig, pretrain: list[Recording], target
             result.rows.append(row)
             log(f"{name} {condition} k={k}: {row.metric} {row.score:.3f} ({row.steps} steps, {row.seconds:.1f} s)")
     reasons = {"zero_shot": "needs calibrate(recording, trials)",
-               "recalibrate": "needs add_session + freeze_for_recalibration, or adapt_context"}
+               "recalibrate": "needs add_session + freeze_for_recalibration, or adapt_context",
+               "head": "has no readout / *_head / *_out module"}
     for condition in sorted(skipped):
         result.notes.append(f"{name}: no {condition} ({reasons.get(condition, 'not supported')})")
 

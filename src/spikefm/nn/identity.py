@@ -32,6 +32,7 @@ __all__ = [
     "unit_key",
     "unit_keys",
     "KeyedEmbedding",
+    "fix_vocabularies",
     "UnitEmbedding",
     "ContextTokens",
     "PromptEmbedding",
@@ -60,25 +61,32 @@ class KeyedEmbedding(nn.Module):
         dim: embedding width D.
         keys: initial vocabulary, in row order; duplicates are an error.
         init_std: rows start as N(0, init_std^2).
+        capacity: rows to allocate up front (at least ``len(keys)``); spare rows are taken by later keys.
 
     Shapes:
         forward(index [...] long) -> [..., D]; ``embed(keys)`` -> [len(keys), D].
 
-    Growth replaces the ``weight`` parameter: build (or rebuild) the optimizer after
-    :meth:`extend`. :meth:`freeze_except` zeroes the gradient of every other row (read through
+    Growth past the table's rows replaces the ``weight`` parameter: build (or rebuild) the optimizer
+    after such an :meth:`extend`. A DDP-wrapped model cannot survive a replaced parameter, so for
+    multi-process training either build the table with every key first and call :meth:`fix` (then a
+    growing ``extend`` raises instead of silently desynchronising ranks), or pre-size it with
+    :meth:`reserve` / ``capacity``: ``extend`` then hands out reserved rows in place (same parameter,
+    same shape, rows initialised identically on every rank at construction). :meth:`freeze_except` zeroes the gradient of every other row (read through
     ``forward`` / ``embed``); with plain SGD / Adam those rows then stay put, but decoupled weight decay (AdamW) still
     shrinks them, so give this table ``weight_decay=0`` while recalibrating.
     """
 
-    def __init__(self, *, dim: int, keys: Sequence[str] = (), init_std: float = 0.02) -> None:
+    def __init__(self, *, dim: int, keys: Sequence[str] = (), init_std: float = 0.02, capacity: int = 0) -> None:
         super().__init__()
         self.dim, self.init_std = dim, init_std
         self._vocab: dict[str, int] = {}
         self._cache: dict[tuple[str, ...], Tensor] = {}
         self._trainable: set[str] | None = None
         self._mask: Tensor | None = None
+        self._fixed = False
         self.weight = nn.Parameter(torch.empty(0, dim))
         self.extend(keys)
+        self.reserve(capacity)
 
     # ------------------------------------------------------------------ vocabulary
 
@@ -86,6 +94,11 @@ class KeyedEmbedding(nn.Module):
     def keys(self) -> list[str]:
         """The vocabulary in row order."""
         return list(self._vocab)
+
+    @property
+    def capacity(self) -> int:
+        """Rows allocated (``len(self)`` used, the rest reserved for later keys)."""
+        return int(self.weight.shape[0])
 
     @property
     def trainable_keys(self) -> list[str] | None:
@@ -112,9 +125,37 @@ class KeyedEmbedding(nn.Module):
                 new.append(key)
         if not new:
             return
-        rows = torch.randn(len(new), self.dim, device=self.weight.device, dtype=self.weight.dtype) * self.init_std
+        missing_rows = len(self._vocab) + len(new) - self.capacity
+        if missing_rows > 0 and self._fixed:
+            raise RuntimeError(
+                f"{type(self).__name__} is fixed (e.g. wrapped for DDP) with {self.capacity} rows, {len(self)} used; "
+                f"{len(new)} new key(s) such as {new[0]!r} need {missing_rows} more. Build the model with every "
+                "session's keys before training, or pre-size the table (reserve(n) / capacity=n) before wrapping."
+            )
+        if missing_rows > 0:
+            self._grow(missing_rows)
         for key in new:
-            self._vocab[key] = len(self._vocab)
+            self._vocab[key] = len(self._vocab)  # reserved rows keep their construction-time values
+        self._cache.clear()
+        self._mask = None
+
+    def reserve(self, capacity: int) -> None:
+        """Allocate rows up to ``capacity`` now, so later :meth:`extend` calls replace no parameter."""
+        if capacity > self.capacity:
+            if self._fixed:
+                raise RuntimeError(f"{type(self).__name__} is fixed; reserve rows before fixing (before DDP wraps it)")
+            self._grow(capacity - self.capacity)
+
+    def fix(self) -> None:
+        """From now on the parameter is never replaced: an ``extend`` past the reserved rows raises."""
+        self._fixed = True
+
+    def unfix(self) -> None:
+        """Allow growth again (after DDP training, e.g. to add a new session for fine-tuning)."""
+        self._fixed = False
+
+    def _grow(self, n: int) -> None:
+        rows = torch.randn(n, self.dim, device=self.weight.device, dtype=self.weight.dtype) * self.init_std
         self._set_weight(torch.cat([self.weight.detach(), rows]))
 
     def lookup(self, keys: Sequence[str]) -> Tensor:
@@ -160,7 +201,7 @@ class KeyedEmbedding(nn.Module):
         if self._trainable is None:
             return self.weight
         if self._mask is None or self._mask.device != self.weight.device:
-            mask = torch.zeros(len(self._vocab), 1, dtype=torch.bool, device=self.weight.device)
+            mask = torch.zeros(self.capacity, 1, dtype=torch.bool, device=self.weight.device)
             mask[[self._vocab[k] for k in self._trainable]] = True
             self._mask = mask  # [V, 1]
         # Frozen rows read a detached copy: same values, zero gradient (a gradient mask that
@@ -179,8 +220,8 @@ class KeyedEmbedding(nn.Module):
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
         keys = list(state["keys"])
-        if len(keys) != self.weight.shape[0]:
-            raise ValueError(f"state has {len(keys)} keys but weight has {self.weight.shape[0]} rows")
+        if len(keys) > self.weight.shape[0]:
+            raise ValueError(f"state has {len(keys)} keys but weight has only {self.weight.shape[0]} rows")
         self._vocab = {k: i for i, k in enumerate(keys)}
         self._cache.clear()
         self._trainable = None if state.get("trainable") is None else set(state["trainable"])
@@ -202,6 +243,18 @@ class KeyedEmbedding(nn.Module):
     def embed(self, keys: Sequence[str]) -> Tensor:
         """Rows for ``keys``: [len(keys), D]."""
         return self(self.lookup(keys))
+
+
+def fix_vocabularies(module: nn.Module, fixed: bool = True) -> int:
+    """:meth:`~KeyedEmbedding.fix` (or ``unfix``) every keyed table in ``module``; returns how many.
+
+    Call before a DDP strategy wraps the model, so a vocabulary that would grow after wrapping fails
+    loudly instead of replacing a parameter DDP no longer tracks.
+    """
+    tables = [m for m in module.modules() if isinstance(m, KeyedEmbedding)]
+    for table in tables:
+        table.fix() if fixed else table.unfix()
+    return len(tables)
 
 
 class UnitEmbedding(KeyedEmbedding):

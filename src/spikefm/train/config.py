@@ -117,6 +117,7 @@ class TrainerConfig:
         keep_best: a logged validation metric (e.g. "val/loss"); after training the weights from
             the validation with its lowest value are restored ("" keeps the last weights).
         accelerator, devices, strategy: passed to ``lightning.Trainer`` (DDP: ``strategy: ddp``).
+        num_nodes: machines in a multi-node run (torchrun / SLURM; docs/training_at_scale.md).
         num_workers: DataLoader workers (tokenizers run there, on CPU).
         out_dir: where runs are written (``out_dir/<name>``).
         progress: show a progress bar.
@@ -138,6 +139,7 @@ class TrainerConfig:
     accelerator: str = "auto"
     devices: Any = "auto"
     strategy: str = "auto"
+    num_nodes: int = 1
     num_workers: int = 0
     out_dir: str = "runs"
     progress: bool = True

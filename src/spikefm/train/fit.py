@@ -23,6 +23,7 @@ from lightning.pytorch.loggers import CSVLogger
 
 from spikefm.data.recording import Recording
 from spikefm.models.registry import ModelSpec, build_config, get_spec
+from spikefm.nn.identity import fix_vocabularies
 from spikefm.train.config import RunConfig
 from spikefm.train.data import SpikeDataModule, load_recordings
 from spikefm.train.module import SpikeModule
@@ -79,13 +80,15 @@ def _precision(config: RunConfig) -> str:
     return "bf16-mixed" if torch.cuda.is_available() else "32-true"
 
 
-def fit(config: RunConfig, *, recordings: list[Recording] | None = None, dataset: Any = None) -> FitResult:
+def fit(config: RunConfig, *, recordings: list[Recording] | None = None, dataset: Any = None,
+        extra_callbacks: list | None = None) -> FitResult:
     """Train the recipe's model; returns the trained module and where its run was written.
 
     Args:
         config: the recipe.
         recordings: train on these instead of the recipe's ``data`` section (``dataset`` may
             carry their synthetic ground truth).
+        extra_callbacks: more Lightning callbacks (e.g. to record the loss across DDP ranks).
     """
     _quiet_lightning()
     L.seed_everything(config.trainer.seed, workers=True, verbose=False)
@@ -101,12 +104,14 @@ def fit(config: RunConfig, *, recordings: list[Recording] | None = None, dataset
         num_workers=cfg.num_workers, pack=spec.pack,
     )
     callbacks, best = _callbacks(cfg, run_dir / "checkpoints")
+    callbacks += list(extra_callbacks or [])
     trainer = L.Trainer(
         max_steps=cfg.max_steps,
         max_epochs=-1,
         accelerator=cfg.accelerator,
         devices=cfg.devices,
         strategy=cfg.strategy,
+        num_nodes=cfg.num_nodes,
         precision=_precision(config),
         gradient_clip_val=cfg.grad_clip or None,
         val_check_interval=min(cfg.val_every, cfg.max_steps),
@@ -120,7 +125,12 @@ def fit(config: RunConfig, *, recordings: list[Recording] | None = None, dataset
         num_sanity_val_steps=0,
         deterministic=False,
     )
-    trainer.fit(module, datamodule=data)
+    # Vocabularies are fixed while a strategy may wrap the model (DDP cannot follow a replaced parameter).
+    fix_vocabularies(module.model)
+    try:
+        trainer.fit(module, datamodule=data)
+    finally:
+        fix_vocabularies(module.model, fixed=False)
     checkpoint = run_dir / "checkpoints" / "final.ckpt"
     if best is not None and best.best_model_path:
         # The best validation's weights (already the averaged ones under EMA) become the result.

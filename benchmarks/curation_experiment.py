@@ -1,0 +1,110 @@
+"""Curated-k vs random-k vs all-N pretraining, and transfer score vs number of pretraining sessions.
+
+On a heterogeneous synthetic corpus (``spikefm synth DIR --groups 8``), for each held-out target
+session: rank the other sessions by population-statistics similarity
+(:mod:`spikefm.data.curation`), pretrain tiny POYO (``spikefm pretrain``'s code, Lightning, same
+steps and batch for every set) on the top-k, on k random sessions, and on all of them, then
+``finetune --mode recalibrate`` on the target's first ``--calibration`` train trials and score
+velocity R2 on its test trials. For the first target, also random sets of 4, 16, 64 sessions (the
+scale curve). Every pretraining run has the same optimizer steps, so "all" costs the same compute
+as "k": the comparison is about which data, not how much compute. Writes JSON lines to ``--out``.
+
+    spikefm synth runs/corpus256 --sessions 256 --groups 8 --trials 40 --units 20-80
+    python benchmarks/curation_experiment.py runs/corpus256 --out benchmarks/results/curation.jsonl
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# Run as a script, this file's folder heads sys.path, where benchmarks/tokenize.py would shadow
+# the standard library's ``tokenize``: drop the folder first.
+if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.abspath(__file__)):
+    sys.path.pop(0)
+
+import argparse
+import json
+import resource
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("corpus", type=Path)
+    parser.add_argument("--targets", nargs="+", default=["g4-rot-31", "g1-lor-31"])
+    parser.add_argument("--k", type=int, default=8)
+    parser.add_argument("--curve", nargs="*", type=int, default=[4, 16, 64])
+    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--calibration", type=int, default=16)
+    parser.add_argument("--adapt-steps", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/spikefm_curation"))
+    args = parser.parse_args()
+
+    import numpy as np
+    import torch
+
+    from spikefm.data.corpus import Corpus
+    from spikefm.data.curation import rank_sessions, session_stats
+    from spikefm.train.config import RunConfig
+    from spikefm.train.finetune import finetune, pretrain
+
+    torch.set_num_threads(1)
+    everything = Corpus.open(args.corpus)
+    pool = everything.select([s for s in everything.sessions if s not in args.targets])
+    start = time.perf_counter()
+    stats = [session_stats(r) for r in pool.recordings]
+    stats_seconds = time.perf_counter() - start
+    rng = np.random.default_rng(args.seed)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    pretrained: dict[tuple, tuple] = {}
+
+    def run(label: str, target_id: str, sessions: list[str]) -> dict:
+        config = RunConfig.from_dict({
+            "name": f"{label}-{target_id}", "model": {"name": "poyo"},
+            "data": {"sampler": "trials", "window": 1.0},
+            "trainer": {"max_steps": args.steps, "batch_size": args.batch_size, "lr": 2e-3, "warmup_steps": 15,
+                        "val_every": args.steps, "seed": args.seed, "out_dir": str(args.work), "progress": False,
+                        "accelerator": "cpu"},
+        })
+        key = tuple(sorted(sessions))
+        if key not in pretrained:  # "all" is pretrained once and transferred to every target
+            t0 = time.perf_counter()
+            result = pretrain(config, corpus=pool.select(sessions), out=args.work / f"{label}-{target_id}" / "pretrained")
+            pretrained[key] = (result.pretrained_dir, time.perf_counter() - t0)
+        pretrained_dir, pretrain_seconds = pretrained[key]
+        target = everything.recordings[everything.sessions.index(target_id)].load()
+        adapted = finetune(pretrained_dir, target, mode="recalibrate", trials=args.calibration,
+                           settings={"adapt_steps": args.adapt_steps, "seed": args.seed}, log=lambda _: None)
+        record = {
+            "target": target_id, "set": label, "n_sessions": len(sessions), "steps": args.steps,
+            "batch_size": args.batch_size, "vel_r2": adapted.row.score, "pretrain_s": round(pretrain_seconds, 1),
+            "finetune_s": round(adapted.row.seconds, 1),
+            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "same_group": sum(s.split("-")[0] == target_id.split("-")[0] for s in sessions),
+            "load_average": os.getloadavg()[0],
+        }
+        with args.out.open("a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        print(json.dumps(record), flush=True)
+        return record
+
+    print(json.dumps({"stats_seconds": round(stats_seconds, 1), "pool": len(pool)}), flush=True)
+    for i, target_id in enumerate(args.targets):
+        target = everything.recordings[everything.sessions.index(target_id)]
+        ranking = rank_sessions(target, pool.recordings, stats=stats)
+        run("curated", target_id, [r.session for r in ranking[: args.k]])
+        run("random", target_id, list(rng.choice(pool.sessions, size=args.k, replace=False)))
+        if i == 0:
+            for n in args.curve:
+                run(f"random{n}", target_id, list(rng.choice(pool.sessions, size=n, replace=False)))
+    for target_id in args.targets:
+        run("all", target_id, pool.sessions)
+
+
+if __name__ == "__main__":
+    main()

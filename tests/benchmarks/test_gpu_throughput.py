@@ -1,0 +1,19 @@
+"""benchmarks/gpu_throughput.py runs end to end in its CPU dry-run mode."""
+
+import importlib.util
+from pathlib import Path
+
+SCRIPT = Path(__file__).parents[2] / "benchmarks" / "gpu_throughput.py"
+
+
+def test_dry_run_reports_tokens_per_second_and_mfu(tmp_path):
+    spec = importlib.util.spec_from_file_location("gpu_throughput", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    records = module.main(["--dry-run", "--out", str(tmp_path / "out.json")])
+    assert [r["model"] for r in records] == ["poyo", "possm"]
+    assert [r["packed"] for r in records] == [False, True]
+    for record in records:
+        assert record["tokens_per_s"] > 0 and record["flops_per_step"] > 0 and 0 < record["mfu"]
+    assert (tmp_path / "out.json").exists()
+    assert module._peak_tflops("NVIDIA H100 80GB HBM3", None) == 989.0
