@@ -372,5 +372,6 @@ SPEC = register(
     ModelSpec(
         name="spint", config_cls=SPINTConfig, model_cls=SPINT, presets=PRESETS, make_tokenizer=_tokenizer,
         objective=spint_objective, sizes_from_data=_sizes, task="decoding", pack=False,
+        causal=False,  # each unit token holds its whole window's series
     )
 )
