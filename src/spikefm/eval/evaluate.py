@@ -13,10 +13,10 @@ depend on which windows share a batch.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from typing import Callable, Iterator, Sequence
-from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -25,8 +25,8 @@ from torch.utils.data import DataLoader
 from spikefm.data.dataset import WindowDataset
 from spikefm.data.recording import DataError, Recording
 from spikefm.data.sampling import TrialWindowSampler
-from spikefm.eval.metrics import CO_BPS, co_bps, decoder_metric, decoding_r2
-from spikefm.eval.samples import BehaviorSamples, r2_at_samples, recorded_samples
+from spikefm.eval.metrics import CO_BPS, co_bps, decoder_metric
+from spikefm.eval.samples import BehaviorSamples, decoded_r2, recorded_samples
 from spikefm.tokenize.base import collate
 
 __all__ = ["Predictions", "predict", "score", "calibration_trials", "fixed_calibration"]
@@ -139,16 +139,6 @@ def _collect(parts: dict[str, list[np.ndarray]], outputs: dict, batch, target: s
     return None
 
 
-def decoder_r2(predictions: Predictions) -> float:
-    """Variance-weighted R2 of decoded behaviour at the recorded samples (at the queries when the recording has
-    no such series, e.g. a target the tokenizer derives)."""
-    if predictions.samples is not None and predictions.samples.trial.size > 1:
-        return r2_at_samples(predictions.behavior, predictions.query_times, predictions.samples,
-                             predictions.query_mask)
-    valid = predictions.query_mask & np.all(np.isfinite(predictions.behavior_true), axis=-1)
-    return decoding_r2(predictions.behavior[valid], predictions.behavior_true[valid])
-
-
 def score(predictions: Predictions) -> dict[str, float]:
     """Scores: ``co-bps`` (held-out units) and/or ``decode R2`` / ``position R2`` (decoded behaviour, at the
     recorded samples; see :mod:`spikefm.eval.metrics` for the names)."""
@@ -157,7 +147,9 @@ def score(predictions: Predictions) -> dict[str, float]:
         held = predictions.heldout
         scores[CO_BPS] = co_bps(predictions.rates[..., held], predictions.counts[..., held])
     if predictions.behavior is not None:
-        scores[decoder_metric(predictions.behavior_key)] = decoder_r2(predictions)
+        p = predictions
+        scores[decoder_metric(p.behavior_key)] = decoded_r2(p.behavior, p.query_times, p.query_mask,
+                                                            p.behavior_true, p.samples)
     return scores
 
 

@@ -28,8 +28,8 @@ from spikefm.data.dataset import WindowDataset
 from spikefm.data.recording import Recording
 from spikefm.data.sampling import TrialWindowSampler
 from spikefm.eval.baselines import PoissonGLM, lagged_features
-from spikefm.eval.metrics import CO_BPS, bits_per_spike, bits_per_spike_per_neuron, co_bps, decoder_metric, decoding_r2
-from spikefm.eval.samples import BehaviorSamples, r2_at_samples, recorded_samples
+from spikefm.eval.metrics import CO_BPS, bits_per_spike, bits_per_spike_per_neuron, co_bps, decoder_metric
+from spikefm.eval.samples import BehaviorSamples, decoded_r2, recorded_samples
 from spikefm.eval.trials import TrialArrays, trial_arrays
 from spikefm.tokenize.base import collate
 
@@ -103,12 +103,8 @@ def score_neds(predictions: NEDSPredictions) -> dict[str, float]:
     """``decode R2`` (or ``position R2``) and ``co-bps`` (decoding mode); ``enc bps`` and ``enc bps per-neuron``
     (encoding mode)."""
     p = predictions
-    if p.samples is not None and p.query_times is not None and p.samples.trial.size > 1:
-        r2 = r2_at_samples(p.behavior, p.query_times, p.samples, p.query_mask)
-    else:
-        valid = p.query_mask & np.all(np.isfinite(p.behavior_true), axis=-1)
-        r2 = decoding_r2(p.behavior[valid], p.behavior_true[valid])
-    scores = {decoder_metric(p.behavior_key): r2}
+    scores = {decoder_metric(p.behavior_key): decoded_r2(p.behavior, p.query_times, p.query_mask, p.behavior_true,
+                                                         p.samples)}
     if p.heldout.any():
         scores[CO_BPS] = co_bps(p.decoding_rates[..., p.heldout], p.counts[..., p.heldout])
     scores["enc bps"] = bits_per_spike(p.encoding_rates, p.counts)

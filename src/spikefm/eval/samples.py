@@ -22,7 +22,7 @@ import numpy as np
 from spikefm.data.recording import DataError, Recording
 from spikefm.eval.metrics import decoding_r2
 
-__all__ = ["BehaviorSamples", "recorded_samples", "at_samples", "bin_centres", "r2_at_samples"]
+__all__ = ["BehaviorSamples", "recorded_samples", "at_samples", "bin_centres", "r2_at_samples", "decoded_r2"]
 
 
 @dataclass(frozen=True)
@@ -125,3 +125,18 @@ def r2_at_samples(
     if np.any(np.isnan(at[observed])):
         raise ValueError("some recorded behaviour samples lie in windows with no valid prediction")
     return decoding_r2(at, samples.values)
+
+
+def decoded_r2(
+    pred: np.ndarray,
+    query_times: np.ndarray | None,
+    query_mask: np.ndarray,
+    true_at_queries: np.ndarray,
+    samples: BehaviorSamples | None,
+) -> float:
+    """A decoder's ``decode R2``: at the recorded samples when they are known, else (a target the tokenizer derives,
+    with no recorded series) against the targets at the valid queries."""
+    if samples is not None and query_times is not None and samples.trial.size > 1:
+        return r2_at_samples(pred, query_times, samples, query_mask)
+    valid = query_mask & np.all(np.isfinite(true_at_queries), axis=-1)
+    return decoding_r2(pred[valid], true_at_queries[valid])

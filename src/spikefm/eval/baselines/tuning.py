@@ -162,13 +162,16 @@ def tune_on_val(baseline: Baseline, train: TrialArrays, val: TrialArrays, *, bud
         sampler = optuna.samplers.TPESampler(seed=seed)
         n_trials = budget
     history: list[tuple[dict[str, Any], float]] = []
+    seen: dict[tuple, float] = {}  # a repeated proposal (TPE over categories) costs no second fit
 
     def objective(trial: Any) -> float:
         params = {name: _suggest(trial, name, knob) for name, knob in space.items()}
-        value = float(baseline.fit(train, params).score(val))
-        value = value if math.isfinite(value) else -math.inf
-        history.append((params, value))
-        return value
+        key = tuple(sorted(params.items()))
+        if key not in seen:
+            value = float(baseline.fit(train, params).score(val))
+            seen[key] = value if math.isfinite(value) else -math.inf
+        history.append((params, seen[key]))
+        return seen[key]
 
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
