@@ -24,7 +24,10 @@ def test_score_table_has_model_baselines_and_oracle(ndt1_run):
     config, result = ndt1_run
     table = score_table(result.module, config, result.recordings, dataset=result.dataset)
     models = {model for _, model in table.rows}
-    assert models == {"ndt1", "smoothing", "ridge", "oracle"}
+    # NDT1 (tiny) reads its whole window: baselines of both forms, each tuned on the val trials
+    assert models == {"ndt1", "smoothing", "smoothing causal", "wiener causal", "wiener acausal", "kalman", "oracle"}
+    assert set(table.rows[("synth-0", "kalman")]) == {"decode R2"}
+    assert set(table.rows[("synth-0", "oracle")]) == {"co-bps", "vel R2"}
     oracle = table.rows[("synth-0", "oracle")]["co-bps"]
     smoothing = table.rows[("synth-0", "smoothing")]["co-bps"]
     assert oracle > smoothing  # the truth beats the baseline on the same bins
@@ -236,10 +239,11 @@ def test_score_table_renders_as_a_table_with_notes_within_100_columns():
 
 
 def test_score_table_without_oracle_has_no_share_and_a_decoder_keeps_its_baseline():
-    rows = {("s0", "poyo"): {"vel R2": 0.8}, ("s0", "ridge"): {"vel R2": 0.5}, ("s0", "smoothing"): {"co-bps": 0.1}}
+    rows = {("s0", "poyo"): {"decode R2": 0.8}, ("s0", "wiener causal"): {"decode R2": 0.5},
+            ("s0", "smoothing"): {"co-bps": 0.1}}
     table = ScoreTable(rows=rows, model="poyo")
-    assert [(s, n) for s, n, _ in table.shown()] == [("s0", "poyo"), ("s0", "ridge")]  # one session: no mean row
-    assert "%" not in _render(table) and [label for label, _ in table.notes()] == ["vel R2", "ridge"]
+    assert [(s, n) for s, n, _ in table.shown()] == [("s0", "poyo"), ("s0", "wiener causal")]  # one session: no mean
+    assert "%" not in _render(table) and [label for label, _ in table.notes()] == ["decode R2", "wiener causal"]
 
 
 def test_saved_scores_round_trip_and_go_stale(tmp_path):

@@ -205,8 +205,9 @@ def run_falcon(protocol: FalconProtocol, recordings: Sequence[Recording],
     adaptation = _adaptation(model, protocol.adaptation)
     models = {rec.session: model for rec in train}
     if hasattr(model, "calibrate"):
-        for rec in train:
-            model.calibrate(_tiled(rec, protocol.window), None)
+        for rec in train:  # a held-in calibration file is calibration data throughout: its first windows
+            tiled = _tiled(rec, protocol.window)
+            model.calibrate(tiled, list(range(len(tiled.trials)))[: protocol.calibration_windows])
     for rec in calib_out:
         adapted, tiled = copy.deepcopy(model), _tiled(rec, protocol.window)
         rows = list(range(len(tiled.trials)))[: protocol.calibration_windows]

@@ -25,7 +25,7 @@ from spikefm.data.recording import Recording
 from spikefm.eval.evaluate import Predictions, predict, score
 from spikefm.eval.figures import prediction_figures
 from spikefm.eval.scoreboard import (
-    BASELINE_BIN_SIZE, BASELINE_NOTES, METRIC_NOTES, baseline_scores, oracle_row, split_arrays,
+    BASELINE_BIN_SIZE, BASELINE_NOTES, METRIC_NOTES, baseline_scores, oracle_row, split_arrays, val_arrays,
 )
 
 __all__ = [
@@ -157,6 +157,8 @@ def score_table(
     module: Any, config: Any, recordings: Sequence[Recording], *, dataset: Any = None, split: str = "test"
 ) -> ScoreTable:
     """Score the trained model on each recording's ``split`` trials beside the baselines and oracle."""
+    from spikefm.models.registry import build_config, is_causal
+
     spec, tokenizer = _spec_and_tokenizer(config)
     table = ScoreTable(model=config.model.name, split=split)
     window = config.data.window
@@ -165,7 +167,10 @@ def score_table(
         table.predictions[rec.session] = predictions
         table.rows[(rec.session, config.model.name)] = score(predictions)
         train, test = split_arrays(rec, bin_size=BASELINE_BIN_SIZE, window=window)
-        for name, row in baseline_scores(train, test).items():
+        val = val_arrays(rec, bin_size=BASELINE_BIN_SIZE, window=window)
+        causal = is_causal(config.model.name, build_config(config.model.name, config.model.preset,
+                                                           **config.model.overrides))
+        for name, row in baseline_scores(train, test, val=val, causal=causal).items():
             table.rows[(rec.session, name)] = row
         if dataset is not None and rec.session in [r.session for r in dataset.recordings]:
             index = dataset.session_index(rec.session)
