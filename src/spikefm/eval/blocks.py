@@ -34,7 +34,8 @@ __all__ = ["zscore_behaviour", "block_recording", "span_counts", "ridge_path", "
 
 
 def zscore_behaviour(rec: Recording, key: str, columns: slice | None, train_until: float) -> Recording:
-    """Keep ``columns`` of behaviour ``key``, z-scored with the statistics of samples before ``train_until``.
+    """Keep only ``columns`` of behaviour ``key`` (other behaviour is dropped), z-scored with the statistics of
+    samples before ``train_until``.
 
     The per-column standard deviation is kept as ``metadata[key + "_scale"]`` (to report errors in the
     original units). Columns that are constant over the training samples are an error (nothing to decode).
@@ -51,7 +52,7 @@ def zscore_behaviour(rec: Recording, key: str, columns: slice | None, train_unti
                         "missing) in the training blocks; choose other columns")
     names = series.columns[columns] if series.columns else ()
     values = (values - fit.mean(0)) / std
-    return replace(rec, behavior={**rec.behavior, key: TimeSeries(series.timestamps, values, names)},
+    return replace(rec, behavior={key: TimeSeries(series.timestamps, values, names)},
                    metadata={**rec.metadata, f"{key}_scale": std})
 
 

@@ -3,6 +3,7 @@
 A candidate declares its metric, whether it is causal, a search space (an optuna ``suggest``
 function) and three steps:
 
+* ``default()``: the published / preset setting, always the search's first trial;
 * ``fit(dev, params, seed, report)`` on the development recording (test data cut out), training on
   the ``train`` split; ``report(step, value)`` passes intermediate validation values to the pruner;
 * ``validate(fitted, dev)``: the metric on the ``val`` split (what the search maximises);
@@ -120,6 +121,7 @@ class Candidate(Protocol):
     info: str  # the information it reads, e.g. "causal, 200 ms history" (shown beside its row)
 
     def suggest(self, trial: Any) -> dict[str, Any]: ...
+    def default(self) -> dict[str, Any]: ...
     def key(self) -> dict[str, Any]: ...
     def fit(self, dev: Recording, params: dict[str, Any], seed: int, report: Reporter | None = None) -> Any: ...
     def validate(self, fitted: Any, dev: Recording) -> float: ...
@@ -150,6 +152,9 @@ class SmoothingCandidate:
 
     def key(self) -> dict[str, Any]:
         return {"kind": "smoothing", "task": self.task.__dict__, "space": [self.kernel_sd, self.alpha]}
+
+    def default(self) -> dict[str, Any]:
+        return {"kernel_sd": 0.05, "alpha": 0.01}  # NLB's MC_Maze setting
 
     def suggest(self, trial: Any) -> dict[str, Any]:
         return {"kernel_sd": trial.suggest_float("kernel_sd", *self.kernel_sd, log=True),
@@ -224,6 +229,12 @@ class WienerCandidate:
 
     def key(self) -> dict[str, Any]:
         return {"kind": "wiener", "task": self.task.__dict__, "space": [self.max_lags, self.max_lead, self.alpha]}
+
+    def default(self) -> dict[str, Any]:
+        # a 100 ms history (5 bins of 20 ms, the earlier tables' Wiener filter); the acausal form reads 200 ms ahead
+        lags = max(1, min(self.max_lags, int(round(0.1 / self.task.bin_size))))
+        lead = {"lead": max(1, min(self.max_lead, int(round(0.2 / self.task.bin_size))))} if self.max_lead else {}
+        return {"lags": lags, "alpha": 100.0, **lead}
 
     def suggest(self, trial: Any) -> dict[str, Any]:
         params = {"lags": trial.suggest_int("lags", 1, self.max_lags),

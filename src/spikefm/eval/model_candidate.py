@@ -84,6 +84,10 @@ class ModelCandidate:
                 "task": self.task.__dict__, "max_steps": self.max_steps, "sampler": self.sampler,
                 "batch_size": self.batch_size, "space": [self.lr, self.weight_decay]}
 
+    def default(self) -> dict[str, Any]:
+        """The tiny recipes' trainer settings at the budget's step count."""
+        return {"lr": 2e-3, "weight_decay": 0.01, "steps": self.max_steps, "ema_decay": 0.0, "keep_best": ""}
+
     def suggest(self, trial: Any) -> dict[str, Any]:
         return {
             "lr": trial.suggest_float("lr", *self.lr, log=True),

@@ -2,7 +2,8 @@
 
 1. **Selection** (:func:`select`) sees only development data (:func:`spikefm.eval.sealed.seal` cuts the
    test trials out of the recording). Every candidate, model or baseline, gets the same declared search
-   budget: ``budget.trials`` optuna trials (seeded TPE sampler) maximising its validation metric; models
+   budget: ``budget.trials`` optuna trials (its default setting first, then a seeded TPE sampler) maximising its
+   validation metric; models
    report ``-val/loss`` at each validation check to a median (or successive-halving) pruner.
 2. **Seeds** (:func:`score`): the chosen configuration trains ``budget.seeds`` times (seeds 1..K, not the
    search seed; a deterministic baseline runs once) on the development data.
@@ -104,6 +105,7 @@ def select(candidate: Candidate, dev: Recording, budget: Budget, cache: ResultCa
     data_key = fingerprint(dev)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=SEARCH_SEED),
                                 pruner=_pruner(budget.pruner))
+    study.enqueue_trial(candidate.default())  # the published / preset setting is always tried first
     records: list[dict[str, Any]] = []
     start = time.perf_counter()
 
