@@ -219,7 +219,7 @@ def bench(
     budget: Optional[int] = typer.Option(None, "--budget", help="Search trials per candidate (default 8)."),
     seeds: Optional[int] = typer.Option(None, "--seeds", help="Training seeds of the chosen config (default 3)."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Longest training run a search may choose."),
-    models: Optional[str] = typer.Option(None, help="Comma-separated models (default: the suite's)."),
+    models: Optional[str] = typer.Option(None, help="Comma-separated models (default: the suite's; '' for baselines only)."),
     behavior: Optional[str] = typer.Option(None, help="Behaviour to decode with --data (default the first)."),
     block: float = typer.Option(1.0, help="Block length (s) for a continuous --data recording."),
     out: Path = typer.Option(Path("runs/bench"), help="Results folder (JSON + markdown); cache under it."),
@@ -233,7 +233,7 @@ def bench(
     try:
         json_path, md_path, _ = run_bench(
             target, data=data, quick=quick, trials=budget, seeds=seeds, max_steps=steps,
-            models=models.split(",") if models else None, out=out, behavior_key=behavior, block=block,
+            models=[m for m in models.split(",") if m] if models is not None else None, out=out, behavior_key=behavior, block=block,
             log=console.print,
         )
     except (DataError, ValueError, FileNotFoundError) as error:

@@ -158,13 +158,14 @@ def run_bench(target: str | None, *, data: Path | None = None, quick: bool = Fal
     cache = ResultCache(cache_dir or out / "cache")
     start = time.perf_counter()
     if data is not None:
-        result = file_suite(data, list(models or ["poyo"]), budget, out, cache, behavior_key=behavior_key,
-                            block=block, log=log)
+        chosen = list(models) if models is not None else ["poyo"]
+        result = file_suite(data, chosen, budget, out, cache, behavior_key=behavior_key, block=block, log=log)
         stem = f"file_{data.stem}"
     elif target == "synthetic":
         settings = SyntheticSettings.quick() if quick else SyntheticSettings()
         draws = SEALED_DRAWS[:1] if quick else SEALED_DRAWS
-        result = synthetic_suite(list(models or ["ndt1", "poyo"]), budget, out, cache, settings, draws, log=log)
+        chosen = list(models) if models is not None else ["ndt1", "poyo"]
+        result = synthetic_suite(chosen, budget, out, cache, settings, draws, log=log)
         stem = "synthetic"
     elif target is not None and Path(target).suffix in (".yaml", ".yml"):
         result = recipe_suite(Path(target), budget, out, cache, log=log)
