@@ -122,7 +122,7 @@ def run_case(name: str, overrides: dict, recording: Recording, args: argparse.Na
 def stream_scores(checkpoint: Path) -> tuple[str, list[str]]:
     """The run's recipe name and markdown rows: per session, R2 offline / streamed per test trial / one
     continuous stream."""
-    from spikefm.eval.evaluate import predict, score
+    from spikefm.eval.evaluate import predict
     from spikefm.eval.metrics import decoding_r2
     from spikefm.train.data import load_recordings
     from spikefm.train.fit import load_checkpoint
@@ -133,7 +133,9 @@ def stream_scores(checkpoint: Path) -> tuple[str, list[str]]:
     recordings, _ = load_recordings(config.data, seed=config.trainer.seed)
     rows = []
     for rec in recordings:
-        offline = score(predict(model, tokenizer, rec, split="test", window=window, pack=True))["vel R2"]
+        p = predict(model, tokenizer, rec, split="test", window=window, pack=True)
+        valid = p.query_mask & np.all(np.isfinite(p.behavior_true), axis=-1)  # at the queries, as streamed ones are
+        offline = decoding_r2(p.behavior[valid], p.behavior_true[valid])
         starts = rec.trials.start[rec.trials.columns["split"].astype(str) == "test"]
         per_trial = [_stream(model, rec, t0, t0 + window) for t0 in starts]
         continuous = _stream(model, rec, rec.start, rec.end)

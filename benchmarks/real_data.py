@@ -53,7 +53,7 @@ from spikefm.data.splits import (  # noqa: E402
 from spikefm.data.store import load  # noqa: E402
 from spikefm.eval.blocks import select_wiener, span_counts, zscore_behaviour  # noqa: E402
 from spikefm.eval.evaluate import predict, score  # noqa: E402
-from spikefm.eval.metrics import decoding_r2, velocity_r2  # noqa: E402
+from spikefm.eval.metrics import decoder_metric, decoding_r2, velocity_r2  # noqa: E402
 from spikefm.eval.trials import trial_arrays  # noqa: E402
 
 DATA = Path(os.environ.get("SPIKEFM_REAL_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -167,7 +167,7 @@ def m1_ndt1(rec: Recording, rec_train: Recording, steps: int, out: Path) -> dict
     flat = {s: (rates[s].reshape(-1, rec.n_units), vel[s].reshape(-1, vel[s].shape[-1])) for s in splits}
     wiener_on_rates = wiener(*flat["train"], *flat["val"], *flat["test"])  # back-to-back blocks: one stretch
     return {"R2": wiener_on_rates["R2"], "lags": wiener_on_rates["lags"],
-            "ridge R2 (NLB readout)": velocity_r2(rates["train"], vel["train"], rates["test"], vel["test"])}
+            "vel R2 (NLB ridge from rates)": velocity_r2(rates["train"], vel["train"], rates["test"], vel["test"])}
 
 
 def wiener_with_future(spans: list[tuple[np.ndarray, np.ndarray]], lead: int = 10) -> dict[str, float]:
@@ -192,8 +192,11 @@ def decoder_r2(name: str, rec: Recording, rec_train: Recording, steps: int, out:
         model.calibrate(rec, np.flatnonzero(rec.trials.columns["split"] == "train")[:256].tolist())
     predictions = predict(model, tokenizer, rec, split="test", window=window + context, before=context, pack=pack)
     block = predictions.query_mask & (predictions.query_times >= context - 1e-9)  # the block's own queries
-    predictions = replace(predictions, query_mask=block)
-    return {"R2": score(predictions)["vel R2"], "context s": context}
+    samples = predictions.samples
+    own = samples.times >= context - 1e-9  # scored at the block's own recorded samples only
+    samples = replace(samples, trial=samples.trial[own], times=samples.times[own], values=samples.values[own])
+    scores = score(replace(predictions, query_mask=block, samples=samples))
+    return {"R2": scores[decoder_metric(key)], "context s": context}
 
 
 def run_m1(budget: Budget, out: Path) -> dict[str, dict]:
@@ -396,13 +399,13 @@ def markdown(results: dict[str, Any]) -> str:
              + (" (quick smoke run)" if results["quick"] else "") + ".", ""]
     if "m1" in results:
         lines += ["## M1 reaching: hand-velocity R2, last 20% of the session (contiguous)", "",
-                  "| model | R2 | wall s |", "|---|---|---|"]
+                  "| model | decode R2 | wall s |", "|---|---|---|"]
         lines += [f"| {n} | {_cell(r, 'R2')} | {r['seconds']} |" for n, r in results["m1"].items()] + [""]
     if "hippocampus" in results:
         lines += ["## Hippocampus: position R2 on moving test blocks (last 20% of moving time)", "",
                   "Median error: distance in pixels from the true position (Bayes decoder only); chance "
                   "always says the training mean position.", "",
-                  "| session / model | R2 | median error px: MAP / mean / chance | wall s |", "|---|---|---|---|"]
+                  "| session / model | position R2 | median error px: MAP / mean / chance | wall s |", "|---|---|---|---|"]
         lines += [f"| {n} | {_cell(r, 'R2')} | {_errors(r)} | {r['seconds']} |"
                   for n, r in results["hippocampus"].items()] + [""]
     if "transfer" in results:

@@ -84,7 +84,8 @@ def test_generation_scores_report_rates_bits_and_decoding(setup):
     data, rec, model, tokenizer = setup
     scores = generation_scores(model, tokenizer, rec, split="test", n_samples=1, dataset=data, duration=0.2)
     for key in ("rate MAE (Hz)", "rate corr", "bits/spike", "bits/spike sampled", "bits/spike oracle",
-                "bits/spike condition PSTH", "behavior R2", "ridge behavior R2"):
+                "bits/spike condition PSTH", "bits/spike history GLM", "decode R2", "ridge decode R2"):
         assert key in scores and (math.isfinite(scores[key]) or key == "rate corr")
     assert scores["trials"] == len(split_trials(rec, "test"))
     assert scores["bits/spike oracle"] > scores["bits/spike"]  # an untrained model is far from the truth
+    assert scores["bits/spike history GLM"] > scores["bits/spike"]  # so is it from the equal-information GLM

@@ -42,13 +42,13 @@ def test_protocol_runs_each_condition_where_the_model_allows_it(data, tmp_path):
     assert {("spint", "zero_shot"), ("spint", "finetune"), ("spint", "scratch"), ("spint", "within")} <= combos
     assert {("poyo", "recalibrate"), ("poyo", "finetune"), ("poyo", "scratch"), ("ridge", "ridge")} <= combos
     assert ("poyo", "zero_shot") not in combos and ("spint", "recalibrate") not in combos
-    assert all(np.isfinite(r.score) and r.metric == "vel R2" for r in result.rows)
+    assert all(np.isfinite(r.score) and r.metric == "decode R2" for r in result.rows)
     assert all(r.steps == 0 for r in result.rows if r.condition == "zero_shot")
     assert {r.n_trials for r in result.rows} == {1, 2}
     notes = "\n".join(result.notes)
     assert "not-a-model: not registered" in notes and "poyo: no zero_shot" in notes
     markdown, figure = write_transfer_report(result, tmp_path)
-    assert "| spint | zero_shot | vel R2 |" in markdown and "k=2" in markdown
+    assert "| spint | zero_shot | decode R2 |" in markdown and "k=2" in markdown
     assert figure.exists() and (tmp_path / "transfer.json").exists() and (tmp_path / "transfer.md").exists()
     assert TransferResult.from_json((tmp_path / "transfer.json").read_text()).markdown() == markdown
 

@@ -85,7 +85,7 @@ def test_log_rates_follow_unit_order_and_score(small_dataset):
     first = torch.from_numpy(rec.window(rec.trials.start[0], rec.trials.start[0] + 1.0).recording.bin(0.02))
     torch.testing.assert_close(out["counts"][0, :, : rec.n_units], first.float())
     scores = score(predict(model, tokenizer, rec, split="test"))
-    assert set(scores) == {"co-bps", "vel R2"} and all(np.isfinite(v) for v in scores.values())
+    assert set(scores) == {"co-bps", "decode R2"} and all(np.isfinite(v) for v in scores.values())
 
 
 def test_phase_and_return_tokens(small_dataset):

@@ -118,7 +118,7 @@ def test_eval_scores_the_continuous_task(small_dataset):
     rec = small_dataset.recordings[0]
     predictions = predict(model, get_spec("poyo_plus").make_tokenizer(model.config), rec, split="train")
     assert predictions.behavior.shape[-1] == 2
-    assert np.isfinite(score(predictions)["vel R2"])
+    assert np.isfinite(score(predictions)["decode R2"])
 
 
 def test_sizes_check_the_tasks_against_the_data(small_dataset):

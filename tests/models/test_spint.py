@@ -137,3 +137,37 @@ def test_clear_errors(setup, small_dataset):
         calibration_counts(rec, [10_000], bin_size=0.02, window=1.0)
     with pytest.raises(ValueError, match="channel_dropout"):
         build_config("spint", "tiny", channel_dropout=1.5)
+
+
+def test_eval_scores_do_not_depend_on_batch_size(setup, small_dataset):
+    """`spikefm eval` calibrates on a fixed set of the session's train trials, so a test window's decoding no
+    longer depends on which other windows share its batch (it did with in-batch calibration)."""
+    from spikefm.eval.evaluate import calibration_trials, score
+
+    spec, config, model, tokenizer = setup
+    rec = small_dataset.recordings[0]
+    model.forget()
+    one = predict(model, tokenizer, rec, split="test", batch_size=1)
+    many = predict(model, tokenizer, rec, split="test", batch_size=64)
+    np.testing.assert_allclose(one.behavior, many.behavior, atol=1e-5)
+    assert score(one) == pytest.approx(score(many), abs=1e-6)
+    assert model.calibrated_sessions == []  # predict leaves the model as it found it
+    rows = calibration_trials(rec, config.calibration_trials)
+    split = rec.trials.columns["split"].astype(str)
+    assert len(rows) == config.calibration_trials and set(split[rows]) == {"train"}
+    model.calibrate(rec, rows)  # the same as calibrating by hand on those trials
+    np.testing.assert_allclose(predict(model, tokenizer, rec, split="test", batch_size=7).behavior, one.behavior,
+                               atol=1e-5)
+    model.forget()
+
+
+def test_eval_refuses_calibration_on_test_trials(setup, small_dataset):
+    from spikefm.data.recording import DataError
+
+    _, _, model, tokenizer = setup
+    rec = small_dataset.recordings[0]
+    model.forget()
+    test_rows = np.flatnonzero(rec.trials.columns["split"].astype(str) == "test")[:2].tolist()
+    with pytest.raises(DataError, match="include test trials"):
+        predict(model, tokenizer, rec, split="test", calibration=test_rows)
+    assert model.calibrated_sessions == []

@@ -37,7 +37,7 @@ def test_fit_decoder_across_sessions_and_score(tmp_path):
     spec = get_spec("poyo")
     tokenizer = spec.make_tokenizer(build_config("poyo", "tiny"))
     predictions = predict(result.module.model, tokenizer, result.recordings[1], split="test")
-    assert predictions.behavior.shape[-1] == 2 and set(score(predictions)) == {"vel R2"}
+    assert predictions.behavior.shape[-1] == 2 and set(score(predictions)) == {"decode R2"}
     # Windows with 0.5 s of context before each trial: query times say which queries are the trial's.
     context = predict(result.module.model, tokenizer, result.recordings[1], split="test", window=1.5, before=0.5)
     assert context.query_times.shape == context.behavior.shape[:2]

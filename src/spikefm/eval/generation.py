@@ -16,8 +16,13 @@ Scores (:func:`generation_scores`):
   Rao-Blackwellised estimate, far less noisy than counting the drawn spikes), averaged over
   ``n_samples`` trajectories, plus a small floor; ``bits/spike sampled`` scores the drawn spikes
   themselves (mean over samples, Gaussian-smoothed). Beside them the oracle (true rates, synthetic
-  data) and a condition-PSTH baseline (train-trial average per condition, smoothed);
-* behaviour R2 of Neuroformer's behaviour head over whole trials (sliding past + current windows,
+  data), a condition-PSTH (train-trial average per condition, smoothed; it sees neither past spikes
+  nor behaviour) and the baseline with Neuroformer's conditioning, ``bits/spike history GLM``: a
+  Poisson GLM on the true spikes of the bins before each bin and the behaviour, its history length
+  and penalty chosen on the val trials (:class:`~spikefm.eval.baselines.HistoryGLM`). It reads the
+  true spikes up to the previous bin, at least what Neuroformer reads with ``true_past=True`` (true
+  spikes up to its chunk's start, its own samples after), so a model beating it is not flattered;
+* ``decode R2`` of Neuroformer's behaviour head over whole trials (sliding past + current windows,
   each decoding its current chunk), beside a ridge decoder fitted on the train trials.
 
 Shape legend: K trials, S samples per trial, T bins, N units, Q behaviour samples, D behaviour dims.
@@ -33,8 +38,8 @@ import numpy as np
 import torch
 
 from spikefm.data.recording import Recording
-from spikefm.eval.baselines import RidgeDecoder, smooth_spikes
-from spikefm.eval.metrics import bits_per_spike, decoding_r2
+from spikefm.eval.baselines import HistoryGLM, RidgeDecoder, decoder_score, smooth_spikes, tune_on_val
+from spikefm.eval.metrics import DECODE_R2, bits_per_spike, decoding_r2
 from spikefm.eval.trials import trial_arrays
 from spikefm.models.neuroformer import EventInputs, Neuroformer
 from spikefm.tokenize.base import collate
@@ -43,6 +48,7 @@ __all__ = ["GeneratedSpikes", "generate_spikes", "decode_behavior", "generation_
 
 RATE_FLOOR = 1e-3  # expected counts per bin added to sampled rates (0.05 Hz at 20 ms) so log(rate) is finite
 KERNEL_SD = 0.03  # s; smoothing of the Monte Carlo rate estimate
+HISTORY_GLM_BUDGET = 4  # candidates of the history GLM's validation search
 
 
 @dataclass
@@ -337,7 +343,8 @@ def generation_scores(
     scores["bits/spike"] = bits_per_spike(samples.expected_rates(bin_size).mean(1) + RATE_FLOOR, test.counts)
     sampled = smooth_spikes(generated.mean(1).astype(np.float64), bin_size, KERNEL_SD) + RATE_FLOOR  # [K, T, N]
     scores["bits/spike sampled"] = bits_per_spike(sampled, test.counts)
-    scores.update(_reference_bits(recording, split, bin_size, duration, test.counts, dataset))
+    key = model.config.behavior_key if getattr(model.config, "condition_on_behavior", True) else None
+    scores.update(_reference_bits(recording, split, bin_size, duration, test.counts, dataset, key))
     scores.update(_behavior_scores(model, tokenizer, recording, trials, split, duration))
     scores.update({"generation seconds": seconds, "trials": float(len(trials)), "samples": float(n_samples)})
     return scores
@@ -358,8 +365,8 @@ def _rate_scores(generated: np.ndarray, true_counts: np.ndarray, duration: float
 
 
 def _reference_bits(recording: Recording, split: str, bin_size: float, duration: float, counts: np.ndarray,
-                    dataset: Any) -> dict[str, float]:
-    out: dict[str, float] = {}
+                    dataset: Any, behavior_key: str | None = None) -> dict[str, float]:
+    out = _history_glm_bits(recording, split, bin_size, duration, behavior_key)
     train = trial_arrays(recording, split="train", bin_size=bin_size, window=duration, behavior_key=None)
     test = trial_arrays(recording, split=split, bin_size=bin_size, window=duration, behavior_key=None)
     if train.conditions is not None and test.conditions is not None:
@@ -375,6 +382,24 @@ def _reference_bits(recording: Recording, split: str, bin_size: float, duration:
     return out
 
 
+def _history_glm_bits(recording: Recording, split: str, bin_size: float, duration: float,
+                      behavior_key: str | None) -> dict[str, float]:
+    """``bits/spike history GLM``: tuned on the val trials (fixed settings when there are none), scored on ``split``."""
+    key = behavior_key if behavior_key in recording.behavior else None
+
+    def arrays(name: str) -> Any:
+        return trial_arrays(recording, split=name, bin_size=bin_size, window=duration, behavior_key=key)
+
+    glm = HistoryGLM(use_behavior=key is not None)
+    train, test = arrays("train"), arrays(split)
+    has_val = "split" in recording.trials.columns and np.any(recording.trials.columns["split"].astype(str) == "val")
+    if has_val and split != "val":
+        glm = tune_on_val(glm, train, arrays("val"), budget=HISTORY_GLM_BUDGET).baseline
+    else:
+        glm.fit(train, {"history": 3, "alpha": 1e-2})
+    return {"bits/spike history GLM": glm.score(test)}
+
+
 def _behavior_scores(model: Neuroformer, tokenizer: Any, recording: Recording, trials: np.ndarray, split: str,
                      duration: float) -> dict[str, float]:
     key = model.config.behavior_key
@@ -384,5 +409,4 @@ def _behavior_scores(model: Neuroformer, tokenizer: Any, recording: Recording, t
     train = trial_arrays(recording, split="train", bin_size=0.02, window=duration, behavior_key=key)
     test = trial_arrays(recording, split=split, bin_size=0.02, window=duration, behavior_key=key)
     ridge = RidgeDecoder(lags=5).fit(train.counts, train.behavior)
-    return {"behavior R2": decoding_r2(decoded, true), "ridge behavior R2": decoding_r2(ridge.predict(test.counts),
-                                                                                       test.behavior)}
+    return {DECODE_R2: decoding_r2(decoded, true), f"ridge {DECODE_R2}": decoder_score(ridge.predict(test.counts), test)}

@@ -19,6 +19,15 @@ What each score means, as NLB computes it:
   smoothed PSTH, R2 over all condition x time rows, averaged uniformly over neurons.
 - **behaviour R2** (:func:`decoding_r2`): for supervised decoders, R2 variance-weighted over dimensions (FALCON).
 
+One name per metric (the labels every table prints, :data:`METRIC_LABELS`):
+
+- ``vel R2`` (:data:`VEL_R2`) is NLB's velocity R2 only: ridge from *rates* to behaviour, uniform over dimensions.
+- ``decode R2`` (:data:`DECODE_R2`) is a decoder's own R2 (its output against the recorded behaviour),
+  **variance-weighted** over dimensions (FALCON's choice; on z-scored dims it equals the uniform mean), scored at
+  the recorded behaviour samples (:mod:`spikefm.eval.samples`).
+- ``position R2`` (:data:`POSITION_R2`) is ``decode R2`` where the decoded series is a position
+  (:func:`decoder_metric` picks the label from the series name).
+
 Edge cases (all tested):
 
 - NaN *counts* mark unobserved bins and are left out of every sum, as NLB does (it pads variable-length trials
@@ -47,6 +56,15 @@ import numpy as np
 from scipy.special import gammaln
 
 __all__ = [
+    "CO_BPS",
+    "FP_BPS",
+    "VEL_R2",
+    "PSTH_R2",
+    "DECODE_R2",
+    "POSITION_R2",
+    "BITS_PER_SPIKE",
+    "METRIC_LABELS",
+    "decoder_metric",
     "ZERO_RATE",
     "poisson_nll_total",
     "bits_per_spike",
@@ -64,6 +82,35 @@ __all__ = [
     "psth_r2",
     "NLB_ALPHAS",
 ]
+
+#: Metric labels: the one name each score carries in every table, JSON file and log line.
+CO_BPS = "co-bps"
+FP_BPS = "fp-bps"
+VEL_R2 = "vel R2"
+PSTH_R2 = "psth R2"
+DECODE_R2 = "decode R2"
+POSITION_R2 = "position R2"
+BITS_PER_SPIKE = "bits/spike"
+METRIC_LABELS: dict[str, str] = {
+    CO_BPS: "co-smoothing bits per spike on held-out neurons (NLB, pooled)",
+    FP_BPS: "forward-prediction bits per spike (NLB, pooled, held-in and held-out neurons)",
+    VEL_R2: "NLB velocity R2: ridge from predicted rates to behaviour, uniform average over dimensions",
+    PSTH_R2: "NLB PSTH R2, uniform average over neurons",
+    DECODE_R2: "a decoder's own R2 at the recorded behaviour samples, variance-weighted over dimensions",
+    POSITION_R2: "decode R2 of a position series (variance-weighted over dimensions)",
+    BITS_PER_SPIKE: "bits per spike of all neurons (NLB pooled definition)",
+}
+
+
+def decoder_metric(behavior_key: str | None) -> str:
+    """The label of a decoder's R2 on series ``behavior_key``: ``position R2`` for a position, else ``decode R2``.
+
+    >>> decoder_metric("position"), decoder_metric("hand_vel"), decoder_metric("cursor_pos")
+    ('position R2', 'decode R2', 'position R2')
+    """
+    key = (behavior_key or "").lower()
+    return POSITION_R2 if "position" in key or key.endswith("pos") or "_pos_" in key else DECODE_R2
+
 
 #: What NLB substitutes for a zero rate before taking its log.
 ZERO_RATE = 1e-9

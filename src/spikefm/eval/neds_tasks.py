@@ -2,8 +2,8 @@
 
 On every trial window of a split the model runs twice:
 
-* ``mode="decoding"`` (all behaviour tokens hidden): behaviour R2 (variance-weighted, as every
-  spikefm decoder) and co-bps of the NLB held-out units (never an input, in any mode);
+* ``mode="decoding"`` (all behaviour tokens hidden): ``decode R2`` (variance-weighted, at the
+  recorded behaviour samples, as every spikefm decoder) and co-bps of the NLB held-out units (never an input, in any mode);
 * ``mode="encoding"`` (all spike tokens hidden, behaviour given): bits per spike of every unit,
   NLB-pooled (``enc bps``) and, as NEDS / MtM report it, averaged neuron by neuron
   (``enc bps per-neuron``; not comparable with the pooled number).
@@ -28,7 +28,8 @@ from spikefm.data.dataset import WindowDataset
 from spikefm.data.recording import Recording
 from spikefm.data.sampling import TrialWindowSampler
 from spikefm.eval.baselines import PoissonGLM, lagged_features
-from spikefm.eval.metrics import bits_per_spike, bits_per_spike_per_neuron, co_bps, decoding_r2
+from spikefm.eval.metrics import CO_BPS, bits_per_spike, bits_per_spike_per_neuron, co_bps, decoder_metric
+from spikefm.eval.samples import BehaviorSamples, decoded_r2, recorded_samples
 from spikefm.eval.trials import TrialArrays, trial_arrays
 from spikefm.tokenize.base import collate
 
@@ -47,6 +48,9 @@ class NEDSPredictions:
         behavior_true: float [K, T, D] true behaviour at the bin centres.
         query_mask: bool [K, T] valid bins.
         heldout: bool [N] NLB held-out units.
+        query_times: float [K, T] query times from each window's start, or None.
+        behavior_key: the decoded series, or None.
+        samples: its recorded samples in each window (``decode R2`` is scored there), or None.
     """
 
     decoding_rates: np.ndarray
@@ -56,6 +60,9 @@ class NEDSPredictions:
     behavior_true: np.ndarray
     query_mask: np.ndarray
     heldout: np.ndarray
+    query_times: np.ndarray | None = None
+    behavior_key: str | None = None
+    samples: BehaviorSamples | None = None
 
 
 @torch.no_grad()
@@ -79,23 +86,27 @@ def predict_neds(
             for name, value in (
                 ("decoding_rates", decoding["log_rates"].exp()), ("encoding_rates", encoding["log_rates"].exp()),
                 ("counts", batch.values), ("behavior", decoding["behavior"]), ("behavior_true", batch.targets[key]),
-                ("query_mask", batch.query_mask),
+                ("query_mask", batch.query_mask), ("query_times", batch.query_timestamps.double()),
             ):  # fmt: skip
                 parts.setdefault(name, []).append(value.float().cpu().numpy() if value.is_floating_point()
                                                   else value.cpu().numpy())
     finally:
         model.train(was_training)
     joined = {k: np.concatenate(v) for k, v in parts.items()}
-    return NEDSPredictions(**joined, heldout=recording.units.heldout.copy())
+    samples = None
+    if key in recording.behavior:
+        samples = recorded_samples(recording, np.array([w.t0 for w in sampler.epoch_windows(0)]), window, key)
+    return NEDSPredictions(**joined, heldout=recording.units.heldout.copy(), behavior_key=key, samples=samples)
 
 
 def score_neds(predictions: NEDSPredictions) -> dict[str, float]:
-    """``vel R2`` and ``co-bps`` (decoding mode); ``enc bps`` and ``enc bps per-neuron`` (encoding mode)."""
+    """``decode R2`` (or ``position R2``) and ``co-bps`` (decoding mode); ``enc bps`` and ``enc bps per-neuron``
+    (encoding mode)."""
     p = predictions
-    valid = p.query_mask & np.all(np.isfinite(p.behavior_true), axis=-1)
-    scores = {"vel R2": decoding_r2(p.behavior[valid], p.behavior_true[valid])}
+    scores = {decoder_metric(p.behavior_key): decoded_r2(p.behavior, p.query_times, p.query_mask, p.behavior_true,
+                                                         p.samples)}
     if p.heldout.any():
-        scores["co-bps"] = co_bps(p.decoding_rates[..., p.heldout], p.counts[..., p.heldout])
+        scores[CO_BPS] = co_bps(p.decoding_rates[..., p.heldout], p.counts[..., p.heldout])
     scores["enc bps"] = bits_per_spike(p.encoding_rates, p.counts)
     scores["enc bps per-neuron"] = float(bits_per_spike_per_neuron(p.encoding_rates, p.counts))
     return scores

@@ -12,7 +12,7 @@ import numpy as np
 
 from spikefm.data.recording import Recording
 from spikefm.eval.evaluate import Predictions, predict, score
-from spikefm.eval.scoreboard import baseline_scores, oracle_row, split_arrays
+from spikefm.eval.scoreboard import baseline_scores, oracle_row, split_arrays, val_arrays
 
 __all__ = ["ScoreTable", "score_table", "write_report", "read_loss_curves", "prediction_figures", "BASELINE_BIN_SIZE"]
 
@@ -42,7 +42,7 @@ def score_table(
     module: Any, config: Any, recordings: Sequence[Recording], *, dataset: Any = None, split: str = "test"
 ) -> ScoreTable:
     """Score the trained model on each recording's ``split`` trials beside the baselines and oracle."""
-    from spikefm.models.registry import build_config, get_spec
+    from spikefm.models.registry import build_config, get_spec, is_causal
 
     spec = get_spec(config.model.name)
     tokenizer = spec.make_tokenizer(build_config(config.model.name, config.model.preset, **config.model.overrides),
@@ -54,7 +54,10 @@ def score_table(
         table.predictions[rec.session] = predictions
         table.rows[(rec.session, config.model.name)] = score(predictions)
         train, test = split_arrays(rec, bin_size=BASELINE_BIN_SIZE, window=window)
-        for name, row in baseline_scores(train, test).items():
+        val = val_arrays(rec, bin_size=BASELINE_BIN_SIZE, window=window)
+        causal = is_causal(config.model.name, build_config(config.model.name, config.model.preset,
+                                                           **config.model.overrides))
+        for name, row in baseline_scores(train, test, val=val, causal=causal).items():
             table.rows[(rec.session, name)] = row
         if dataset is not None and rec.session in [r.session for r in dataset.recordings]:
             index = dataset.session_index(rec.session)

@@ -1,7 +1,7 @@
 """Transfer to an unseen session: one protocol for every decoder.
 
-Pretrain a model on some sessions, then, on a held-out session, score it (variance-weighted
-velocity R2 on the held-out session's test trials) as a function of how many of that session's
+Pretrain a model on some sessions, then, on a held-out session, score it (``decode R2``:
+variance-weighted, at the recorded behaviour samples of the held-out session's test trials) as a function of how many of that session's
 trials it may use (its first ``k`` train-split trials, nested as ``k`` grows):
 
 * ``zero_shot``: no gradient step. Only for models with ``calibrate(recording, trials)``
@@ -37,9 +37,9 @@ import torch
 import yaml
 
 from spikefm.data.recording import Recording
-from spikefm.eval.baselines import RidgeDecoder
+from spikefm.eval.baselines import RidgeDecoder, decoder_score
 from spikefm.eval.evaluate import predict, score
-from spikefm.eval.metrics import decoding_r2
+from spikefm.eval.metrics import DECODE_R2, POSITION_R2
 from spikefm.eval.trials import trial_arrays
 from spikefm.models.registry import ModelSpec, build_config, get_spec, list_models
 from spikefm.tokenize.base import Tokens, collate
@@ -160,7 +160,8 @@ class TransferResult:
         ks = self.config.calibration_trials
         lines = [
             f"Held-out session `{self.held_out}`; pretrained on {', '.join(self.pretrain_sessions)}. "
-            "Scores on its test trials (vel R2: variance-weighted velocity R2) vs calibration trials k.",
+            "Scores on its test trials (decode R2: variance-weighted over dimensions, at the recorded behaviour "
+            "samples) vs calibration trials k.",
             "",
             "| model | condition | metric | " + " | ".join(f"k={k}" for k in ks) + " |",
             "|---|---|---|" + "---|" * len(ks),
@@ -294,7 +295,7 @@ class _ModelRun:
     def _score(self, model: torch.nn.Module, recording: Recording) -> tuple[float, str]:
         scores = score(predict(model, self.tokenizer, recording, split="test", window=self.cfg.window,
                                pack=self.spec.pack))
-        metric = "vel R2" if "vel R2" in scores else next(iter(scores))
+        metric = next((m for m in (DECODE_R2, POSITION_R2) if m in scores), next(iter(scores)))
         return scores[metric], metric
 
     def _train(self, model: torch.nn.Module, windows: list[Tokens], steps: int, lr: float, *,
@@ -369,8 +370,8 @@ def _ridge_rows(config: TransferConfig, target: Recording, pool: np.ndarray) -> 
     for k in config.calibration_trials:
         start = time.perf_counter()
         decoder = RidgeDecoder(lags=5).fit(train.counts[:k], train.behavior[:k])
-        value = decoding_r2(decoder.predict(test.counts), test.behavior)
-        rows.append(TransferRow("ridge", "ridge", k, value, "vel R2", 0, time.perf_counter() - start))
+        value = decoder_score(decoder.predict(test.counts), test)
+        rows.append(TransferRow("ridge", "ridge", k, value, DECODE_R2, 0, time.perf_counter() - start))
     return rows
 
 
@@ -417,7 +418,7 @@ def _run_model(name: str, cfg: TransferConfig, pretrain: list[Recording], target
                result: TransferResult, log: Callable[[str], None]) -> None:
     run = _ModelRun(name, cfg, pretrain, target, log)
     if run.spec.task != "decoding":
-        result.notes.append(f"{name}: a {run.spec.task} model; scored by its own metric, not velocity R2")
+        result.notes.append(f"{name}: a {run.spec.task} model; scored by its own metric, not decode R2")
     pretrained, within = run.pretrain_model()
     result.rows += within
     skipped: set[str] = set()

@@ -1,4 +1,5 @@
-"""Trial-aligned arrays for scoring: counts [trials, time, units] and behaviour [trials, time, dims]."""
+"""Trial-aligned arrays for scoring: counts [trials, time, units], behaviour [trials, time, dims] and the recorded
+behaviour samples inside each trial window."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from spikefm.data.recording import DataError, Recording
+from spikefm.eval.samples import BehaviorSamples, recorded_samples
 
 __all__ = ["TrialArrays", "trial_arrays", "trial_starts"]
 
@@ -22,6 +24,8 @@ class TrialArrays:
         starts: float64 [K] absolute window start of each trial.
         heldout: bool [N] NLB held-out units.
         bin_size: seconds per bin.
+        samples: the recorded behaviour samples inside each trial window (decoders are scored there,
+            :mod:`spikefm.eval.samples`), or None (then scores use ``behavior`` at bin centres).
     """
 
     counts: np.ndarray
@@ -30,6 +34,7 @@ class TrialArrays:
     starts: np.ndarray
     heldout: np.ndarray
     bin_size: float
+    samples: BehaviorSamples | None = None
 
     @property
     def heldin_counts(self) -> np.ndarray:
@@ -68,8 +73,9 @@ def trial_arrays(
     if starts.size == 0:
         raise DataError(f"{rec.source or rec.session}: no trials in split {split!r}")
     counts = np.stack([rec.bin(bin_size, t0, t0 + window) for t0 in starts])  # [K, T, N]
-    behavior = None
+    behavior, samples = None, None
     if behavior_key is not None and behavior_key in rec.behavior:
+        samples = recorded_samples(rec, starts, window, behavior_key)
         series = rec.behavior[behavior_key]
         centres = starts[:, None] + (np.arange(counts.shape[1]) + 0.5) * bin_size  # [K, T]
         behavior = np.stack(
@@ -79,4 +85,4 @@ def trial_arrays(
     if rec.trials is not None and "condition" in rec.trials.columns:
         keep = np.ones(len(rec.trials), bool) if split is None else rec.trials.columns["split"].astype(str) == split
         conditions = rec.trials.columns["condition"][keep]
-    return TrialArrays(counts, behavior, conditions, starts, rec.units.heldout.copy(), bin_size)
+    return TrialArrays(counts, behavior, conditions, starts, rec.units.heldout.copy(), bin_size, samples)

@@ -294,5 +294,6 @@ SPEC = register(
     ModelSpec(
         name="mtm", config_cls=MtMConfig, model_cls=MtM, presets=PRESETS, make_tokenizer=_tokenizer,
         objective=mtm_objective, sizes_from_data=_sizes, task="self_supervised", multi_session=True,
+        causal=False,  # bidirectional attention over the window (the causal scheme is one training mask of four)
     )
 )

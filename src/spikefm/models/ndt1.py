@@ -180,5 +180,6 @@ SPEC = register(
     ModelSpec(
         name="ndt1", config_cls=NDT1Config, model_cls=NDT1, presets=PRESETS, make_tokenizer=_tokenizer,
         objective=ndt1_objective, sizes_from_data=_sizes, task="self_supervised", multi_session=False,
+        causal=lambda c: c.context_forward == 0,  # attention may look context_forward bins ahead (None: all)
     )
 )

@@ -487,6 +487,7 @@ SPEC = register(
     ModelSpec(
         name="ndt2", config_cls=NDT2Config, model_cls=NDT2, presets=PRESETS, make_tokenizer=_tokenizer,
         objective=ndt2_objective, sizes_from_data=_sizes, task="self_supervised", multi_session=True,
+        causal=lambda c: c.causal,  # NDT2Config.causal: tokens attend to the same or earlier time steps
     )
 )
 DECODER_SPEC = register(
@@ -494,5 +495,6 @@ DECODER_SPEC = register(
         name="ndt2_decoder", config_cls=NDT2Config, model_cls=NDT2, presets=DECODER_PRESETS,
         make_tokenizer=_decoder_tokenizer, objective=ndt2_decoder_objective, sizes_from_data=_decoder_sizes,
         task="decoding", multi_session=True,
+        causal=lambda c: c.causal,
     )
 )

@@ -436,5 +436,6 @@ SPEC = register(
     ModelSpec(
         name="ndt3", config_cls=NDT3Config, model_cls=NDT3, presets=PRESETS, make_tokenizer=_tokenizer,
         objective=ndt3_objective, sizes_from_data=_sizes, task="decoding", pack=False,
+        causal=True,  # one causal sequence: each token attends to earlier tokens only
     )
 )

@@ -311,5 +311,6 @@ SPEC = register(
     ModelSpec(
         name="neds", config_cls=NEDSConfig, model_cls=NEDS, presets=PRESETS, make_tokenizer=_tokenizer,
         objective=neds_objective, sizes_from_data=_sizes, task="decoding", pack=False,
+        causal=False,  # bidirectional masked modelling over the whole window
     )
 )

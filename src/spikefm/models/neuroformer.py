@@ -382,5 +382,7 @@ SPEC = register(
         name="neuroformer", config_cls=NeuroformerConfig, model_cls=Neuroformer, presets=PRESETS,
         make_tokenizer=_tokenizer, objective=neuroformer_objective, sizes_from_data=_sizes, task="self_supervised",
         pack=False, multi_session=False,
+        # spikes are generated causally, but each chunk cross-attends to the behaviour of the whole chunk
+        causal=False,
     )
 )

@@ -451,5 +451,6 @@ SPEC = register(
     ModelSpec(
         name="possm", config_cls=POSSMConfig, model_cls=POSSM, presets=PRESETS, make_tokenizer=_tokenizer,
         objective=possm_objective, sizes_from_data=spike_decoder_sizes, task="decoding", pack=True,
+        causal=True,  # queries attend to chunks ending at or before them; it streams (realtime/)
     )
 )

@@ -274,5 +274,6 @@ SPEC = register(
     ModelSpec(
         name="poyo", config_cls=POYOConfig, model_cls=POYO, presets=PRESETS, make_tokenizer=_tokenizer,
         objective=poyo_objective, sizes_from_data=spike_decoder_sizes, task="decoding", pack=False,
+        causal=False,  # latents attend to every spike of the window, future included
     )
 )

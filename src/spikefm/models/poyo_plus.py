@@ -386,5 +386,6 @@ SPEC = register(
     ModelSpec(
         name="poyo_plus", config_cls=POYOPlusConfig, model_cls=POYOPlus, presets=PRESETS, make_tokenizer=_tokenizer,
         objective=poyo_plus_objective, sizes_from_data=_sizes, task="decoding", pack=False,
+        causal=False,  # POYO's encoder: every spike of the window, future included
     )
 )

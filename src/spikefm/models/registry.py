@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import torch.nn as nn
 
-__all__ = ["ModelSpec", "register", "get_spec", "list_models", "create", "build_config"]
+__all__ = ["ModelSpec", "register", "get_spec", "list_models", "create", "build_config", "is_causal"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,9 @@ class ModelSpec:
         task: "self_supervised" (predicts spikes) or "decoding" (predicts behaviour).
         pack: collate packed (variable-length, no padding) rather than padded.
         multi_session: the model reads windows of many sessions in one run (False: one session).
+        causal: whether an output at time ``t`` reads no input after ``t`` (so it could run online): a bool, or
+            ``config -> bool`` for models whose config decides (see :func:`is_causal`). Causal models are
+            compared with causal baselines (:func:`spikefm.eval.baselines.baselines_for`).
     """
 
     name: str
@@ -45,6 +48,7 @@ class ModelSpec:
     task: str = "self_supervised"
     pack: bool = False
     multi_session: bool = True
+    causal: bool | Callable[[Any], bool] = False
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -112,3 +116,11 @@ def create(name: str, *, preset: str = "tiny", data_sizes: dict[str, Any] | None
     spec = get_spec(name)
     config = build_config(name, preset, **overrides)
     return spec.model_cls(config, **(data_sizes or {}))
+
+
+def is_causal(name: str, config: Any = None, *, preset: str = "tiny") -> bool:
+    """Whether model ``name`` with ``config`` (default: its ``preset``'s) reads no input after each output time."""
+    spec = get_spec(name)
+    if not callable(spec.causal):
+        return bool(spec.causal)
+    return bool(spec.causal(config if config is not None else build_config(name, preset)))

@@ -17,7 +17,7 @@ How calibration activity reaches the model (our design; the paper publishes no c
   session (unlabeled: only spikes are read) and stores the counts ``[U, R, T]`` keyed by
   ``"session/unit"`` in the model (they travel in the state dict). Every forward pass recomputes
   the identities from them, so they stay in step with a model that is being fine-tuned.
-* **In-batch calibration (default).** For a session that was never calibrated, a window is
+* **In-batch calibration (training).** For a session that was never calibrated, a window is
   calibrated on the batch's *other* windows of its session, so calibration data never comes from
   the decoded window. In training the session's windows are split alternately into two folds,
   each calibrated on the other (cross-fitting), so a window's identity does not depend on its own
@@ -26,8 +26,10 @@ How calibration activity reaches the model (our design; the paper publishes no c
   ``spikefm train`` runs (trial windows shuffled across sessions; larger batches give more
   calibration trials), with no extra data path.
 
-Evaluation on a new session should register calibration trials that are disjoint from the
-decoded ones (:mod:`spikefm.eval.transfer` uses train-split trials to decode test-split trials).
+Evaluation registers a fixed calibration set of the scored session's non-test data
+(:func:`spikefm.eval.evaluate.predict` calibrates on the first ``calibration_trials`` train-split
+trials; :mod:`spikefm.eval.transfer` on the first ``k``), so a score does not depend on which
+windows share a batch; in-batch calibration is for training (and the validation loss) only.
 
 Source: arXiv 2507.08402 (OpenReview XjayhGBraW); no public code. The IDEncoder form (per-trial
 MLP, mean over trials, MLP) follows the paper's description; sizes below are ours (see PRESETS).
@@ -287,7 +289,8 @@ class SPINT(nn.Module):
         Args:
             recording: the session; only its spikes and trial starts are read.
             trials: trial indices (rows of ``recording.trials``); default the first
-                ``config.calibration_trials`` trials of the ``train`` split (or of all trials).
+                ``config.calibration_trials`` trials of the ``train`` split (of all trials when the
+                trials have no split column).
 
         Returns:
             The units' identity embeddings [U, D] (computed without gradient), in unit-table order.
@@ -336,9 +339,11 @@ def _default_trials(recording: Recording, n: int) -> list[int]:
     if recording.trials is None or len(recording.trials) == 0:
         raise DataError(f"{recording.source or recording.session}: no trials table; SPINT calibrates on trials")
     rows = np.arange(len(recording.trials))
-    if "split" in recording.trials.columns:
-        train = rows[recording.trials.columns["split"].astype(str) == "train"]
-        rows = train if train.size else rows
+    if "split" in recording.trials.columns:  # never fall back to other splits: they may hold the scored trials
+        rows = rows[recording.trials.columns["split"].astype(str) == "train"]
+        if rows.size == 0:
+            raise DataError(f"{recording.source or recording.session}: no train-split trials to calibrate on; "
+                            "name the calibration trials")
     return rows[:n].tolist()
 
 
@@ -372,5 +377,6 @@ SPEC = register(
     ModelSpec(
         name="spint", config_cls=SPINTConfig, model_cls=SPINT, presets=PRESETS, make_tokenizer=_tokenizer,
         objective=spint_objective, sizes_from_data=_sizes, task="decoding", pack=False,
+        causal=False,  # each unit token holds its whole window's series
     )
 )

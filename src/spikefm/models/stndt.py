@@ -276,5 +276,6 @@ SPEC = register(
     ModelSpec(
         name="stndt", config_cls=STNDTConfig, model_cls=STNDT, presets=PRESETS, make_tokenizer=_tokenizer,
         objective=stndt_objective, sizes_from_data=_sizes, task="self_supervised", multi_session=False,
+        causal=False,  # spatial tokens hold each neuron's whole window, whatever the temporal attention window
     )
 )
