@@ -18,7 +18,8 @@ from spikefm.data.splits import contiguous_blocks
 from spikefm.data.store import write_recording
 from spikefm.eval.bench import SyntheticSettings
 from spikefm.eval.cache import ResultCache
-from spikefm.eval.candidates import SmoothingCandidate, Task, TrialScores, WienerCandidate, task_arrays, window_features
+from spikefm.eval.baselines import make_baseline
+from spikefm.eval.candidates import BaselineCandidate, Task, TrialScores, task_arrays
 from spikefm.eval.intervals import bootstrap, compare
 from spikefm.eval.protocol import Budget, DataSpec, run, score
 from spikefm.eval.sealed import SealedTestError, seal
@@ -26,6 +27,11 @@ from spikefm.eval.sealed import SealedTestError, seal
 DECODE = Task("decode R2", window=1.0, bin_size=0.02, behavior_key="hand_vel")
 COBPS = Task("co-bps", window=1.0, bin_size=0.02)
 BUDGET = Budget(trials=3, seeds=2, max_steps=4, bootstrap=50)
+
+
+def wiener(causal: bool = True) -> BaselineCandidate:
+    extra = {} if causal else {"window_bins": 50}
+    return BaselineCandidate(make_baseline("wiener causal" if causal else "wiener acausal", **extra), DECODE)
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +98,7 @@ class Spy:
 
 def test_selection_and_training_never_receive_test_data(synth: Recording) -> None:
     """Fails if any search trial, seed fit or validation is handed a recording that holds test data."""
-    spies = [Spy(WienerCandidate(DECODE, max_lags=3)), Spy(SmoothingCandidate(COBPS))]
+    spies = [Spy(wiener()), Spy(BaselineCandidate(make_baseline("smoothing"), COBPS))]
     spec = DataSpec("synth-0", synth)
     result = run("t", spies, select_on=spec, score_on=[spec], budget=BUDGET, log=lambda *_: None)
     test = _test_intervals(synth)
@@ -110,13 +116,14 @@ def test_a_candidate_reaching_for_test_data_during_selection_fails(synth: Record
     with pytest.raises(DataError, match="no trials in split 'test'"):
         task_arrays(DECODE, dev, "test")  # the development recording has no test trials to read
 
-    class Cheat(WienerCandidate):
+    class Cheat(BaselineCandidate):
         def fit(self, dev, params, seed, report=None):
             sealed.open()  # a fit that tries the sealed test before the final scoring step
             return super().fit(dev, params, seed, report)
 
+    cheat = Cheat(make_baseline("wiener causal"), DECODE)
     with pytest.raises(SealedTestError):
-        score([Cheat(DECODE, max_lags=2)], {"wiener causal": {"lags": 2, "alpha": 1.0}}, dev, sealed, BUDGET)
+        score([cheat], {"wiener causal": {"lags": 2, "alpha": 1.0}}, dev, sealed, BUDGET)
 
 
 def test_sealed_test_is_read_once_for_all_candidates(synth: Recording, monkeypatch) -> None:
@@ -124,8 +131,8 @@ def test_sealed_test_is_read_once_for_all_candidates(synth: Recording, monkeypat
     opened = []
     original = sealed.open
     monkeypatch.setattr(sealed, "open", lambda: opened.append(1) or original())
-    candidates = [WienerCandidate(DECODE, max_lags=2), WienerCandidate(DECODE, max_lags=2, max_lead=2)]
-    params = {"wiener causal": {"lags": 2, "alpha": 1.0}, "wiener acausal": {"lags": 2, "alpha": 1.0, "lead": 1}}
+    candidates = [wiener(), wiener(causal=False)]
+    params = {"wiener causal": {"lags": 2, "alpha": 1.0}, "wiener acausal": {"lags": 2, "alpha": 1.0, "leads": 1}}
     scored = score(candidates, params, dev, sealed, BUDGET)
     assert opened == [1] and set(scored) == set(params)
 
@@ -133,34 +140,34 @@ def test_sealed_test_is_read_once_for_all_candidates(synth: Recording, monkeypat
 # ----------------------------------------------------------------------------- intervals, cache, features
 def test_identical_rows_never_beat_each_other() -> None:
     rng = np.random.default_rng(1)
-    y = rng.normal(size=(30, 10, 2))
-    row = [[TrialScores("decode R2", y + rng.normal(size=y.shape), y, np.ones((30, 10), bool))]]
+    y = rng.normal(size=(300, 2))
+    row = [[TrialScores("decode R2", y + rng.normal(size=y.shape), y, np.repeat(np.arange(30), 10), 30)]]
     reps = bootstrap({"a": row, "b": row}, n_boot=100)
     result = compare(reps["a"], reps["b"])
     assert result["difference"] == 0 and not result["beats"]
 
 
 def test_bootstrap_rejects_rows_on_different_trials() -> None:
-    y = np.zeros((5, 4, 1))
-    a = [[TrialScores("decode R2", y, y, np.ones((5, 4), bool))]]
-    b = [[TrialScores("decode R2", y[:3], y[:3], np.ones((3, 4), bool))]]
+    y = np.zeros((20, 1))
+    a = [[TrialScores("decode R2", y, y, np.repeat(np.arange(5), 4), 5)]]
+    b = [[TrialScores("decode R2", y[:12], y[:12], np.repeat(np.arange(3), 4), 3)]]
     with pytest.raises(ValueError, match="test trials per dataset"):
         bootstrap({"a": a, "b": b}, n_boot=10)
 
 
-def test_window_features_reads_history_then_future() -> None:
-    x = np.arange(6.0).reshape(1, 6, 1)
-    features = window_features(x, lags=2, lead=2)  # [x_t, x_{t-1}, x_{t+1}, x_{t+2}]
-    np.testing.assert_array_equal(features[2], [2, 1, 3, 4])
-    np.testing.assert_array_equal(features[5], [5, 4, 0, 0])
+def test_trial_scores_resample_whole_trials() -> None:
+    pred = np.array([[0.0], [1.0], [2.0], [3.0]])
+    scores = TrialScores("decode R2", pred, pred + np.array([[0.0], [0.0], [1.0], [1.0]]), np.array([0, 0, 1, 1]), 2)
+    assert scores.score(np.array([0, 0])) == 1.0  # trial 0 twice: perfect
+    assert scores.score(np.array([1])) < 1.0
 
 
 def test_cache_resumes_without_refitting(synth: Recording, tmp_path: Path) -> None:
     spec = DataSpec("synth-0", synth)
-    first = Spy(WienerCandidate(DECODE, max_lags=3))
+    first = Spy(wiener())
     a = run("t", [first], select_on=spec, score_on=[spec], budget=BUDGET, cache=ResultCache(tmp_path),
             log=lambda *_: None)
-    again = Spy(WienerCandidate(DECODE, max_lags=3))
+    again = Spy(wiener())
     b = run("t", [again], select_on=spec, score_on=[spec], budget=BUDGET, cache=ResultCache(tmp_path),
             log=lambda *_: None)
     assert first.calls and not again.calls  # everything came from the cache
@@ -189,7 +196,7 @@ def test_bench_quick_synthetic_end_to_end(tmp_path: Path) -> None:
     payload = json.loads((tmp_path / "synthetic_quick.json").read_text())
     _check_rows(payload)
     names = {row["name"] for row in payload["rows"]}
-    assert names == {"smoothing", "ndt1", "wiener causal", "wiener acausal", "poyo"}
+    assert names == {"smoothing", "smoothing causal", "ndt1", "wiener causal", "wiener acausal", "kalman", "poyo"}
     assert {row["data"][0]["name"] for row in payload["rows"]} == {"synth-1001"}
     assert {row["selected_on"]["data"] for row in payload["rows"]} == {"synth-0"}
     frozen = json.loads((tmp_path / "synthetic_frozen_recipes.json").read_text())
@@ -197,7 +204,8 @@ def test_bench_quick_synthetic_end_to_end(tmp_path: Path) -> None:
     models = [row for row in payload["rows"] if row["role"] == "model"]
     assert all(len(row["seeds"]) == 2 for row in models)
     assert {(c["model"], c["baseline"]) for c in payload["comparisons"]} == {
-        ("ndt1", "smoothing"), ("poyo", "wiener causal"), ("poyo", "wiener acausal")}
+        ("ndt1", "smoothing"), ("ndt1", "smoothing causal"), ("poyo", "wiener causal"), ("poyo", "wiener acausal"),
+        ("poyo", "kalman")}
     assert "| row | metric | information |" in (tmp_path / "synthetic_quick.md").read_text()
 
 
@@ -214,6 +222,6 @@ def test_bench_on_a_users_continuous_file(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     payload = json.loads((tmp_path / "out" / "file_mine_quick.json").read_text())
     _check_rows(payload)
-    assert {row["name"] for row in payload["rows"]} == {"wiener causal", "wiener acausal"}
+    assert {row["name"] for row in payload["rows"]} == {"wiener causal", "wiener acausal", "kalman"}
     assert payload["rows"][0]["data"][0]["split_sizes"] == {"test": 12, "train": 42, "val": 6}
-    assert all(row["score"] > 0.3 for row in payload["rows"])  # velocity is decodable from these counts
+    assert all(row["score"] > 0.3 for row in payload["rows"] if row["name"].startswith("wiener"))  # velocity is decodable from these counts

@@ -3,10 +3,10 @@
 * ``synthetic`` (the sealed synthetic test): every choice is made on synthetic draw 0 (train / val only);
   the chosen recipes are frozen (written to the results folder) before the fresh draws
   :data:`SEALED_DRAWS` are generated with the same generator settings, and the table is scored on those.
-  Rows: NDT1 co-bps vs NLB smoothing; POYO decode R2 vs causal and acausal Wiener filters.
+  Rows: NDT1 co-bps vs NLB smoothing; POYO decode R2 vs causal and acausal Wiener filters and a Kalman filter.
 * ``--data FILE`` (:func:`file_suite`): a user's recording (NWB, .mat, .npz, spikefm store). A continuous
   one is cut into contiguous blocks (:mod:`spikefm.eval.blocks`); a trial-structured one keeps its trial
-  ``split`` column. Rows: the Wiener filters and the models asked for, on decoding its behaviour.
+  ``split`` column. Rows: the Wiener filters, the Kalman filter and the models asked for, decoding its behaviour.
 * a recipe (``configs/poyo_tiny.yaml``; :func:`recipe_suite`): that model on the recipe's data, against the
   baselines of its task.
 
@@ -24,7 +24,9 @@ from typing import Any, Callable, Sequence
 
 from spikefm.data.recording import DataError, Recording
 from spikefm.eval.cache import ResultCache
-from spikefm.eval.candidates import SmoothingCandidate, Task, WienerCandidate
+from spikefm.eval.baselines import baselines_for, make_baseline
+from spikefm.eval.candidates import BaselineCandidate, Task
+from spikefm.eval.metrics import CO_BPS, DECODE_R2, POSITION_R2
 from spikefm.eval.model_candidate import ModelCandidate
 from spikefm.eval.protocol import Budget, DataSpec, ProtocolResult, run, select_all
 
@@ -32,8 +34,8 @@ __all__ = ["SEALED_DRAWS", "SyntheticSettings", "synthetic_suite", "file_suite",
 
 SEALED_DRAWS = (1001, 1002, 1003)  # generator seeds never used during development
 DEV_DRAW = 0
-MODEL_TASKS = {"ndt1": "co-bps", "stndt": "co-bps", "mtm": "co-bps", "poyo": "decode R2", "poyo_plus": "decode R2",
-               "possm": "decode R2"}
+MODEL_TASKS = {"ndt1": CO_BPS, "stndt": CO_BPS, "mtm": CO_BPS, "poyo": DECODE_R2, "poyo_plus": DECODE_R2,
+               "possm": DECODE_R2}
 RANDOM_SAMPLER = {"poyo", "poyo_plus", "possm", "spint"}  # per-spike decoders train on random windows
 
 
@@ -57,10 +59,17 @@ class SyntheticSettings:
         return replace(generate(config).recordings[0], session=f"synth-{seed}")
 
 
-def _baselines(task: Task, window_bins: int, max_lags: int) -> list:
-    if task.metric == "co-bps":
-        return [SmoothingCandidate(task)]
-    return [WienerCandidate(task, max_lags=max_lags), WienerCandidate(task, max_lags=max_lags, max_lead=window_bins)]
+def _baselines(task: Task, models: Sequence[str]) -> list[BaselineCandidate]:
+    """The baselines the ``models`` are compared with on ``task`` (causal models: causal baselines only);
+    with no model, every baseline of the task. The acausal Wiener filter reads at most the model's window."""
+    from spikefm.models.registry import get_spec, is_causal
+
+    kind = "self_supervised" if task.metric == CO_BPS else "decoding"
+    names = baselines_for(kind, causal=False)
+    if models:
+        names = [n for n in names if any(n in baselines_for(get_spec(m).task, causal=is_causal(m)) for m in models)]
+    return [BaselineCandidate(make_baseline(n, **({"window_bins": task.window_bins} if n == "wiener acausal" else {})),
+                              task) for n in names]
 
 
 def _models(models: Sequence[str], task_of: Callable[[str], Task], budget: Budget, out: Path,
@@ -73,13 +82,14 @@ def _models(models: Sequence[str], task_of: Callable[[str], Task], budget: Budge
 def synthetic_suite(models: Sequence[str], budget: Budget, out: Path, cache: ResultCache,
                     settings: SyntheticSettings, draws: Sequence[int] = SEALED_DRAWS, log=print) -> ProtocolResult:
     """Select on draw 0, freeze the recipes, then generate ``draws`` and score on them."""
-    tasks = {"co-bps": Task("co-bps", window=1.0, bin_size=0.02),
-             "decode R2": Task("decode R2", window=1.0, bin_size=0.02, behavior_key="hand_vel")}
+    tasks = {CO_BPS: Task(CO_BPS, window=1.0, bin_size=0.02),
+             DECODE_R2: Task(DECODE_R2, window=1.0, bin_size=0.02, behavior_key="hand_vel")}
     unknown = [m for m in models if m not in MODEL_TASKS]
     if unknown:
         raise ValueError(f"synthetic suite: no task for model(s) {unknown}; known: {sorted(MODEL_TASKS)}")
     metrics = dict.fromkeys(MODEL_TASKS[m] for m in models) or dict.fromkeys(tasks)
-    candidates = [b for metric in metrics for b in _baselines(tasks[metric], window_bins=50, max_lags=15)]
+    candidates: list = [b for metric in metrics
+                        for b in _baselines(tasks[metric], [m for m in models if MODEL_TASKS[m] == metric])]
     candidates += _models(models, lambda m: tasks[MODEL_TASKS[m]], budget, out)
     dev = DataSpec(f"synth-{DEV_DRAW}", settings.draw(DEV_DRAW), "development draw (selection only)")
     # Selection alone first: the recipes are frozen to disk before any sealed draw exists.
@@ -114,10 +124,9 @@ def file_suite(path: Path, models: Sequence[str], budget: Budget, out: Path, cac
         rec = block_recording(rec, block=block, behavior_key=key)
     bin_size = bin_size or rec.bin_size or 0.05
     window = block if not has_splits else float(min(rec.trials.end - rec.trials.start))
-    task = Task("position R2" if "pos" in key else "decode R2", window=window, bin_size=bin_size,
+    task = Task(POSITION_R2 if "pos" in key else DECODE_R2, window=window, bin_size=bin_size,
                 behavior_key=key, continuous=not has_splits)
-    window_bins = max(int(round(window / bin_size)), 1)
-    candidates = _baselines(task, window_bins=window_bins, max_lags=max(window_bins // 2, 1))
+    candidates: list = _baselines(task, models)
     candidates += _models(models, lambda m: task, budget, out, batch_size=16)
     spec = DataSpec(rec.session, rec, f"{path.name}: " + ("its trial splits" if has_splits else
                                                           f"contiguous {block:g} s blocks, 70/10/20 in time order"))
@@ -134,12 +143,12 @@ def recipe_suite(path: Path, budget: Budget, out: Path, cache: ResultCache, log=
     rec = load_recordings(config.data, seed=config.trainer.seed)[0][0]
     spec = get_spec(config.model.name)
     if spec.task == "self_supervised":
-        task = Task("co-bps", window=config.data.window, bin_size=0.02)
+        task = Task(CO_BPS, window=config.data.window, bin_size=0.02)
     else:
         key = config.model.overrides.get("behavior_key") or next(iter(rec.behavior))
-        task = Task("decode R2", window=config.data.window, bin_size=0.02, behavior_key=key)
-    window_bins = int(round(task.window / task.bin_size))
-    candidates = _baselines(task, window_bins=window_bins, max_lags=min(15, window_bins))
+        task = Task(POSITION_R2 if "pos" in key else DECODE_R2, window=config.data.window, bin_size=0.02,
+                    behavior_key=key)
+    candidates: list = _baselines(task, [config.model.name])
     candidates.append(ModelCandidate(config.model.name, task, max_steps=min(budget.max_steps, config.trainer.max_steps),
                                      sampler=config.data.sampler, batch_size=config.trainer.batch_size,
                                      preset=config.model.preset, overrides=dict(config.model.overrides),

@@ -18,9 +18,10 @@ import numpy as np
 from spikefm import __version__
 from spikefm.eval.candidates import TrialScores
 
-__all__ = ["ResultCache", "cache_key"]
+__all__ = ["ResultCache", "cache_key", "SCORES_FORMAT"]
 
 FORMAT = 1  # bump when what an entry means changes
+SCORES_FORMAT = 2  # test predictions: per scored sample with its trial (2: decoders at the recorded samples)
 
 
 def cache_key(**parts: Any) -> str:
@@ -64,7 +65,7 @@ class ResultCache:
         if meta is None or path is None or not path.exists():
             return None
         with np.load(path, allow_pickle=False) as arrays:
-            scores = TrialScores(meta["metric"], arrays["pred"], arrays["truth"], arrays["mask"])
+            scores = TrialScores(meta["metric"], arrays["pred"], arrays["truth"], arrays["trial"], int(arrays["n"]))
         return scores, meta
 
     def put_scores(self, key: str, scores: TrialScores, meta: dict[str, Any]) -> None:

@@ -1,58 +1,56 @@
 """Candidates: anything the protocol tunes on validation and scores once on test, a baseline or a model.
 
 A candidate declares its metric, whether it is causal, a search space (an optuna ``suggest``
-function) and three steps:
+function) and four steps:
 
 * ``default()``: the published / preset setting, always the search's first trial;
 * ``fit(dev, params, seed, report)`` on the development recording (test data cut out), training on
   the ``train`` split; ``report(step, value)`` passes intermediate validation values to the pruner;
 * ``validate(fitted, dev)``: the metric on the ``val`` split (what the search maximises);
-* ``predict(fitted, rec)``: per-trial (or per-block) :class:`TrialScores` on the ``test`` split of
-  the whole recording, which only the final scoring step holds.
+* ``predict(fitted, rec)``: :class:`TrialScores` on the ``test`` split of the whole recording, which only
+  the final scoring step holds.
 
-Baselines here: NLB smoothing (kernel width and GLM alpha on val) for co-bps; the Wiener filter
-(ridge on binned counts, lags and alpha on val), causal or reading ``lead`` bins ahead too, for decoding.
-Models (trained with :func:`spikefm.train.fit.fit`) are in :mod:`spikefm.eval.model_candidate`.
+:class:`BaselineCandidate` wraps any tunable baseline of :mod:`spikefm.eval.baselines` (smoothing, causal /
+acausal Wiener, Kalman); models (trained with :func:`spikefm.train.fit.fit`) are
+:class:`spikefm.eval.model_candidate.ModelCandidate`. Decoders are scored at the recorded behaviour samples
+(:mod:`spikefm.eval.samples`).
 
-Shape legend: ``K`` trials / blocks, ``T`` bins, ``N`` units, ``D`` behaviour dimensions.
+Shape legend: ``K`` trials / blocks, ``T`` bins, ``N`` units, ``D`` behaviour dimensions, ``S`` scored samples.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import copy
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Protocol
 
 import numpy as np
 
 from spikefm.data.recording import Recording
-from spikefm.eval.baselines import SmoothingBaseline, lagged_features
-from spikefm.eval.metrics import co_bps, decoding_r2
-from spikefm.eval.trials import trial_arrays
+from spikefm.eval.baselines import Baseline, Choice
+from spikefm.eval.baselines.tuning import _suggest
+from spikefm.eval.metrics import CO_BPS, DECODE_R2, POSITION_R2, co_bps, decoding_r2
+from spikefm.eval.samples import BehaviorSamples, at_samples, bin_centres
+from spikefm.eval.trials import TrialArrays, trial_arrays
 
-__all__ = [
-    "METRICS", "Task", "TrialScores", "Candidate", "Reporter",
-    "SmoothingCandidate", "WienerCandidate", "window_features", "task_arrays",
-]
+__all__ = ["METRICS", "Task", "TrialScores", "Candidate", "Reporter", "BaselineCandidate", "task_arrays",
+           "decoder_scores"]
 
 Reporter = Callable[[int, float], None]
 
 
-def _co_bps(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:
-    return co_bps(pred, truth)
-
-
-def _decode_r2(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:
-    valid = mask & np.all(np.isfinite(truth), axis=-1)
+def _decode_r2(pred: np.ndarray, truth: np.ndarray) -> float:
+    valid = np.all(np.isfinite(truth), axis=-1)
     return decoding_r2(pred[valid], truth[valid])
 
 
-# metric name -> f(pred [K, ...], truth [K, ...], mask [K, T]) -> float. "decode R2" / "position R2" are direct
-# decoding R2 over all scored samples, variance-weighted over behaviour dimensions (not NLB's ridge-from-rates
-# "vel R2"); "co-bps" is NLB's co-smoothing bits per spike on held-out units.
-METRICS: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray], float]] = {
-    "co-bps": _co_bps,
-    "decode R2": _decode_r2,
-    "position R2": _decode_r2,
+# metric name -> f(pred [S, F], truth [S, F]) -> float. "decode R2" / "position R2": direct decoding R2 at the
+# recorded behaviour samples, variance-weighted over behaviour dimensions (not NLB's ridge-from-rates "vel R2");
+# "co-bps": NLB's co-smoothing bits per spike on held-out units, pooled over the scored bins.
+METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
+    CO_BPS: co_bps,
+    DECODE_R2: _decode_r2,
+    POSITION_R2: _decode_r2,
 }
 
 
@@ -77,38 +75,65 @@ class Task:
     def __post_init__(self) -> None:
         if self.metric not in METRICS:
             raise ValueError(f"unknown metric {self.metric!r}; choose one of {sorted(METRICS)}")
-        if self.metric != "co-bps" and self.behavior_key is None:
+        if self.metric != CO_BPS and self.behavior_key is None:
             raise ValueError(f"metric {self.metric!r} needs a behavior_key")
+
+    @property
+    def window_bins(self) -> int:
+        return max(int(round(self.window / self.bin_size)), 1)
 
 
 @dataclass
 class TrialScores:
-    """One fitted candidate's test output, kept per trial so the protocol can bootstrap over trials.
+    """One fitted candidate's test output, kept per scored sample with its trial, so the protocol can bootstrap
+    over trials (or blocks).
 
     Attributes:
         metric: a key of :data:`METRICS`.
-        pred: [K, T, ...] predictions (held-out rates or decoded behaviour).
-        truth: [K, T, ...] observed held-out counts or behaviour.
-        mask: bool [K, T] scored samples.
+        pred: [S, F] predictions (held-out rates per bin, or decoded behaviour at the recorded samples).
+        truth: [S, F] observed held-out counts or recorded behaviour.
+        trial: int [S] the trial / block of each sample.
+        n: number of trials / blocks.
     """
 
     metric: str
     pred: np.ndarray
     truth: np.ndarray
-    mask: np.ndarray
-
-    @property
-    def n(self) -> int:
-        return int(self.pred.shape[0])
+    trial: np.ndarray
+    n: int
+    _rows: list[np.ndarray] | None = field(default=None, repr=False)
 
     def score(self, index: np.ndarray | None = None) -> float:
         """The metric over all trials, or over the trials ``index`` (with repeats, for the bootstrap)."""
         if index is None:
-            return METRICS[self.metric](self.pred, self.truth, self.mask)
-        return METRICS[self.metric](self.pred[index], self.truth[index], self.mask[index])
+            return METRICS[self.metric](self.pred, self.truth)
+        if self._rows is None:
+            order = np.argsort(self.trial, kind="stable")
+            self._rows = np.split(order, np.searchsorted(self.trial[order], np.arange(1, self.n)))
+        rows = np.concatenate([self._rows[k] for k in index])
+        return METRICS[self.metric](self.pred[rows], self.truth[rows])
 
     def arrays(self) -> dict[str, np.ndarray]:
-        return {"pred": self.pred, "truth": self.truth, "mask": self.mask}
+        return {"pred": self.pred, "truth": self.truth, "trial": self.trial, "n": np.array(self.n)}
+
+    @classmethod
+    def binned(cls, metric: str, pred: np.ndarray, truth: np.ndarray) -> "TrialScores":
+        """From per-bin arrays ``[K, T, F]`` (co-bps: held-out rates and counts)."""
+        k, t = pred.shape[:2]
+        return cls(metric, pred.reshape(k * t, -1), truth.reshape(k * t, -1), np.repeat(np.arange(k), t), k)
+
+
+def decoder_scores(metric: str, pred: np.ndarray, query_times: np.ndarray, samples: BehaviorSamples | None,
+                   n: int, query_mask: np.ndarray | None = None, truth_at_queries: np.ndarray | None = None
+                   ) -> TrialScores:
+    """Decoded behaviour ``[K, Q, D]`` at ``query_times`` scored at the recorded ``samples`` (interpolated per
+    window); without recorded samples (a derived target), at the valid queries against ``truth_at_queries``."""
+    if samples is not None and samples.trial.size > 1:
+        return TrialScores(metric, at_samples(pred, query_times, samples, query_mask), samples.values,
+                           samples.trial, n)
+    mask = np.ones(pred.shape[:2], bool) if query_mask is None else query_mask
+    trial = np.broadcast_to(np.arange(pred.shape[0])[:, None], mask.shape)[mask]
+    return TrialScores(metric, pred[mask], truth_at_queries[mask], trial, n)
 
 
 class Candidate(Protocol):
@@ -128,145 +153,89 @@ class Candidate(Protocol):
     def predict(self, fitted: Any, rec: Recording) -> TrialScores: ...
 
 
-def task_arrays(task: Task, rec: Recording, split: str):
+def task_arrays(task: Task, rec: Recording, split: str) -> TrialArrays:
     """:class:`~spikefm.eval.trials.TrialArrays` of ``split`` binned for ``task``."""
     return trial_arrays(rec, split=split, bin_size=task.bin_size, window=task.window, behavior_key=task.behavior_key)
 
 
-# --------------------------------------------------------------------------- smoothing (co-bps)
-@dataclass
-class SmoothingCandidate:
-    """NLB's smoothing baseline; kernel sd (s) and GLM alpha searched on val."""
-
-    task: Task
-    kernel_sd: tuple[float, float] = (0.01, 0.15)
-    alpha: tuple[float, float] = (1e-4, 10.0)
-    name: str = "smoothing"
-    causal: bool = False
-    deterministic: bool = True
-    metric: str = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.metric = self.task.metric
-        self.info = "acausal: Gaussian kernel over the whole trial"
-
-    def key(self) -> dict[str, Any]:
-        return {"kind": "smoothing", "task": self.task.__dict__, "space": [self.kernel_sd, self.alpha]}
-
-    def default(self) -> dict[str, Any]:
-        return {"kernel_sd": 0.05, "alpha": 0.01}  # NLB's MC_Maze setting
-
-    def suggest(self, trial: Any) -> dict[str, Any]:
-        return {"kernel_sd": trial.suggest_float("kernel_sd", *self.kernel_sd, log=True),
-                "alpha": trial.suggest_float("alpha", *self.alpha, log=True)}
-
-    def fit(self, dev: Recording, params: dict[str, Any], seed: int, report: Reporter | None = None):
-        train = task_arrays(self.task, dev, "train")
-        sd = max(params["kernel_sd"], self.task.bin_size / 5)  # narrower than a bin is no smoothing at all
-        return SmoothingBaseline(bin_size=self.task.bin_size, kernel_sd=sd, alpha=params["alpha"]).fit(
-            train.heldin_counts, train.heldout_counts)
-
-    def _scores(self, fitted: SmoothingBaseline, rec: Recording, split: str) -> TrialScores:
-        arrays = task_arrays(self.task, rec, split)
-        rates = fitted.predict(arrays.heldin_counts)[1]
-        return TrialScores(self.metric, rates, arrays.heldout_counts, np.ones(rates.shape[:2], bool))
-
-    def validate(self, fitted: SmoothingBaseline, dev: Recording) -> float:
-        return self._scores(fitted, dev, "val").score()
-
-    def predict(self, fitted: SmoothingBaseline, rec: Recording) -> TrialScores:
-        return self._scores(fitted, rec, "test")
+def _as_stretch(arrays: TrialArrays) -> TrialArrays:
+    """Back-to-back blocks as one stretch ``[1, K*T, ...]``, so a filter's history crosses block edges."""
+    k, t, n = arrays.counts.shape
+    behavior = None if arrays.behavior is None else arrays.behavior.reshape(1, k * t, -1)
+    return replace(arrays, counts=arrays.counts.reshape(1, k * t, n), behavior=behavior, samples=None,
+                   starts=arrays.starts[:1])
 
 
-# --------------------------------------------------------------------------- Wiener filter (decoding)
-def window_features(counts: np.ndarray, lags: int, lead: int = 0) -> np.ndarray:
-    """Lagged counts ``[x_t .. x_{t-lags+1}]`` plus, when ``lead > 0``, ``[x_{t+1} .. x_{t+lead}]``.
-
-    Zeros outside each trial (or stretch). Returns ``[K * T, N * (lags + lead)]``.
-    """
-    x = np.asarray(counts, np.float64)
-    x = x[None] if x.ndim == 2 else x
-    past = lagged_features(x, lags)
-    if lead <= 0:
-        return past
-    k, t, n = x.shape
-    future = lagged_features(x[:, ::-1], lead + 1).reshape(k, t, -1)[:, ::-1, n:]  # reversed lags 1..lead
-    return np.concatenate([past, future.reshape(k * t, -1)], axis=1)
-
-
-def _ridge(x: np.ndarray, y: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(weights, x mean, y mean) of ridge regression with an unpenalised intercept."""
-    mean_x, mean_y = x.mean(0), y.mean(0)
-    centred = x - mean_x
-    gram = centred.T @ centred + alpha * np.eye(x.shape[1])
-    return np.linalg.solve(gram, centred.T @ (y - mean_y)), mean_x, mean_y
+# Defaults (first search trial) by baseline name: NLB's MC_Maze smoothing; a 100 ms causal Wiener history
+# (5 bins of 20 ms, the earlier tables' filter) and, acausal, 200 ms ahead; the Kalman filter without lag.
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "smoothing": {"kernel_sd": 0.05, "alpha": 0.01},
+    "smoothing causal": {"kernel_sd": 0.05, "alpha": 0.01},
+    "wiener causal": {"lags": 5, "alpha": 100.0},
+    "wiener acausal": {"lags": 5, "alpha": 100.0, "leads": 10},
+    "kalman": {"lag": 0, "alpha": 1.0},
+}
 
 
 @dataclass
-class WienerCandidate:
-    """Wiener filter: ridge from ``lags`` bins of history (and ``lead`` bins ahead if acausal) to behaviour.
+class BaselineCandidate:
+    """A tunable baseline of :mod:`spikefm.eval.baselines` as a protocol candidate."""
 
-    Lags, lead and alpha are searched on val. With ``max_lead = 0`` it is causal; give the acausal form a
-    ``max_lead`` that covers the window the compared model reads.
-    """
-
+    baseline: Baseline
     task: Task
-    max_lags: int = 20
-    max_lead: int = 0
-    alpha: tuple[float, float] = (1e-2, 1e6)
-    name: str = ""
     deterministic: bool = True
+    name: str = field(init=False)
     metric: str = field(init=False)
     causal: bool = field(init=False)
+    info: str = field(init=False)
 
     def __post_init__(self) -> None:
-        self.metric = self.task.metric
-        self.causal = self.max_lead == 0
-        self.name = self.name or ("wiener causal" if self.causal else "wiener acausal")
+        self.name, self.metric, self.causal = self.baseline.name, self.task.metric, self.baseline.causal
         ms = self.task.bin_size * 1e3
-        self.info = (f"causal, up to {self.max_lags * ms:.0f} ms history" if self.causal
-                     else f"acausal, up to {self.max_lags * ms:.0f} ms history + {self.max_lead * ms:.0f} ms ahead")
+        space = self.baseline.search_space()
+        reads = {k: max(v.values) if isinstance(v, Choice) else v.high for k, v in space.items()}
+        if self.name.startswith("wiener"):
+            ahead = reads.get("leads", 0) * ms
+            self.info = (f"{'causal' if self.causal else 'acausal'}, {ms:g} ms bins, up to "
+                         f"{reads['lags'] * ms:.0f} ms history" + (f" + {ahead:.0f} ms ahead" if ahead else "")
+                         + (f" (within the model's {self.task.window:g} s window)" if not self.causal else ""))
+        elif self.name.startswith("kalman"):
+            self.info = f"causal, {ms:g} ms bins, state = behaviour"
+        else:
+            self.info = f"{'causal' if self.causal else 'acausal'}: Gaussian kernel, {ms:g} ms bins"
 
     def key(self) -> dict[str, Any]:
-        return {"kind": "wiener", "task": self.task.__dict__, "space": [self.max_lags, self.max_lead, self.alpha]}
+        space = {k: repr(v) for k, v in self.baseline.search_space().items()}
+        return {"kind": "baseline", "name": self.name, "task": self.task.__dict__, "space": space}
 
     def default(self) -> dict[str, Any]:
-        # a 100 ms history (5 bins of 20 ms, the earlier tables' Wiener filter); the acausal form reads 200 ms ahead
-        lags = max(1, min(self.max_lags, int(round(0.1 / self.task.bin_size))))
-        lead = {"lead": max(1, min(self.max_lead, int(round(0.2 / self.task.bin_size))))} if self.max_lead else {}
-        return {"lags": lags, "alpha": 100.0, **lead}
+        space = self.baseline.search_space()
+        chosen = DEFAULTS.get(self.name, {})
+        return {k: chosen[k] if k in chosen and (not isinstance(v, Choice) or chosen[k] in v.values)
+                else (v.values[len(v.values) // 2] if isinstance(v, Choice) else v.low)
+                for k, v in space.items()}
 
     def suggest(self, trial: Any) -> dict[str, Any]:
-        params = {"lags": trial.suggest_int("lags", 1, self.max_lags),
-                  "alpha": trial.suggest_float("alpha", *self.alpha, log=True)}
-        if self.max_lead:
-            params["lead"] = trial.suggest_int("lead", 0, self.max_lead)
-        return params
+        return {name: _suggest(trial, name, knob) for name, knob in self.baseline.search_space().items()}
 
-    def _xy(self, rec: Recording, split: str) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
+    def _arrays(self, rec: Recording, split: str) -> TrialArrays:
         arrays = task_arrays(self.task, rec, split)
-        counts, y = arrays.counts, arrays.behavior.astype(np.float64)
-        if self.task.continuous:  # back-to-back blocks: one stretch, history crosses block edges
-            counts, y = counts.reshape(1, -1, counts.shape[-1]), y.reshape(1, -1, y.shape[-1])
-        return counts, y, arrays.behavior.shape
+        return _as_stretch(arrays) if self.task.continuous else arrays
 
-    def fit(self, dev: Recording, params: dict[str, Any], seed: int, report: Reporter | None = None):
-        counts, y, _ = self._xy(dev, "train")
-        x = window_features(counts, params["lags"], params.get("lead", 0))
-        y = y.reshape(x.shape[0], -1)
-        keep = np.all(np.isfinite(y), axis=1)
-        return {"params": params, "ridge": _ridge(x[keep], y[keep], params["alpha"])}
+    def fit(self, dev: Recording, params: dict[str, Any], seed: int, report: Reporter | None = None) -> Baseline:
+        return copy.deepcopy(self.baseline).fit(self._arrays(dev, "train"), params)
 
-    def _scores(self, fitted: dict, rec: Recording, split: str) -> TrialScores:
-        counts, y, shape = self._xy(rec, split)
-        weights, mean_x, mean_y = fitted["ridge"]
-        x = window_features(counts, fitted["params"]["lags"], fitted["params"].get("lead", 0))
-        pred = ((x - mean_x) @ weights + mean_y).reshape(shape)
-        truth = y.reshape(shape)
-        return TrialScores(self.metric, pred, truth, np.ones(shape[:2], bool))
+    def _scores(self, fitted: Baseline, rec: Recording, split: str) -> TrialScores:
+        arrays = task_arrays(self.task, rec, split)
+        if self.metric == CO_BPS:
+            return TrialScores.binned(self.metric, fitted.predict(arrays)[1], arrays.heldout_counts)
+        k, t = arrays.counts.shape[:2]
+        pred = fitted.predict(_as_stretch(arrays) if self.task.continuous else arrays).reshape(k, t, -1)
+        return decoder_scores(self.metric, pred, bin_centres(k, t, self.task.bin_size), arrays.samples, k,
+                              truth_at_queries=arrays.behavior)
 
-    def validate(self, fitted: dict, dev: Recording) -> float:
+    def validate(self, fitted: Baseline, dev: Recording) -> float:
         return self._scores(fitted, dev, "val").score()
 
-    def predict(self, fitted: dict, rec: Recording) -> TrialScores:
+    def predict(self, fitted: Baseline, rec: Recording) -> TrialScores:
         return self._scores(fitted, rec, "test")

@@ -15,18 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import numpy as np
-
 from spikefm.data.recording import Recording
 from spikefm.data.splits import merge_split_runs
 from spikefm.eval.cache import cache_key
-from spikefm.eval.candidates import Reporter, Task, TrialScores
+from spikefm.eval.candidates import Reporter, Task, TrialScores, decoder_scores
+from spikefm.eval.metrics import CO_BPS
 from spikefm.eval.evaluate import predict
 
-__all__ = ["ModelCandidate", "CAUSAL_MODELS"]
-
-# Models whose output at time t reads only spikes before t (the rest read their whole window).
-CAUSAL_MODELS = frozenset({"possm"})
+__all__ = ["ModelCandidate"]
 
 
 class _ReportValLoss(L.Callback):
@@ -74,7 +70,9 @@ class ModelCandidate:
 
     def __post_init__(self) -> None:
         self.name, self.metric = self.model, self.task.metric
-        self.causal = self.model in CAUSAL_MODELS
+        from spikefm.models.registry import build_config, is_causal
+
+        self.causal = is_causal(self.model, build_config(self.model, self.preset, **self.overrides))
         self.info = ("causal" if self.causal else f"acausal, reads its {self.task.window:g} s window")
         if self.out_dir is None:
             self.out_dir = Path(tempfile.mkdtemp(prefix=f"spikefm-bench-{self.model}-"))
@@ -102,7 +100,7 @@ class ModelCandidate:
 
         steps = int(params["steps"])
         overrides = dict(self.overrides)
-        if self.task.behavior_key is not None and self.task.metric != "co-bps":
+        if self.task.behavior_key is not None and self.task.metric != CO_BPS:
             overrides.setdefault("behavior_key", self.task.behavior_key)
         return RunConfig.from_dict({
             "name": f"{self.model}-seed{seed}-" + cache_key(params=params)[:8],
@@ -130,11 +128,10 @@ class ModelCandidate:
     def _scores(self, fitted: dict, rec: Recording, split: str) -> TrialScores:
         out = predict(fitted["model"], fitted["tokenizer"], rec, split=split, window=self.task.window,
                       pack=fitted["pack"])
-        if self.metric == "co-bps":
-            held = out.heldout
-            return TrialScores(self.metric, out.rates[..., held], out.counts[..., held],
-                               np.ones(out.rates.shape[:2], bool))
-        return TrialScores(self.metric, out.behavior, out.behavior_true, out.query_mask)
+        if self.metric == CO_BPS:
+            return TrialScores.binned(self.metric, out.rates[..., out.heldout], out.counts[..., out.heldout])
+        return decoder_scores(self.metric, out.behavior, out.query_times, out.samples, out.behavior.shape[0],
+                              out.query_mask, out.behavior_true)
 
     def validate(self, fitted: dict, dev: Recording) -> float:
         return self._scores(fitted, dev, "val").score()

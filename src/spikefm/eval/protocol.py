@@ -34,7 +34,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from spikefm.data.recording import Recording
-from spikefm.eval.cache import ResultCache, cache_key
+from spikefm.eval.cache import SCORES_FORMAT, ResultCache, cache_key
 from spikefm.eval.candidates import Candidate, TrialScores
 from spikefm.eval.intervals import bootstrap, compare, interval, point_score
 from spikefm.eval.sealed import SealedTest, fingerprint, seal, split_sizes
@@ -177,7 +177,7 @@ def score(
     for candidate in candidates:
         for seed in budget.final_seeds(candidate):
             key = cache_key(candidate=candidate.key(), data=sealed.fingerprint, params=params[candidate.name],
-                            seed=seed, phase="test")
+                            seed=seed, phase="test", scores_format=SCORES_FORMAT)
             hit = cache.get_scores(key)
             if hit is not None:
                 done[candidate.name, seed] = hit
