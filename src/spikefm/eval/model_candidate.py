@@ -20,6 +20,7 @@ from spikefm.data.splits import merge_split_runs
 from spikefm.eval.cache import cache_key
 from spikefm.eval.candidates import Reporter, Task, TrialScores, decoder_scores
 from spikefm.eval.metrics import CO_BPS
+from spikefm.eval.sealed import fingerprint
 from spikefm.eval.evaluate import predict
 
 __all__ = ["ModelCandidate"]
@@ -95,7 +96,7 @@ class ModelCandidate:
             "keep_best": trial.suggest_categorical("keep_best", ["", "val/loss"]),
         }
 
-    def _config(self, params: dict[str, Any], seed: int):
+    def _config(self, params: dict[str, Any], seed: int, data: str = ""):
         from spikefm.train.config import RunConfig
 
         steps = int(params["steps"])
@@ -103,7 +104,7 @@ class ModelCandidate:
         if self.task.behavior_key is not None and self.task.metric != CO_BPS:
             overrides.setdefault("behavior_key", self.task.behavior_key)
         return RunConfig.from_dict({
-            "name": f"{self.model}-seed{seed}-" + cache_key(params=params)[:8],
+            "name": f"{self.model}-seed{seed}-" + cache_key(params=params, data=data)[:8],  # one folder per run
             "model": {"name": self.model, "preset": self.preset, "overrides": overrides},
             "data": {"window": self.task.window, "sampler": self.sampler, "windows_per_epoch": 512},
             "trainer": {"max_steps": steps, "batch_size": self.batch_size, "lr": params["lr"],
@@ -117,7 +118,7 @@ class ModelCandidate:
         from spikefm.models.registry import build_config, get_spec
         from spikefm.train.fit import fit
 
-        config = self._config(params, seed)
+        config = self._config(params, seed, fingerprint(dev))
         train_on = merge_split_runs(dev) if self.task.continuous else dev  # random windows may straddle blocks
         callbacks = [_ReportValLoss(report)] if report is not None else []
         result = fit(config, recordings=[train_on], callbacks=callbacks)
