@@ -1,11 +1,13 @@
 """Decoders are scored at the recorded behaviour samples; metric names are one per definition."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spikefm.data.recording import Recording, SpikeTrains, TimeSeries, Units
+from spikefm.data.recording import Intervals, Recording, SpikeTrains, TimeSeries, Units
 from spikefm.eval.metrics import DECODE_R2, POSITION_R2, VEL_R2, decoder_metric
 from spikefm.eval.samples import BehaviorSamples, at_samples, bin_centres, r2_at_samples, recorded_samples
 
@@ -63,3 +65,15 @@ def test_metric_names():
     assert VEL_R2 == "vel R2"
     with pytest.raises(ValueError, match="BehaviorSamples"):
         BehaviorSamples(np.zeros(2, np.int64), np.zeros(3), np.zeros((2, 1)))
+
+
+def test_take_resamples_trials_with_their_recorded_samples():
+    from spikefm.eval.trials import trial_arrays
+
+    rec = _recording(40.0)
+    rec = replace(rec, trials=Intervals(np.array([0.0, 2.0, 4.0]), np.array([1.0, 3.0, 5.0])))
+    arrays = trial_arrays(rec, split=None, bin_size=0.1, window=1.0)
+    boot = arrays.take(np.array([2, 0, 2]))
+    np.testing.assert_array_equal(boot.starts, [4.0, 0.0, 4.0])
+    assert boot.samples.trial.tolist() == [0] * 40 + [1] * 40 + [2] * 40
+    np.testing.assert_allclose(boot.samples.values[:40], arrays.samples.values[arrays.samples.trial == 2])

@@ -36,6 +36,25 @@ class TrialArrays:
     bin_size: float
     samples: BehaviorSamples | None = None
 
+    def take(self, index: np.ndarray) -> "TrialArrays":
+        """The trials ``index`` (in that order, repeats allowed: a bootstrap resample), samples re-indexed."""
+        index = np.asarray(index, dtype=np.int64)
+        samples = None
+        if self.samples is not None:
+            rows = [np.flatnonzero(self.samples.trial == k) for k in index]
+            pick = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+            new_trial = np.concatenate([np.full(r.size, i, np.int64) for i, r in enumerate(rows)]) if rows else pick
+            samples = BehaviorSamples(new_trial, self.samples.times[pick], self.samples.values[pick])
+        return TrialArrays(
+            counts=self.counts[index],
+            behavior=None if self.behavior is None else self.behavior[index],
+            conditions=None if self.conditions is None else self.conditions[index],
+            starts=self.starts[index],
+            heldout=self.heldout,
+            bin_size=self.bin_size,
+            samples=samples,
+        )
+
     @property
     def heldin_counts(self) -> np.ndarray:
         return self.counts[..., ~self.heldout]

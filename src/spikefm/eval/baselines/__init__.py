@@ -33,7 +33,7 @@ from spikefm.eval.baselines.smoothing import (
     gaussian_window,
     smooth_spikes,
 )
-from spikefm.eval.baselines.tuning import Baseline, Choice, Knob, Range, Tuned, decoder_score, tune_on_val
+from spikefm.eval.baselines.tuning import Baseline, Choice, Knob, Range, Tuned, decoder_score, suggest, tune_on_val
 from spikefm.eval.baselines.wiener import RidgeDecoder, Wiener, lagged_features
 
 __all__ = [
@@ -61,6 +61,7 @@ __all__ = [
     "make_baseline",
     "oracle_scores",
     "smooth_spikes",
+    "suggest",
     "tune_on_val",
 ]
 

@@ -33,7 +33,7 @@ from spikefm.eval.metrics import decoding_r2
 if TYPE_CHECKING:
     from spikefm.eval.trials import TrialArrays
 
-__all__ = ["Choice", "Range", "Knob", "Baseline", "Tuned", "tune_on_val", "grid", "decoder_score"]
+__all__ = ["Choice", "Range", "Knob", "Baseline", "Tuned", "tune_on_val", "grid", "suggest", "decoder_score"]
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,8 @@ def grid(space: Mapping[str, Knob]) -> list[dict[str, Any]] | None:
     return [dict(zip(names, combo)) for combo in itertools.product(*(space[n].values for n in names))]
 
 
-def _suggest(trial: Any, name: str, knob: Knob) -> Any:
+def suggest(trial: Any, name: str, knob: Knob) -> Any:
+    """The value of ``knob`` an optuna ``trial`` proposes (for a protocol that runs its own study)."""
     if isinstance(knob, Choice):
         return trial.suggest_categorical(name, list(knob.values))
     if knob.integer:
@@ -165,7 +166,7 @@ def tune_on_val(baseline: Baseline, train: TrialArrays, val: TrialArrays, *, bud
     seen: dict[tuple, float] = {}  # a repeated proposal (TPE over categories) costs no second fit
 
     def objective(trial: Any) -> float:
-        params = {name: _suggest(trial, name, knob) for name, knob in space.items()}
+        params = {name: suggest(trial, name, knob) for name, knob in space.items()}
         key = tuple(sorted(params.items()))
         if key not in seen:
             value = float(baseline.fit(train, params).score(val))
