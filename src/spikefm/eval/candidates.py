@@ -27,8 +27,7 @@ from typing import Any, Callable, Protocol
 import numpy as np
 
 from spikefm.data.recording import Recording
-from spikefm.eval.baselines import Baseline, Choice
-from spikefm.eval.baselines.tuning import _suggest
+from spikefm.eval.baselines import Baseline, Choice, suggest
 from spikefm.eval.metrics import CO_BPS, DECODE_R2, POSITION_R2, co_bps, decoding_r2
 from spikefm.eval.samples import BehaviorSamples, at_samples, bin_centres
 from spikefm.eval.trials import TrialArrays, trial_arrays
@@ -216,7 +215,7 @@ class BaselineCandidate:
                 for k, v in space.items()}
 
     def suggest(self, trial: Any) -> dict[str, Any]:
-        return {name: _suggest(trial, name, knob) for name, knob in self.baseline.search_space().items()}
+        return {name: suggest(trial, name, knob) for name, knob in self.baseline.search_space().items()}
 
     def _arrays(self, rec: Recording, split: str) -> TrialArrays:
         arrays = task_arrays(self.task, rec, split)
