@@ -66,7 +66,7 @@ def run(devices: int, batch_size: int, steps: int, sessions: int, trials: int, o
                     "strategy": "ddp" if devices > 1 else "auto", "out_dir": out_dir, "progress": False},
     })
     recorder = TrajectoryRecorder()
-    fit(config, extra_callbacks=[recorder])
+    fit(config, callbacks=[recorder])
     if int(os.environ.get("LOCAL_RANK", "0")) != 0:
         return {}
     seconds = recorder.times[-1] - recorder.times[0]

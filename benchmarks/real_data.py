@@ -46,12 +46,12 @@ for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from spikefm.data.recording import Recording, TimeSeries  # noqa: E402
+from spikefm.data.recording import Recording  # noqa: E402
 from spikefm.data.splits import (  # noqa: E402
     contiguous_blocks, hold_out_units, merge_split_runs, ordered_trial_splits, shuffle_trial_splits,
 )
 from spikefm.data.store import load  # noqa: E402
-from spikefm.eval.baselines import lagged_features  # noqa: E402
+from spikefm.eval.blocks import select_wiener, span_counts, zscore_behaviour  # noqa: E402
 from spikefm.eval.evaluate import predict, score  # noqa: E402
 from spikefm.eval.metrics import decoder_metric, decoding_r2, velocity_r2  # noqa: E402
 from spikefm.eval.trials import trial_arrays  # noqa: E402
@@ -103,20 +103,6 @@ def environment() -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- shared helpers
-def zscore_behaviour(rec: Recording, key: str, columns: slice, train_until: float) -> Recording:
-    """Keep ``columns`` of behaviour ``key``, z-scored with the statistics of samples before ``train_until``.
-
-    The per-column standard deviation is kept as ``metadata[key + "_scale"]`` (to report errors in
-    the original units).
-    """
-    series = rec.behavior[key]
-    values = series.values[:, columns]
-    fit = values[series.timestamps < train_until]
-    values = (values - fit.mean(0)) / fit.std(0)
-    return replace(rec, behavior={key: TimeSeries(series.timestamps, values, series.columns[columns])},
-                   metadata={**rec.metadata, f"{key}_scale": fit.std(0)})
-
-
 def train_model(name: str, rec_train: Recording, *, steps: int, window: float, out: Path, sampler: str,
                 overrides: dict | None = None, batch_size: int = 16, lr: float = 2e-3,
                 trainer: dict | None = None) -> Any:
@@ -152,36 +138,11 @@ def timed(rows: dict, name: str, run: Callable[[], dict[str, float]]) -> None:
 
 
 def wiener(train_counts, train_y, val_counts, val_y, test_counts, test_y) -> dict[str, float]:
-    """Wiener filter: ridge on a causal history of counts, fitted on train; lags and alpha chosen on val.
-
-    One eigendecomposition of the training Gram matrix per lag count gives the whole alpha path,
-    so the search is cheap enough for 171 units x 20 lags.
-    """
-    best: tuple[float, int, float, Callable] = (-np.inf, 0, 0.0, lambda x: x)
-    for lags in WIENER_LAGS:
-        predict_with = _ridge_path(lagged_features(train_counts, lags), np.reshape(train_y, (-1, train_y.shape[-1])))
-        x_val = lagged_features(val_counts, lags)
-        for alpha in WIENER_ALPHAS:
-            r2 = decoding_r2(predict_with(alpha)(x_val), np.reshape(val_y, (-1, val_y.shape[-1])))
-            if r2 > best[0]:
-                best = (r2, lags, float(alpha), predict_with(alpha))
-    _, lags, alpha, decode = best
-    test = decode(lagged_features(test_counts, lags))
-    return {"R2": decoding_r2(test, np.reshape(test_y, (-1, test_y.shape[-1]))), "lags": lags, "alpha": alpha}
-
-
-def _ridge_path(x: np.ndarray, y: np.ndarray) -> Callable[[float], Callable[[np.ndarray], np.ndarray]]:
-    """alpha -> (features -> predictions) of ridge regression with an unpenalised intercept."""
-    mean_x, mean_y = x.mean(0), y.mean(0)
-    centred = x - mean_x
-    eigenvalues, vectors = np.linalg.eigh(centred.T @ centred)
-    projected = vectors.T @ (centred.T @ (y - mean_y))
-
-    def fitted(alpha: float) -> Callable[[np.ndarray], np.ndarray]:
-        weights = vectors @ (projected / (np.clip(eigenvalues, 0, None) + alpha)[:, None])
-        return lambda features: (features - mean_x) @ weights + mean_y
-
-    return fitted
+    """Wiener filter (:func:`spikefm.eval.blocks.select_wiener`: lags and alpha chosen on val), scored on test."""
+    chosen = select_wiener(train_counts, train_y, val_counts, val_y, lags=WIENER_LAGS, alphas=WIENER_ALPHAS)
+    test = chosen.predict(test_counts)
+    return {"R2": decoding_r2(test, np.reshape(test_y, (-1, test_y.shape[-1]))), "lags": chosen.lags,
+            "alpha": chosen.alpha}
 
 
 # ----------------------------------------------------------------------------- M1 reaching
@@ -191,17 +152,6 @@ def m1_recording() -> tuple[Recording, Recording]:
     train_end = rec.trials.end[rec.trials.columns["split"] == "train"].max()
     rec = zscore_behaviour(rec, "hand_vel", slice(0, 2), train_end)  # third row of handVel is all zeros
     return rec, merge_split_runs(rec)
-
-
-def m1_span_counts(rec: Recording, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """One contiguous stretch of 50 ms counts [S, N] and velocity [S, 2] for ``split``."""
-    trials = rec.trials.select(rec.trials.columns["split"] == split)
-    t0, t1 = trials.start.min(), trials.end.max()
-    counts = rec.bin(rec.bin_size, t0, t1)
-    series = rec.behavior["hand_vel"]
-    centres = t0 + (np.arange(counts.shape[0]) + 0.5) * rec.bin_size
-    y = np.stack([np.interp(centres, series.timestamps, series.values[:, d]) for d in range(series.dim)], -1)
-    return counts, y
 
 
 def m1_ndt1(rec: Recording, rec_train: Recording, steps: int, out: Path) -> dict[str, float]:
@@ -252,7 +202,7 @@ def decoder_r2(name: str, rec: Recording, rec_train: Recording, steps: int, out:
 def run_m1(budget: Budget, out: Path) -> dict[str, dict]:
     rec, rec_train = m1_recording()
     rows: dict[str, dict] = {}
-    spans = [m1_span_counts(rec, s) for s in ("train", "val", "test")]
+    spans = [span_counts(rec, s, "hand_vel") for s in ("train", "val", "test")]
     timed(rows, "wiener", lambda: wiener(*spans[0], *spans[1], *spans[2]))
     timed(rows, "wiener_with_future", lambda: wiener_with_future(spans))
     timed(rows, "ndt1", lambda: m1_ndt1(rec, rec_train, budget.m1_steps["ndt1"], out / "m1"))

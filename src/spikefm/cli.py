@@ -1,4 +1,4 @@
-"""spikefm command line: demo | synth | inspect | train | eval | report."""
+"""spikefm command line: demo | synth | inspect | train | eval | report | transfer | bench."""
 
 from __future__ import annotations
 
@@ -411,6 +411,37 @@ def demo(
     from spikefm.demo import run_demo
 
     run_demo(out, seed=seed, console=console)
+
+
+@app.command()
+def bench(
+    target: Optional[str] = typer.Argument(None, help="'synthetic' (sealed synthetic test) or a recipe .yaml."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Run the protocol on this recording file instead."),
+    quick: bool = typer.Option(False, "--quick", help="CI-sized budget (a few steps, 2 trials, 2 seeds)."),
+    budget: Optional[int] = typer.Option(None, "--budget", help="Search trials per candidate (default 8)."),
+    seeds: Optional[int] = typer.Option(None, "--seeds", help="Training seeds of the chosen config (default 3)."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Longest training run a search may choose."),
+    models: Optional[str] = typer.Option(None, help="Comma-separated models (default: the suite's; '' for baselines only)."),
+    behavior: Optional[str] = typer.Option(None, help="Behaviour to decode with --data (default the first)."),
+    block: float = typer.Option(1.0, help="Block length (s) for a continuous --data recording."),
+    out: Path = typer.Option(Path("runs/bench"), help="Results folder (JSON + markdown); cache under it."),
+) -> None:
+    """Choose on validation, score the test split once, with seeds and 95% intervals (spikefm.eval.protocol)."""
+    from spikefm.data.recording import DataError
+    from spikefm.eval.bench import run_bench
+
+    if target is None and data is None:
+        _fail("give a suite ('synthetic'), a recipe .yaml, or --data FILE")
+    try:
+        json_path, md_path, _ = run_bench(
+            target, data=data, quick=quick, trials=budget, seeds=seeds, max_steps=steps,
+            models=[m for m in models.split(",") if m] if models is not None else None, out=out, behavior_key=behavior, block=block,
+            log=console.print,
+        )
+    except (DataError, ValueError, FileNotFoundError) as error:
+        _fail(str(error))
+    console.print(md_path.read_text())
+    console.print(f"results written to {json_path} and {md_path}")
 
 
 def main() -> None:

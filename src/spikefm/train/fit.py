@@ -80,15 +80,17 @@ def _precision(config: RunConfig) -> str:
     return "bf16-mixed" if torch.cuda.is_available() else "32-true"
 
 
-def fit(config: RunConfig, *, recordings: list[Recording] | None = None, dataset: Any = None,
-        extra_callbacks: list | None = None) -> FitResult:
+def fit(
+    config: RunConfig, *, recordings: list[Recording] | None = None, dataset: Any = None,
+    callbacks: list[L.Callback] | None = None,
+) -> FitResult:
     """Train the recipe's model; returns the trained module and where its run was written.
 
     Args:
         config: the recipe.
         recordings: train on these instead of the recipe's ``data`` section (``dataset`` may
             carry their synthetic ground truth).
-        extra_callbacks: more Lightning callbacks (e.g. to record the loss across DDP ranks).
+        callbacks: extra Lightning callbacks (e.g. a search's pruner reading ``val/loss``).
     """
     _quiet_lightning()
     L.seed_everything(config.trainer.seed, workers=True, verbose=False)
@@ -103,8 +105,7 @@ def fit(config: RunConfig, *, recordings: list[Recording] | None = None, dataset
         recordings, tokenizer, data=config.data, batch_size=cfg.batch_size, seed=cfg.seed,
         num_workers=cfg.num_workers, pack=spec.pack,
     )
-    callbacks, best = _callbacks(cfg, run_dir / "checkpoints")
-    callbacks += list(extra_callbacks or [])
+    own_callbacks, best = _callbacks(cfg, run_dir / "checkpoints")
     trainer = L.Trainer(
         max_steps=cfg.max_steps,
         max_epochs=-1,
@@ -117,7 +118,7 @@ def fit(config: RunConfig, *, recordings: list[Recording] | None = None, dataset
         val_check_interval=min(cfg.val_every, cfg.max_steps),
         check_val_every_n_epoch=None,
         logger=_loggers(run_dir),
-        callbacks=callbacks,
+        callbacks=own_callbacks + list(callbacks or []),
         enable_progress_bar=cfg.progress,
         enable_model_summary=False,
         use_distributed_sampler=False,  # spikefm samplers shard windows by rank themselves

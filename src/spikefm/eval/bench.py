@@ -1,0 +1,191 @@
+"""``spikefm bench``: the protocol's suites, each a list of candidates and the data they are chosen and scored on.
+
+* ``synthetic`` (the sealed synthetic test): every choice is made on synthetic draw 0 (train / val only);
+  the chosen recipes are frozen (written to the results folder) before the fresh draws
+  :data:`SEALED_DRAWS` are generated with the same generator settings, and the table is scored on those.
+  Rows: NDT1 co-bps vs NLB smoothing; POYO decode R2 vs causal and acausal Wiener filters and a Kalman filter.
+* ``--data FILE`` (:func:`file_suite`): a user's recording (NWB, .mat, .npz, spikefm store). A continuous
+  one is cut into contiguous blocks (:mod:`spikefm.eval.blocks`); a trial-structured one keeps its trial
+  ``split`` column. Rows: the Wiener filters, the Kalman filter and the models asked for, decoding its behaviour.
+* a recipe (``configs/poyo_tiny.yaml``; :func:`recipe_suite`): that model on the recipe's data, against the
+  baselines of its task.
+
+Every suite writes ``<out>/<suite>.json`` (see :class:`~spikefm.eval.protocol.ProtocolResult`) and
+``<out>/<suite>.md`` in one table layout.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from spikefm.data.recording import DataError, Recording
+from spikefm.eval.cache import ResultCache
+from spikefm.eval.baselines import baselines_for, make_baseline
+from spikefm.eval.candidates import BaselineCandidate, Task
+from spikefm.eval.metrics import CO_BPS, DECODE_R2, POSITION_R2
+from spikefm.eval.model_candidate import ModelCandidate
+from spikefm.eval.protocol import Budget, DataSpec, ProtocolResult, run, select_all
+
+__all__ = ["SEALED_DRAWS", "SyntheticSettings", "synthetic_suite", "file_suite", "recipe_suite", "run_bench"]
+
+SEALED_DRAWS = (1001, 1002, 1003)  # generator seeds never used during development
+DEV_DRAW = 0
+MODEL_TASKS = {"ndt1": CO_BPS, "stndt": CO_BPS, "mtm": CO_BPS, "poyo": DECODE_R2, "poyo_plus": DECODE_R2,
+               "possm": DECODE_R2}
+RANDOM_SAMPLER = {"poyo", "poyo_plus", "possm", "spint"}  # per-spike decoders train on random windows
+
+
+@dataclass(frozen=True)
+class SyntheticSettings:
+    """The generator settings shared by the development draw and the sealed draws (one session each)."""
+
+    n_trials: int = 100
+    units: tuple[int, int] = (40, 60)
+    system: str = "rotational"
+
+    @classmethod
+    def quick(cls) -> "SyntheticSettings":
+        return cls(n_trials=30, units=(16, 16))
+
+    def draw(self, seed: int) -> Recording:
+        from spikefm.data.synthetic import SyntheticConfig, generate
+
+        config = SyntheticConfig(n_sessions=1, n_trials=self.n_trials, units_per_session=self.units,
+                                 latent_system=self.system, seed=seed)
+        return replace(generate(config).recordings[0], session=f"synth-{seed}")
+
+
+def _baselines(task: Task, models: Sequence[str]) -> list[BaselineCandidate]:
+    """The baselines the ``models`` are compared with on ``task`` (causal models: causal baselines only);
+    with no model, every baseline of the task. The acausal Wiener filter reads at most the model's window."""
+    from spikefm.models.registry import get_spec, is_causal
+
+    kind = "self_supervised" if task.metric == CO_BPS else "decoding"
+    names = baselines_for(kind, causal=False)
+    if models:
+        names = [n for n in names if any(n in baselines_for(get_spec(m).task, causal=is_causal(m)) for m in models)]
+    return [BaselineCandidate(make_baseline(n, **({"window_bins": task.window_bins} if n == "wiener acausal" else {})),
+                              task) for n in names]
+
+
+def _models(models: Sequence[str], task_of: Callable[[str], Task], budget: Budget, out: Path,
+            batch_size: int = 32) -> list[ModelCandidate]:
+    return [ModelCandidate(m, task_of(m), max_steps=budget.max_steps, out_dir=out / "runs" / m,
+                           sampler="random" if m in RANDOM_SAMPLER else "trials",
+                           batch_size=16 if m in RANDOM_SAMPLER else batch_size) for m in models]
+
+
+def synthetic_suite(models: Sequence[str], budget: Budget, out: Path, cache: ResultCache,
+                    settings: SyntheticSettings, draws: Sequence[int] = SEALED_DRAWS, log=print) -> ProtocolResult:
+    """Select on draw 0, freeze the recipes, then generate ``draws`` and score on them."""
+    tasks = {CO_BPS: Task(CO_BPS, window=1.0, bin_size=0.02),
+             DECODE_R2: Task(DECODE_R2, window=1.0, bin_size=0.02, behavior_key="hand_vel")}
+    unknown = [m for m in models if m not in MODEL_TASKS]
+    if unknown:
+        raise ValueError(f"synthetic suite: no task for model(s) {unknown}; known: {sorted(MODEL_TASKS)}")
+    metrics = dict.fromkeys(MODEL_TASKS[m] for m in models) or dict.fromkeys(tasks)
+    candidates: list = [b for metric in metrics
+                        for b in _baselines(tasks[metric], [m for m in models if MODEL_TASKS[m] == metric])]
+    candidates += _models(models, lambda m: tasks[MODEL_TASKS[m]], budget, out)
+    dev = DataSpec(f"synth-{DEV_DRAW}", settings.draw(DEV_DRAW), "development draw (selection only)")
+    # Selection alone first: the recipes are frozen to disk before any sealed draw exists.
+    selections = select_all(candidates, dev, budget, cache, log)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "synthetic_frozen_recipes.json").write_text(json.dumps(
+        {"frozen_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "selected_on": dev.name,
+         "settings": asdict(settings), "recipes": {name: s.params for name, s in selections.items()}}, indent=2))
+    sealed = [DataSpec(f"synth-{seed}", settings.draw(seed), "fresh draw, same generator settings")
+              for seed in draws]
+    result = run("synthetic", candidates, select_on=dev, score_on=sealed, budget=budget, cache=cache,
+                 selections=selections, log=log)
+    result.notes.append(f"Selection on {dev.name} (train/val); recipes frozen before drawing {list(draws)}.")
+    return result
+
+
+def file_suite(path: Path, models: Sequence[str], budget: Budget, out: Path, cache: ResultCache, *,
+               behavior_key: str | None = None, block: float = 1.0, bin_size: float | None = None,
+               log=print) -> ProtocolResult:
+    """The protocol on one recording file: its own trial splits, or contiguous blocks of ``block`` seconds."""
+    from spikefm.data.store import load
+    from spikefm.eval.blocks import block_recording
+
+    rec = load(path)
+    if not rec.behavior:
+        raise DataError(f"{path}: no behaviour to decode; bench --data scores decoding (give a file with behaviour)")
+    key = behavior_key or next(iter(rec.behavior))
+    if key not in rec.behavior:
+        raise DataError(f"{path}: no behaviour {key!r}; available: {sorted(rec.behavior)}")
+    has_splits = rec.trials is not None and len(rec.trials) and "split" in rec.trials.columns
+    if not has_splits:
+        rec = block_recording(rec, block=block, behavior_key=key)
+    bin_size = bin_size or rec.bin_size or 0.05
+    window = block if not has_splits else float(min(rec.trials.end - rec.trials.start))
+    task = Task(POSITION_R2 if "pos" in key else DECODE_R2, window=window, bin_size=bin_size,
+                behavior_key=key, continuous=not has_splits)
+    candidates: list = _baselines(task, models)
+    candidates += _models(models, lambda m: task, budget, out, batch_size=16)
+    spec = DataSpec(rec.session, rec, f"{path.name}: " + ("its trial splits" if has_splits else
+                                                          f"contiguous {block:g} s blocks, 70/10/20 in time order"))
+    return run(f"file {path.name}", candidates, select_on=spec, score_on=[spec], budget=budget, cache=cache, log=log)
+
+
+def recipe_suite(path: Path, budget: Budget, out: Path, cache: ResultCache, log=print) -> ProtocolResult:
+    """A recipe's model on the recipe's first recording, against the baselines of its task."""
+    from spikefm.models.registry import get_spec
+    from spikefm.train.config import load_recipe
+    from spikefm.train.data import load_recordings
+
+    config = load_recipe(path, [])
+    rec = load_recordings(config.data, seed=config.trainer.seed)[0][0]
+    spec = get_spec(config.model.name)
+    if spec.task == "self_supervised":
+        task = Task(CO_BPS, window=config.data.window, bin_size=0.02)
+    else:
+        key = config.model.overrides.get("behavior_key") or next(iter(rec.behavior))
+        task = Task(POSITION_R2 if "pos" in key else DECODE_R2, window=config.data.window, bin_size=0.02,
+                    behavior_key=key)
+    candidates: list = _baselines(task, [config.model.name])
+    candidates.append(ModelCandidate(config.model.name, task, max_steps=min(budget.max_steps, config.trainer.max_steps),
+                                     sampler=config.data.sampler, batch_size=config.trainer.batch_size,
+                                     preset=config.model.preset, overrides=dict(config.model.overrides),
+                                     out_dir=out / "runs" / config.model.name))
+    data = DataSpec(rec.session, rec, f"recipe {path.name}'s data")
+    return run(f"recipe {path.stem}", candidates, select_on=data, score_on=[data], budget=budget, cache=cache, log=log)
+
+
+def run_bench(target: str | None, *, data: Path | None = None, quick: bool = False, trials: int | None = None,
+              seeds: int | None = None, max_steps: int | None = None, models: Sequence[str] | None = None,
+              out: Path = Path("runs/bench"), cache_dir: Path | None = None, behavior_key: str | None = None,
+              block: float = 1.0, log=print) -> tuple[Path, Path, dict[str, Any]]:
+    """Run one suite; returns (results JSON path, markdown path, results)."""
+    changes = {k: v for k, v in {"trials": trials, "seeds": seeds, "max_steps": max_steps}.items() if v is not None}
+    budget = Budget.quick(**changes) if quick else Budget(**changes)
+    cache = ResultCache(cache_dir or out / "cache")
+    start = time.perf_counter()
+    if data is not None:
+        chosen = list(models) if models is not None else ["poyo"]
+        result = file_suite(data, chosen, budget, out, cache, behavior_key=behavior_key, block=block, log=log)
+        stem = f"file_{data.stem}"
+    elif target == "synthetic":
+        settings = SyntheticSettings.quick() if quick else SyntheticSettings()
+        draws = SEALED_DRAWS[:1] if quick else SEALED_DRAWS
+        chosen = list(models) if models is not None else ["ndt1", "poyo"]
+        result = synthetic_suite(chosen, budget, out, cache, settings, draws, log=log)
+        stem = "synthetic"
+    elif target is not None and Path(target).suffix in (".yaml", ".yml"):
+        result = recipe_suite(Path(target), budget, out, cache, log=log)
+        stem = f"recipe_{Path(target).stem}"
+    else:
+        raise ValueError(f"bench target {target!r}: give 'synthetic', a recipe (.yaml) or --data FILE")
+    result.wall_seconds = time.perf_counter() - start  # selection + scoring, this sitting
+    stem += "_quick" if quick else ""
+    out.mkdir(parents=True, exist_ok=True)
+    payload = result.to_json()
+    json_path, md_path = out / f"{stem}.json", out / f"{stem}.md"
+    json_path.write_text(json.dumps(payload, indent=2, default=str))
+    md_path.write_text(result.markdown())
+    return json_path, md_path, payload

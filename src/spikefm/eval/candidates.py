@@ -1,0 +1,240 @@
+"""Candidates: anything the protocol tunes on validation and scores once on test, a baseline or a model.
+
+A candidate declares its metric, whether it is causal, a search space (an optuna ``suggest``
+function) and four steps:
+
+* ``default()``: the published / preset setting, always the search's first trial;
+* ``fit(dev, params, seed, report)`` on the development recording (test data cut out), training on
+  the ``train`` split; ``report(step, value)`` passes intermediate validation values to the pruner;
+* ``validate(fitted, dev)``: the metric on the ``val`` split (what the search maximises);
+* ``predict(fitted, rec)``: :class:`TrialScores` on the ``test`` split of the whole recording, which only
+  the final scoring step holds.
+
+:class:`BaselineCandidate` wraps any tunable baseline of :mod:`spikefm.eval.baselines` (smoothing, causal /
+acausal Wiener, Kalman); models (trained with :func:`spikefm.train.fit.fit`) are
+:class:`spikefm.eval.model_candidate.ModelCandidate`. Decoders are scored at the recorded behaviour samples
+(:mod:`spikefm.eval.samples`).
+
+Shape legend: ``K`` trials / blocks, ``T`` bins, ``N`` units, ``D`` behaviour dimensions, ``S`` scored samples.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+from spikefm.data.recording import Recording
+from spikefm.eval.baselines import Baseline, Choice, suggest
+from spikefm.eval.metrics import CO_BPS, DECODE_R2, POSITION_R2, co_bps, decoding_r2
+from spikefm.eval.samples import BehaviorSamples, at_samples, bin_centres
+from spikefm.eval.trials import TrialArrays, trial_arrays
+
+__all__ = ["METRICS", "Task", "TrialScores", "Candidate", "Reporter", "BaselineCandidate", "task_arrays",
+           "decoder_scores"]
+
+Reporter = Callable[[int, float], None]
+
+
+def _decode_r2(pred: np.ndarray, truth: np.ndarray) -> float:
+    valid = np.all(np.isfinite(truth), axis=-1)
+    return decoding_r2(pred[valid], truth[valid])
+
+
+# metric name -> f(pred [S, F], truth [S, F]) -> float. "decode R2" / "position R2": direct decoding R2 at the
+# recorded behaviour samples, variance-weighted over behaviour dimensions (not NLB's ridge-from-rates "vel R2");
+# "co-bps": NLB's co-smoothing bits per spike on held-out units, pooled over the scored bins.
+METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
+    CO_BPS: co_bps,
+    DECODE_R2: _decode_r2,
+    POSITION_R2: _decode_r2,
+}
+
+
+@dataclass(frozen=True)
+class Task:
+    """What is scored and how a recording becomes arrays.
+
+    Attributes:
+        metric: a key of :data:`METRICS`.
+        window: seconds per trial window (trial data) or per block (block data).
+        bin_size: seconds per bin for the binned baselines.
+        behavior_key: behaviour to decode (decoding metrics), else None.
+        continuous: blocks are back-to-back pieces of one stretch (history crosses block edges).
+    """
+
+    metric: str
+    window: float
+    bin_size: float
+    behavior_key: str | None = None
+    continuous: bool = False
+
+    def __post_init__(self) -> None:
+        if self.metric not in METRICS:
+            raise ValueError(f"unknown metric {self.metric!r}; choose one of {sorted(METRICS)}")
+        if self.metric != CO_BPS and self.behavior_key is None:
+            raise ValueError(f"metric {self.metric!r} needs a behavior_key")
+
+    @property
+    def window_bins(self) -> int:
+        return max(int(round(self.window / self.bin_size)), 1)
+
+
+@dataclass
+class TrialScores:
+    """One fitted candidate's test output, kept per scored sample with its trial, so the protocol can bootstrap
+    over trials (or blocks).
+
+    Attributes:
+        metric: a key of :data:`METRICS`.
+        pred: [S, F] predictions (held-out rates per bin, or decoded behaviour at the recorded samples).
+        truth: [S, F] observed held-out counts or recorded behaviour.
+        trial: int [S] the trial / block of each sample.
+        n: number of trials / blocks.
+    """
+
+    metric: str
+    pred: np.ndarray
+    truth: np.ndarray
+    trial: np.ndarray
+    n: int
+    _rows: list[np.ndarray] | None = field(default=None, repr=False)
+
+    def score(self, index: np.ndarray | None = None) -> float:
+        """The metric over all trials, or over the trials ``index`` (with repeats, for the bootstrap)."""
+        if index is None:
+            return METRICS[self.metric](self.pred, self.truth)
+        if self._rows is None:
+            order = np.argsort(self.trial, kind="stable")
+            self._rows = np.split(order, np.searchsorted(self.trial[order], np.arange(1, self.n)))
+        rows = np.concatenate([self._rows[k] for k in index])
+        return METRICS[self.metric](self.pred[rows], self.truth[rows])
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"pred": self.pred, "truth": self.truth, "trial": self.trial, "n": np.array(self.n)}
+
+    @classmethod
+    def binned(cls, metric: str, pred: np.ndarray, truth: np.ndarray) -> "TrialScores":
+        """From per-bin arrays ``[K, T, F]`` (co-bps: held-out rates and counts)."""
+        k, t = pred.shape[:2]
+        return cls(metric, pred.reshape(k * t, -1), truth.reshape(k * t, -1), np.repeat(np.arange(k), t), k)
+
+
+def decoder_scores(metric: str, pred: np.ndarray, query_times: np.ndarray, samples: BehaviorSamples | None,
+                   n: int, query_mask: np.ndarray | None = None, truth_at_queries: np.ndarray | None = None
+                   ) -> TrialScores:
+    """Decoded behaviour ``[K, Q, D]`` at ``query_times`` scored at the recorded ``samples`` (interpolated per
+    window); without recorded samples (a derived target), at the valid queries against ``truth_at_queries``."""
+    if samples is not None and samples.trial.size > 1:
+        return TrialScores(metric, at_samples(pred, query_times, samples, query_mask), samples.values,
+                           samples.trial, n)
+    mask = np.ones(pred.shape[:2], bool) if query_mask is None else query_mask
+    trial = np.broadcast_to(np.arange(pred.shape[0])[:, None], mask.shape)[mask]
+    return TrialScores(metric, pred[mask], truth_at_queries[mask], trial, n)
+
+
+class Candidate(Protocol):
+    """What the protocol needs from a baseline or a model (see the module docstring)."""
+
+    name: str
+    metric: str
+    causal: bool
+    deterministic: bool  # True: the score does not depend on the seed (one seed is run)
+    info: str  # the information it reads, e.g. "causal, 200 ms history" (shown beside its row)
+
+    def suggest(self, trial: Any) -> dict[str, Any]: ...
+    def default(self) -> dict[str, Any]: ...
+    def key(self) -> dict[str, Any]: ...
+    def fit(self, dev: Recording, params: dict[str, Any], seed: int, report: Reporter | None = None) -> Any: ...
+    def validate(self, fitted: Any, dev: Recording) -> float: ...
+    def predict(self, fitted: Any, rec: Recording) -> TrialScores: ...
+
+
+def task_arrays(task: Task, rec: Recording, split: str) -> TrialArrays:
+    """:class:`~spikefm.eval.trials.TrialArrays` of ``split`` binned for ``task``."""
+    return trial_arrays(rec, split=split, bin_size=task.bin_size, window=task.window, behavior_key=task.behavior_key)
+
+
+def _as_stretch(arrays: TrialArrays) -> TrialArrays:
+    """Back-to-back blocks as one stretch ``[1, K*T, ...]``, so a filter's history crosses block edges."""
+    k, t, n = arrays.counts.shape
+    behavior = None if arrays.behavior is None else arrays.behavior.reshape(1, k * t, -1)
+    return replace(arrays, counts=arrays.counts.reshape(1, k * t, n), behavior=behavior, samples=None,
+                   starts=arrays.starts[:1])
+
+
+# Defaults (first search trial) by baseline name: NLB's MC_Maze smoothing; a 100 ms causal Wiener history
+# (5 bins of 20 ms, the earlier tables' filter) and, acausal, 200 ms ahead; the Kalman filter without lag.
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "smoothing": {"kernel_sd": 0.05, "alpha": 0.01},
+    "smoothing causal": {"kernel_sd": 0.05, "alpha": 0.01},
+    "wiener causal": {"lags": 5, "alpha": 100.0},
+    "wiener acausal": {"lags": 5, "alpha": 100.0, "leads": 10},
+    "kalman": {"lag": 0, "alpha": 1.0},
+}
+
+
+@dataclass
+class BaselineCandidate:
+    """A tunable baseline of :mod:`spikefm.eval.baselines` as a protocol candidate."""
+
+    baseline: Baseline
+    task: Task
+    deterministic: bool = True
+    name: str = field(init=False)
+    metric: str = field(init=False)
+    causal: bool = field(init=False)
+    info: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.name, self.metric, self.causal = self.baseline.name, self.task.metric, self.baseline.causal
+        ms = self.task.bin_size * 1e3
+        space = self.baseline.search_space()
+        reads = {k: max(v.values) if isinstance(v, Choice) else v.high for k, v in space.items()}
+        if self.name.startswith("wiener"):
+            ahead = reads.get("leads", 0) * ms
+            self.info = (f"{'causal' if self.causal else 'acausal'}, {ms:g} ms bins, up to "
+                         f"{reads['lags'] * ms:.0f} ms history" + (f" + {ahead:.0f} ms ahead" if ahead else "")
+                         + (f" (within the model's {self.task.window:g} s window)" if not self.causal else ""))
+        elif self.name.startswith("kalman"):
+            self.info = f"causal, {ms:g} ms bins, state = behaviour"
+        else:
+            self.info = f"{'causal' if self.causal else 'acausal'}: Gaussian kernel, {ms:g} ms bins"
+
+    def key(self) -> dict[str, Any]:
+        space = {k: repr(v) for k, v in self.baseline.search_space().items()}
+        return {"kind": "baseline", "name": self.name, "task": self.task.__dict__, "space": space}
+
+    def default(self) -> dict[str, Any]:
+        space = self.baseline.search_space()
+        chosen = DEFAULTS.get(self.name, {})
+        return {k: chosen[k] if k in chosen and (not isinstance(v, Choice) or chosen[k] in v.values)
+                else (v.values[len(v.values) // 2] if isinstance(v, Choice) else v.low)
+                for k, v in space.items()}
+
+    def suggest(self, trial: Any) -> dict[str, Any]:
+        return {name: suggest(trial, name, knob) for name, knob in self.baseline.search_space().items()}
+
+    def _arrays(self, rec: Recording, split: str) -> TrialArrays:
+        arrays = task_arrays(self.task, rec, split)
+        return _as_stretch(arrays) if self.task.continuous else arrays
+
+    def fit(self, dev: Recording, params: dict[str, Any], seed: int, report: Reporter | None = None) -> Baseline:
+        return copy.deepcopy(self.baseline).fit(self._arrays(dev, "train"), params)
+
+    def _scores(self, fitted: Baseline, rec: Recording, split: str) -> TrialScores:
+        arrays = task_arrays(self.task, rec, split)
+        if self.metric == CO_BPS:
+            return TrialScores.binned(self.metric, fitted.predict(arrays)[1], arrays.heldout_counts)
+        k, t = arrays.counts.shape[:2]
+        pred = fitted.predict(_as_stretch(arrays) if self.task.continuous else arrays).reshape(k, t, -1)
+        return decoder_scores(self.metric, pred, bin_centres(k, t, self.task.bin_size), arrays.samples, k,
+                              truth_at_queries=arrays.behavior)
+
+    def validate(self, fitted: Baseline, dev: Recording) -> float:
+        return self._scores(fitted, dev, "val").score()
+
+    def predict(self, fitted: Baseline, rec: Recording) -> TrialScores:
+        return self._scores(fitted, rec, "test")
