@@ -27,18 +27,16 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from spikefm.data.recording import Recording
-from spikefm.models.poyo import EMBEDDING_INIT_STD, poyo_objective, spike_decoder_sizes
-from spikefm.models.poyo_plus import unit_dropout_keep
+from spikefm.models._shared import EMBEDDING_INIT_STD, UnitRecalibration, spike_decoder_sizes, unit_dropout_keep
 from spikefm.models.registry import ModelSpec, register
 from spikefm.nn.attention import Attention
 from spikefm.nn.identity import KeyedEmbedding, UnitEmbedding
 from spikefm.nn.position import RotaryTimeEmbedding, apply_rotary, invert_rotary
 from spikefm.nn.recurrent import GRU, SelectiveSSM
-from spikefm.nn.transformer import CrossAttentionBlock, make_ffn
+from spikefm.nn.transformer import CrossAttentionBlock, attend_projected, make_ffn
+from spikefm.objectives.behavior import behavior_mse, single_target
 from spikefm.tokenize.base import N_TOKEN_TYPES, Batch, TokenType
 from spikefm.tokenize.spikes import SpikeConfig, SpikeTokenizer
 
@@ -162,7 +160,7 @@ class POSSMStream:
     gru_weights: tuple[tuple[Tensor, ...], ...] | None
 
 
-class POSSM(nn.Module):
+class POSSM(UnitRecalibration, nn.Module):
     """POSSM decoder.
 
     Args:
@@ -190,6 +188,7 @@ class POSSM(nn.Module):
         # At the unit rows' scale, as in POYO: at N(0, 1) the token type hides which unit spiked.
         nn.init.normal_(self.token_type_embedding.weight, std=EMBEDDING_INIT_STD)
         self.latent_embedding = nn.Embedding(config.latents_per_chunk, dim)
+        nn.init.normal_(self.latent_embedding.weight, std=EMBEDDING_INIT_STD)  # torch_brain's latent init
         self.rotary = RotaryTimeEmbedding(head_dim=config.head_dim, t_min=config.t_min, t_max=config.t_max)
         self.core, self.core_dim = _make_core(config)
         self.encoder = CrossAttentionBlock(
@@ -310,12 +309,12 @@ class POSSM(nn.Module):
         angles = times.float().double()[:, None] * stream.omega  # [n, Dh/2]
         rotary = torch.stack((angles.cos(), angles.sin()), dim=-1).float()  # [n, Dh/2, 2]
         kv = stream.unit_kv[units]  # [n, 2 * H * Dh]
-        latent = _attend(self.encoder, stream.latent, stream.latent_q, kv, rotary, stream.latent_unrot, mask=None)
+        latent = attend_projected(self.encoder, stream.latent, stream.latent_q, kv, rotary, stream.latent_unrot, mask=None)
         y, core = self._core_step(latent.reshape(1, -1), state.core, stream)  # [1, H]
         history = torch.cat([state.history[1:], self.decoder.attention.to_kv(self.decoder.context_norm(y))])
         filled = min(state.filled + 1, ctx)
         visible = (torch.arange(ctx, device=y.device) >= ctx - filled)[None]  # [1, ctx] slots holding real chunks
-        out = _attend(self.decoder, stream.query, stream.query_q, history, stream.slot_rot, stream.query_unrot,
+        out = attend_projected(self.decoder, stream.query, stream.query_q, history, stream.slot_rot, stream.query_unrot,
                       mask=visible)  # [Qc, D]  # fmt: skip
         return self.readout(out), POSSMState(core=core, history=history, filled=filled)
 
@@ -340,24 +339,6 @@ class POSSM(nn.Module):
         table = self.rotary(times.float().to(x.device))  # [L, Dh/2, 2]
         return apply_rotary(q, table), invert_rotary(table)
 
-    # ------------------------------------------------------------------ recalibration
-    def add_session(self, recording: Recording) -> list[str]:
-        """Add rows for a new session's units and session token; returns the new unit keys."""
-        keys = recording.unit_keys()
-        self.unit_embedding.extend(keys)
-        self.session_embedding.extend([recording.session])
-        return keys
-
-    def freeze_for_recalibration(self, recording: Recording) -> list[nn.Parameter]:
-        """Train only ``recording``'s unit rows and session row; returns the parameters to optimise."""
-        for parameter in self.parameters():
-            parameter.requires_grad_(False)
-        tables = ((self.unit_embedding, recording.unit_keys()), (self.session_embedding, [recording.session]))
-        for table, keys in tables:
-            table.weight.requires_grad_(True)
-            table.freeze_except(keys)
-        return [self.unit_embedding.weight, self.session_embedding.weight]
-
 
 def _make_core(config: POSSMConfig) -> tuple[nn.Module, int]:
     width = config.latents_per_chunk * config.dim
@@ -367,34 +348,6 @@ def _make_core(config: POSSMConfig) -> tuple[nn.Module, int]:
         return gru, config.rnn_dim
     layers = config.rnn_layers
     return SelectiveSSM(dim=width, state_dim=config.ssm_state_dim, expand=config.ssm_expand, num_layers=layers), width
-
-
-def _attend(
-    block: CrossAttentionBlock, residual: Tensor, q: Tensor, kv: Tensor, rotary: Tensor, unrotary: Tensor,
-    mask: Tensor | None,
-) -> Tensor:
-    """``block`` (eval mode) with precomputed rotated queries: what ``block(x, context)`` computes
-    for POSSM's attentions (values rotated, no QK-norm).
-
-    Args:
-        residual: [L, D] the query tokens. q: [1, H, L, Dh] their rotated projections.
-        kv: [n, 2 * H * Dh] the context's key / value projections (before rotation).
-        rotary: [n, Dh/2, 2] the context's rotary table. unrotary: [L, Dh/2, 2] inverse query table.
-        mask: bool [1, n] visible context tokens, or None for all.
-
-    Returns:
-        [L, D]; with no context token the attention output is zero, as :class:`Attention` gives.
-    """
-    attention = block.attention
-    heads = attention.heads
-    if kv.shape[0] == 0:
-        out = q.new_zeros(q.shape)  # [1, H, L, Dh]
-    else:
-        kv = apply_rotary(kv.view(1, -1, 2 * heads, attention.head_dim).transpose(1, 2), rotary)  # [1, 2H, n, Dh]
-        out = F.scaled_dot_product_attention(q, kv[:, :heads], kv[:, heads:], attn_mask=mask)  # [1, H, L, Dh]
-    out = apply_rotary(out, unrotary)
-    x = residual + attention.to_out(out.transpose(1, 2).flatten(2))[0]  # [L, D]
-    return x + block.ffn(block.ffn_norm(x))
 
 
 def _chunk_grid(
@@ -430,7 +383,7 @@ def _chunk_grid(
 
 def possm_objective(outputs: dict[str, Tensor], batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
     """MSE between decoded and true behaviour at the valid queries (POYO's objective)."""
-    return poyo_objective(outputs, batch)
+    return behavior_mse(outputs["behavior"], single_target(batch, "POSSM"), batch.query_mask), {}
 
 
 def _tokenizer(config: POSSMConfig, **overrides: Any) -> SpikeTokenizer:

@@ -43,12 +43,13 @@ import torch
 from torch import Tensor, nn
 
 from spikefm.data.recording import DataError, Recording
+from spikefm.models._shared import behavior_width
 from spikefm.models.registry import ModelSpec, register
 from spikefm.nn.attention import Attention
 from spikefm.nn.identity import IDEncoder
 from spikefm.nn.position import LearnedPositionEmbedding
 from spikefm.nn.transformer import CrossAttentionBlock, TransformerBlock, make_ffn
-from spikefm.objectives.losses import mse
+from spikefm.objectives.behavior import behavior_mse, single_target
 from spikefm.tokenize.base import Batch
 from spikefm.tokenize.neurons import NeuronConfig, NeuronTokenizer
 
@@ -344,21 +345,12 @@ def _default_trials(recording: Recording, n: int) -> list[int]:
 
 def spint_objective(outputs: dict[str, Tensor], batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
     """MSE between decoded and true behaviour at the valid queries."""
-    if len(batch.targets) != 1:
-        raise ValueError(f"SPINT decodes one behaviour series; batch has targets {sorted(batch.targets)}")
-    (target,) = batch.targets.values()  # [B, Q, D]
-    mask = batch.query_mask[..., None] & torch.isfinite(target)
-    return mse(outputs["behavior"], torch.nan_to_num(target), mask), {}
+    target = single_target(batch, "SPINT")  # [B, Q, D]
+    return behavior_mse(outputs["behavior"], target, batch.query_mask), {}
 
 
 def _sizes(recordings: Sequence[Recording], config: SPINTConfig) -> dict[str, Any]:
-    dims = {r.behavior[config.behavior_key].dim for r in recordings if config.behavior_key in r.behavior}
-    if len(dims) != 1:
-        raise ValueError(
-            f"SPINT decodes '{config.behavior_key}', which the recordings have with widths {sorted(dims)} "
-            "(need exactly one width; set model.overrides.behavior_key)"
-        )
-    return {"behavior_dim": dims.pop()}
+    return {"behavior_dim": behavior_width(recordings, config.behavior_key, "SPINT")}
 
 
 def _tokenizer(config: SPINTConfig, **overrides: Any) -> NeuronTokenizer:

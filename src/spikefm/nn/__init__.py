@@ -26,7 +26,7 @@ from spikefm.nn.identity import (
     unit_key,
     unit_keys,
 )
-from spikefm.nn.perceiver import PerceiverIO
+from spikefm.nn.perceiver import PerceiverIO, latent_grid
 from spikefm.nn.position import (
     LearnedPositionEmbedding,
     LearnedTimeEmbedding,
@@ -44,8 +44,10 @@ from spikefm.nn.transformer import (
     CrossAttentionBlock,
     GatedMLP,
     SpatioTemporalBlock,
+    TorchStyleBlock,
     TransformerBlock,
     TransformerEncoder,
+    attend_projected,
     make_ffn,
     make_norm,
 )
@@ -90,9 +92,12 @@ __all__ = [
     "TransformerBlock",
     "CrossAttentionBlock",
     "TransformerEncoder",
+    "TorchStyleBlock",
+    "attend_projected",
     "SpatioTemporalBlock",
     # perceiver
     "PerceiverIO",
+    "latent_grid",
     # recurrent
     "RecurrentCore",
     "GRU",

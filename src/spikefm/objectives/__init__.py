@@ -9,6 +9,7 @@ causal / neuron / intra-region / inter-region schemes, and NLB forward predictio
 each a seeded transform ``[B, T, N] -> MaskResult(masked_input, mask)``.
 """
 
+from spikefm.objectives.behavior import behavior_mse, single_target
 from spikefm.objectives.losses import (
     count_cross_entropy,
     counts_to_classes,
@@ -42,6 +43,8 @@ __all__ = [
     "mse",
     "nt_xent",
     "info_nce",
+    "behavior_mse",
+    "single_target",
     "MaskResult",
     "MaskingScheme",
     "random_token_mask",
