@@ -36,7 +36,9 @@ from spikefm.nn.position import (
     invert_rotary,
     logspace_periods,
 )
-from spikefm.nn.recurrent import GRU, RecurrentCore, SelectiveSSM, selective_scan
+from spikefm.nn.calibration import pool_other_folds, session_folds
+from spikefm.nn.chunking import chunk_grid, chunk_index
+from spikefm.nn.recurrent import CORES, GRU, RecurrentCore, SelectiveSSM, gru_weights, make_core, selective_scan, step_core
 from spikefm.nn.transformer import (
     FFNS,
     MLP,
@@ -103,4 +105,14 @@ __all__ = [
     "GRU",
     "SelectiveSSM",
     "selective_scan",
+    "CORES",
+    "make_core",
+    "gru_weights",
+    "step_core",
+    # chunking
+    "chunk_index",
+    "chunk_grid",
+    # calibration
+    "session_folds",
+    "pool_other_folds",
 ]
