@@ -250,6 +250,11 @@ class POSSM(UnitRecalibration, nn.Module):
         return self.readout(out)
 
     # ------------------------------------------------------------------ streaming
+    def prepare_stream(self, unit_keys: Sequence[str], session: str, query_offsets: Tensor) -> POSSMStream:
+        """:meth:`stream_constants` for units and a session named by key (the streaming protocol)."""
+        rows = self.unit_embedding.lookup(list(unit_keys))  # KeyError names the missing keys
+        return self.stream_constants(rows, self.session_embedding.lookup([session]), query_offsets)
+
     @torch.no_grad()
     def stream_constants(self, unit_rows: Tensor, session_row: Tensor, query_offsets: Tensor) -> POSSMStream:
         """Everything a stream needs that does not depend on its spikes (rebuild after changing weights).

@@ -35,7 +35,9 @@ def session_folds(sessions: Sequence[str], training: bool) -> tuple[list[int], i
     return [r % n_folds for r in rank], n_folds
 
 
-def pool_other_folds(values: Tensor, key: Tensor, fold: Tensor, n_folds: int) -> Tensor:
+def pool_other_folds(
+    values: Tensor, key: Tensor, fold: Tensor, n_folds: int, contributes: Tensor | None = None
+) -> Tensor:
     """Per row, the mean of ``values`` over rows of the same key in the *other* folds.
 
     Args:
@@ -43,14 +45,17 @@ def pool_other_folds(values: Tensor, key: Tensor, fold: Tensor, n_folds: int) ->
         key: long [N] the unit (``"session/unit"`` vocabulary index) of each row, 0 <= key < K.
         fold: long [N] the fold of each row's window, 0 <= fold < n_folds.
         n_folds: F.
+        contributes: bool [N] rows that may enter the means (default all); every row still
+            gets its mean (a unit hidden in one window pools nothing from that window).
 
     Returns:
-        [N, h]; zeros where no other fold holds the key.
+        [N, h]; zeros where no other fold holds a contributing row of the key.
     """
     n_keys = int(key.max()) + 1 if key.numel() else 0
     own = key * n_folds + fold  # [N] (key, fold) slot of each row
-    sums = values.new_zeros(n_folds * n_keys, values.shape[-1]).index_add(0, own, values)  # [K * F, h]
-    n = torch.bincount(own, minlength=n_folds * n_keys).to(values.dtype)  # [K * F]
+    slots, rows = (own, values) if contributes is None else (own[contributes], values[contributes])
+    sums = values.new_zeros(n_folds * n_keys, values.shape[-1]).index_add(0, slots, rows)  # [K * F, h]
+    n = torch.bincount(slots, minlength=n_folds * n_keys).to(values.dtype)  # [K * F]
     key_sums = sums.view(n_keys, n_folds, -1).sum(1)  # [K, h]
     key_n = n.view(n_keys, n_folds).sum(1)  # [K]
     rest = key_sums[key] - sums[own]  # [N, h]: every other fold of the row's unit

@@ -20,6 +20,7 @@ from spikefm.objectives.losses import (
     poisson_nll,
     poisson_soft_targets,
 )
+from spikefm.objectives.unit_masking import UnitMasks, eligible_schemes, region_ids, unit_masks
 from spikefm.objectives.masking import (
     MaskingScheme,
     MaskResult,
@@ -56,4 +57,8 @@ __all__ = [
     "sample_scheme",
     "apply_scheme",
     "n_selected",
+    "UnitMasks",
+    "unit_masks",
+    "eligible_schemes",
+    "region_ids",
 ]
