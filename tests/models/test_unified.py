@@ -60,7 +60,7 @@ def test_permuting_units_changes_nothing(dataset):
     offsets = np.cumsum([0] + [t.n_units for t in samples])
     index = [offsets[b] + list(shuffled_samples[b].unit_keys).index(k)
              for b, t in enumerate(samples) for k in t.unit_keys]  # fmt: skip
-    torch.testing.assert_close(shuffled["log_rates"][index], base["log_rates"], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(shuffled["unit_log_rates"][index], base["unit_log_rates"], atol=1e-5, rtol=1e-5)
 
 
 def test_no_parameter_depends_on_sessions_or_units(dataset):
@@ -89,9 +89,11 @@ def test_streaming_equals_offline_pass(dataset, core):
     batch = collate([tokens], pack=True)
     with torch.no_grad():
         offline = model(batch)["behavior"][0]  # [Q, D]
-    spikes = tokens.token_type == TokenType.SPIKE
-    times, units = batch.timestamps.double().numpy()[spikes], tokens.unit_index[spikes]
-    decoder = StreamingDecoder(model, rec.unit_keys(), rec.session)
+    # Held-out units (NLB) are targets only: the stream is given the other units.
+    inputs = np.flatnonzero(~rec.units.heldout)
+    spikes = (tokens.token_type == TokenType.SPIKE) & np.isin(tokens.unit_index, inputs)
+    times, units = batch.timestamps.double().numpy()[spikes], np.searchsorted(inputs, tokens.unit_index[spikes])
+    decoder = StreamingDecoder(model, [rec.unit_keys()[i] for i in inputs], rec.session)
     chunk, streamed = model.config.chunk, []
     for k in range(16):
         inside = (times >= k * chunk) & (times < (k + 1) * chunk)
@@ -136,9 +138,9 @@ def test_hidden_units_never_reach_the_encoder(dataset, scheme):
         base = model(batch, masks)
         moved = [_shift_spikes(t, np.flatnonzero(masks.hidden[b].numpy()), 0.37) for b, t in enumerate(samples)]
         out = model(collate(moved, pack=True), masks)
-    assert not torch.equal(out["counts"], base["counts"])  # the hidden units' activity did change ...
+    assert not torch.equal(out["unit_counts"], base["unit_counts"])  # the hidden units' activity did change ...
     torch.testing.assert_close(out["behavior"], base["behavior"], atol=1e-6, rtol=1e-6)  # padding width may differ: float rounding only  # ... and nothing saw it
-    torch.testing.assert_close(out["log_rates"], base["log_rates"], atol=1e-6, rtol=1e-6)  # padding width may differ: float rounding only
+    torch.testing.assert_close(out["unit_log_rates"], base["unit_log_rates"], atol=1e-6, rtol=1e-6)  # padding width may differ: float rounding only
 
 
 def test_forward_prediction_sees_only_earlier_chunks(dataset):
@@ -154,8 +156,8 @@ def test_forward_prediction_sees_only_earlier_chunks(dataset):
     with torch.no_grad():
         base, out = model(collate(samples, pack=True), masks), model(collate(later, pack=True), masks)
     chunk = int(round(0.5 / model.config.chunk))  # chunks 0..9 end by 0.5 s; count query c sees chunks < c
-    torch.testing.assert_close(out["log_rates"][:, : chunk + 1], base["log_rates"][:, : chunk + 1], atol=1e-6, rtol=1e-6)  # padding width may differ: float rounding only
-    assert not torch.equal(out["log_rates"][:, chunk + 2 :], base["log_rates"][:, chunk + 2 :])
+    torch.testing.assert_close(out["unit_log_rates"][:, : chunk + 1], base["unit_log_rates"][:, : chunk + 1], atol=1e-6, rtol=1e-6)  # padding width may differ: float rounding only
+    assert not torch.equal(out["unit_log_rates"][:, chunk + 2 :], base["unit_log_rates"][:, chunk + 2 :])
 
 
 def test_region_schemes_are_skipped_for_single_region_sessions():
@@ -189,4 +191,4 @@ def test_counts_are_the_spikes_per_chunk(dataset):
     with torch.no_grad():
         out = model(collate([tokens], pack=True), masks)
     expected = rec.bin(model.config.chunk, 0.0, 1.0).T  # [U, C]
-    np.testing.assert_array_equal(out["counts"].numpy(), expected)
+    np.testing.assert_array_equal(out["unit_counts"].numpy(), expected)

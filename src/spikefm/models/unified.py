@@ -63,6 +63,8 @@ class UnifiedConfig:
         calibration_windows: windows :meth:`Unified.calibrate` takes when none are named.
         schemes: MtM schemes alternated per training batch (empty: behaviour only).
         count_weight: weight of the Poisson count loss against the behaviour MSE.
+        heldout_targets: units flagged ``heldout`` (NLB co-smoothing) never enter the input and
+            their counts are always scored, as MtM treats them.
         unit_dropout, min_units: POYO's unit dropout in training.
         behavior_keys: behaviour series decoded, one readout each (the first is ``behavior``).
         query_rate_hz: behaviour query rate.
@@ -89,6 +91,7 @@ class UnifiedConfig:
     calibration_windows: int = 8
     schemes: tuple[str, ...] = SCHEMES
     count_weight: float = 1.0
+    heldout_targets: bool = True
     unit_dropout: bool = True
     min_units: int = 30
     behavior_keys: tuple[str, ...] = ("hand_vel",)
@@ -185,6 +188,9 @@ class Unified(nn.Module):
         masks = masks if masks is not None else self.draw_masks(batch)
         hidden, scored = _flat(masks.hidden, batch), _flat(masks.scored, batch)  # [sum U] each
         identity = self.identities(batch, hidden)  # [sum U, D]
+        if c.heldout_targets:
+            heldout = torch.as_tensor(np.asarray(batch.unit_extras["heldout"], bool), device=dev)  # [sum U]
+            hidden, scored = hidden | heldout, scored | heldout
         units = batch.unit_index.clamp(min=0)
         keep = batch.mask & (batch.token_type != TokenType.END) & ~hidden[units]  # [*P]
         if self.training and c.unit_dropout:
@@ -206,9 +212,9 @@ class Unified(nn.Module):
         )  # [N, C, D]
         step = torch.arange(n_chunks, device=dev)
         chunk_valid = step < torch.ceil(batch.duration / chunk - 1e-6)[:, None]  # [B, C]
-        outputs["log_rates"] = self.count_readout(out)[..., 0]  # [N, C]
-        outputs["counts"] = self._chunk_counts(batch, n_chunks)[rows]  # [N, C]
-        outputs["count_mask"] = chunk_valid[unit_sample[rows]] & (step >= masks.shift)
+        outputs["unit_log_rates"] = self.count_readout(out)[..., 0]  # [N, C]
+        outputs["unit_counts"] = self._chunk_counts(batch, n_chunks)[rows]  # [N, C]
+        outputs["unit_count_mask"] = chunk_valid[unit_sample[rows]] & (step >= masks.shift)
         outputs["count_weight"] = torch.tensor(c.count_weight)
         return outputs
 
@@ -320,7 +326,10 @@ class Unified(nn.Module):
     # ------------------------------------------------------------------ streaming
     @torch.no_grad()
     def prepare_stream(self, unit_keys: Sequence[str], session: str, query_offsets: Tensor) -> dict[str, Any]:
-        """Per-stream constants (the streaming protocol); the session must be calibrated."""
+        """Per-stream constants (the streaming protocol); the session must be calibrated.
+
+        ``unit_keys`` are the input units (with ``heldout_targets``, leave held-out units out).
+        """
         if session not in self._calibration:
             raise KeyError(f"session {session!r} is not calibrated; call model.calibrate(recording) first")
         table = self._registered(session)
@@ -407,7 +416,7 @@ def _flat(per_window: Tensor, batch: Batch) -> Tensor:
 
 def unified_objective(outputs: dict[str, Tensor], batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
     """Behaviour MSE per key (finite targets at real queries) + ``count_weight`` x masked Poisson NLL."""
-    counts = poisson_nll(outputs["log_rates"], outputs["counts"], outputs["count_mask"])
+    counts = poisson_nll(outputs["unit_log_rates"], outputs["unit_counts"], outputs["unit_count_mask"])
     loss, metrics = outputs["count_weight"] * counts, {"count_nll": counts.detach()}
     for key in (k.split("/", 1)[1] for k in outputs if k.startswith("values/")):
         if key in batch.targets:
