@@ -33,10 +33,10 @@ from spikefm.models._shared import EMBEDDING_INIT_STD, UnitRecalibration, spike_
 from spikefm.models.registry import ModelSpec, register
 from spikefm.nn.attention import Attention
 from spikefm.nn.identity import KeyedEmbedding, UnitEmbedding
-from spikefm.nn.position import RotaryTimeEmbedding, apply_rotary, invert_rotary
+from spikefm.nn.position import RotaryTimeEmbedding
 from spikefm.nn.chunking import chunk_grid, chunk_index
 from spikefm.nn.recurrent import CORES, gru_weights, make_core, step_core
-from spikefm.nn.transformer import CrossAttentionBlock, attend_projected, make_ffn
+from spikefm.nn.transformer import CrossAttentionBlock, attend_projected, make_ffn, rotated_queries
 from spikefm.objectives.behavior import behavior_mse, single_target
 from spikefm.tokenize.base import N_TOKEN_TYPES, Batch, TokenType
 from spikefm.tokenize.spikes import SpikeConfig, SpikeTokenizer
@@ -268,9 +268,10 @@ class POSSM(UnitRecalibration, nn.Module):
         device = self.readout.weight.device
         units = self.unit_embedding(unit_rows) + self.token_type_embedding.weight[TokenType.SPIKE]  # [U, D]
         latent = self.latent_embedding.weight  # [K, D]
-        latent_q, latent_unrot = self._rotated_queries(self.encoder, latent, torch.full((k,), chunk / 2))
+        centre = self.rotary(torch.full((k,), chunk / 2, device=device))
+        latent_q, latent_unrot = rotated_queries(self.encoder, latent, centre)
         query = self.session_embedding(session_row).expand(query_offsets.shape[0], -1)  # [Qc, D]
-        query_q, query_unrot = self._rotated_queries(self.decoder, query, query_offsets)
+        query_q, query_unrot = rotated_queries(self.decoder, query, self.rotary(query_offsets.float().to(device)))
         slot_ends = (torch.arange(ctx, dtype=torch.float64) - (ctx - 2)) * chunk  # history slots' chunk ends
         return POSSMStream(
             unit_kv=self._context_kv(units), latent=latent, latent_q=latent_q,
@@ -307,7 +308,9 @@ class POSSM(UnitRecalibration, nn.Module):
         angles = times.float().double()[:, None] * stream.omega  # [n, Dh/2]
         rotary = torch.stack((angles.cos(), angles.sin()), dim=-1).float()  # [n, Dh/2, 2]
         kv = stream.unit_kv[units]  # [n, 2 * H * Dh]
-        latent = attend_projected(self.encoder, stream.latent, stream.latent_q, kv, rotary, stream.latent_unrot, mask=None)
+        latent = attend_projected(
+            self.encoder, stream.latent, stream.latent_q, kv, rotary, stream.latent_unrot, mask=None
+        )  # [K, D]
         y, core = step_core(self.core, latent.reshape(1, -1), state.core, stream.gru_weights)  # [1, H]
         history = torch.cat([state.history[1:], self.decoder.attention.to_kv(self.decoder.context_norm(y))])
         filled = min(state.filled + 1, ctx)
@@ -320,12 +323,6 @@ class POSSM(UnitRecalibration, nn.Module):
         """The encoder's key / value projections of context tokens [n, D] -> [n, 2 * H * Dh]."""
         return self.encoder.attention.to_kv(self.encoder.context_norm(tokens))
 
-    def _rotated_queries(self, block: CrossAttentionBlock, x: Tensor, times: Tensor) -> tuple[Tensor, Tensor]:
-        """A block's queries for tokens ``x`` [L, D] at ``times`` [L], rotated: [1, H, L, Dh], and the inverse table."""
-        attention = block.attention
-        q = attention.to_q(block.query_norm(x)).view(1, x.shape[0], attention.heads, -1).transpose(1, 2)
-        table = self.rotary(times.float().to(x.device))  # [L, Dh/2, 2]
-        return apply_rotary(q, table), invert_rotary(table)
 
 
 def possm_objective(outputs: dict[str, Tensor], batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:

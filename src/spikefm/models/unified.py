@@ -36,9 +36,8 @@ from spikefm.models.registry import ModelSpec, register
 from spikefm.nn import Attention, CrossAttentionBlock, IDEncoder, KeyedEmbedding, RotaryTimeEmbedding, UnitEmbedding
 from spikefm.nn.calibration import pool_other_folds, session_folds
 from spikefm.nn.chunking import chunk_grid, chunk_index
-from spikefm.nn.position import apply_rotary, invert_rotary
 from spikefm.nn.recurrent import gru_weights, make_core, step_core
-from spikefm.nn.transformer import attend_projected, make_ffn
+from spikefm.nn.transformer import attend_projected, make_ffn, rotated_queries
 from spikefm.objectives.behavior import behavior_mse
 from spikefm.objectives.losses import poisson_nll
 from spikefm.objectives.unit_masking import UnitMasks, eligible_schemes, region_ids, unit_masks
@@ -63,6 +62,8 @@ class UnifiedConfig:
         calibration_windows: windows :meth:`Unified.calibrate` takes when none are named.
         schemes: MtM schemes alternated per training batch (empty: behaviour only).
         count_weight: weight of the Poisson count loss against the behaviour MSE.
+        count_rows: in training, at most this many scored (window, unit) rows per batch, drawn at
+            random (each row is ``C`` decoder queries; all rows are decoded in evaluation).
         heldout_targets: units flagged ``heldout`` (NLB co-smoothing) never enter the input and
             their counts are always scored, as MtM treats them.
         unit_dropout, min_units: POYO's unit dropout in training.
@@ -91,6 +92,7 @@ class UnifiedConfig:
     calibration_windows: int = 8
     schemes: tuple[str, ...] = SCHEMES
     count_weight: float = 1.0
+    count_rows: int = 256
     heldout_targets: bool = True
     unit_dropout: bool = True
     min_units: int = 30
@@ -195,7 +197,8 @@ class Unified(nn.Module):
         keep = batch.mask & (batch.token_type != TokenType.END) & ~hidden[units]  # [*P]
         if self.training and c.unit_dropout:
             keep = keep & unit_dropout_keep(batch, c.min_units)
-        sample = batch.sample_index if batch.packed else torch.arange(batch.batch_size, device=dev)[:, None].expand_as(keep)
+        rows_of = torch.arange(batch.batch_size, device=dev)[:, None]
+        sample = batch.sample_index if batch.packed else rows_of.expand_as(keep)  # window of each token
         tokens = identity[units[keep]] + self.token_type_embedding(batch.token_type[keep])  # [n, D]
         grid = chunk_grid(tokens, batch.timestamps[keep], sample[keep], batch.batch_size * n_chunks, n_chunks, chunk)
         latents = self._encode(*grid).view(batch.batch_size, n_chunks, -1)  # [B, C, K * D]
@@ -203,6 +206,8 @@ class Unified(nn.Module):
         ends = (torch.arange(n_chunks, dtype=torch.float64, device=dev) + 1) * chunk  # chunk ends [C]
         outputs = self._behavior(core_out, ends, batch) if self.readout else {}
         rows = scored.nonzero()[:, 0]  # [N] scored units
+        if self.training and rows.numel() > c.count_rows:
+            rows = rows[torch.randperm(rows.numel(), device=dev)[: c.count_rows]].sort().values
         centres = ends - chunk / 2  # [C]
         see = _visible(n_chunks, c.context_chunks, masks.shift, dev)  # [C, C]
         query = self.task_embedding.embed(["counts"]) + self.task_embedding.embed([masks.scheme]) + identity[rows]
@@ -337,12 +342,12 @@ class Unified(nn.Module):
         kv = {t: self.encoder.attention.to_kv(self.encoder.context_norm(identity + self.token_type_embedding.weight[t]))
               for t in (TokenType.SPIKE, TokenType.START)}  # fmt: skip
         ctx, k, chunk = self.config.context_chunks, self.config.latents_per_chunk, self.config.chunk
-        key = self.config.behavior_key
+        key, latent = self.config.behavior_key, self.latent_embedding.weight
         query = self.task_embedding.embed([key]).expand(query_offsets.shape[0], -1)  # [Qc, D]
         return {
-            "spike_kv": kv[TokenType.SPIKE], "start_kv": kv[TokenType.START], "latent": self.latent_embedding.weight,
-            "latent_qr": _rotated(self.encoder, self.rotary, self.latent_embedding.weight, torch.full((k,), chunk / 2)),
-            "query": query, "query_qr": _rotated(self.decoder, self.rotary, query, query_offsets),
+            "spike_kv": kv[TokenType.SPIKE], "start_kv": kv[TokenType.START], "latent": latent,
+            "latent_qr": rotated_queries(self.encoder, latent, self.rotary(torch.full((k,), chunk / 2))),
+            "query": query, "query_qr": rotated_queries(self.decoder, query, self.rotary(query_offsets.float())),
             "slot_rot": self.rotary((torch.arange(ctx, dtype=torch.float64) - (ctx - 2)).float() * chunk),
             "omega": torch.tensor(self.rotary.omega, dtype=torch.float64), "gru": gru_weights(self.core),
             "head": self.readout[key],
@@ -359,7 +364,8 @@ class Unified(nn.Module):
         """One chunk: :meth:`forward`'s behaviour for it (eval mode). units long [n], times [n] s into the chunk."""
         kv, times = stream["spike_kv"][units], times.float().double()
         if state.filled == 0:  # a stream's first chunk holds every unit's START token at time 0
-            kv, times = torch.cat([stream["start_kv"], kv]), torch.cat([times.new_zeros(len(stream["start_kv"])), times])
+            start = stream["start_kv"]
+            kv, times = torch.cat([start, kv]), torch.cat([times.new_zeros(start.shape[0]), times])
         angles = times[:, None] * stream["omega"]  # [n, Dh/2]
         rotary = torch.stack((angles.cos(), angles.sin()), dim=-1).float()
         (latent_q, latent_unrot), (query_q, query_unrot) = stream["latent_qr"], stream["query_qr"]
@@ -375,14 +381,6 @@ class Unified(nn.Module):
 
 
 # ---------------------------------------------------------------------------- helpers
-def _rotated(block: CrossAttentionBlock, rotary: RotaryTimeEmbedding, x: Tensor, times: Tensor):
-    """A block's rotated queries [1, H, L, Dh] for tokens ``x`` [L, D] at ``times`` [L], and the inverse table."""
-    a = block.attention
-    q = a.to_q(block.query_norm(x)).view(1, x.shape[0], a.heads, -1).transpose(1, 2)
-    table = rotary(times.float())
-    return apply_rotary(q, table), invert_rotary(table)
-
-
 def _visible(n_chunks: int, ctx: int, shift: int, device: torch.device) -> Tensor:
     """bool [C, C]: a count query of chunk c sees chunks c - shift - ctx + 1 .. c - shift."""
     own = torch.arange(n_chunks, device=device)[:, None] - shift

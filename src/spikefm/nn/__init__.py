@@ -38,7 +38,16 @@ from spikefm.nn.position import (
 )
 from spikefm.nn.calibration import pool_other_folds, session_folds
 from spikefm.nn.chunking import chunk_grid, chunk_index
-from spikefm.nn.recurrent import CORES, GRU, RecurrentCore, SelectiveSSM, gru_weights, make_core, selective_scan, step_core
+from spikefm.nn.recurrent import (
+    CORES,
+    GRU,
+    RecurrentCore,
+    SelectiveSSM,
+    gru_weights,
+    make_core,
+    selective_scan,
+    step_core,
+)
 from spikefm.nn.transformer import (
     FFNS,
     MLP,
@@ -50,6 +59,7 @@ from spikefm.nn.transformer import (
     TransformerBlock,
     TransformerEncoder,
     attend_projected,
+    rotated_queries,
     make_ffn,
     make_norm,
 )
@@ -96,6 +106,7 @@ __all__ = [
     "TransformerEncoder",
     "TorchStyleBlock",
     "attend_projected",
+    "rotated_queries",
     "SpatioTemporalBlock",
     # perceiver
     "PerceiverIO",

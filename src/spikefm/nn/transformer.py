@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from spikefm.nn.attention import Attention, AttentionWeights, RMSNorm
-from spikefm.nn.position import RotaryTimeEmbedding, apply_rotary
+from spikefm.nn.position import RotaryTimeEmbedding, apply_rotary, invert_rotary
 
 __all__ = [
     "NORMS",
@@ -28,6 +28,7 @@ __all__ = [
     "TransformerBlock",
     "CrossAttentionBlock",
     "attend_projected",
+    "rotated_queries",
     "TorchStyleBlock",
     "TransformerEncoder",
     "SpatioTemporalBlock",
@@ -255,6 +256,14 @@ class CrossAttentionBlock(nn.Module):
         if self.ffn is None:
             return x
         return x + self.drop(self.ffn(self.ffn_norm(x)))
+
+
+def rotated_queries(block: CrossAttentionBlock, x: Tensor, table: Tensor) -> tuple[Tensor, Tensor]:
+    """A block's queries for fixed tokens ``x`` [L, D], rotated by ``table`` [L, Dh/2, 2]: [1, H, L, Dh],
+    and the inverse table (for :func:`attend_projected`, computed once per stream)."""
+    attention = block.attention
+    q = attention.to_q(block.query_norm(x)).view(1, x.shape[0], attention.heads, -1).transpose(1, 2)
+    return apply_rotary(q, table), invert_rotary(table)
 
 
 def attend_projected(

@@ -38,9 +38,9 @@ class StreamingDecoder:
     """Chunk-by-chunk decoding with a trained streaming model (POSSM, unified).
 
     Args:
-        model: a model with the streaming protocol (put in eval mode here; the decoder never trains it). Projections that do
-            not depend on the spikes are computed once here: build a new decoder after
-            changing the model's weights.
+        model: a model with the streaming protocol (put in eval mode here; the decoder never
+            trains it). Projections that do not depend on the spikes are computed once here:
+            build a new decoder after changing the model's weights.
         unit_keys: ``"session/unit"`` key of each unit index ``spike_units`` may hold, in
             order (e.g. ``recording.unit_keys()``); every key must be in the model's vocabulary
             (POSSM: :meth:`POSSM.add_session` + recalibration for a new session; unified:
@@ -61,7 +61,8 @@ class StreamingDecoder:
         missing = [name for name in STREAM_PROTOCOL if not callable(getattr(model, name, None))]
         if missing:
             raise TypeError(
-                f"StreamingDecoder needs a streaming model (POSSM, unified), got {type(model).__name__} without {missing}"
+                f"StreamingDecoder needs a streaming model (POSSM, unified), got {type(model).__name__} "
+                f"without {missing}"
             )
         self.model = model.eval()
         self.chunk = float(model.config.chunk)
