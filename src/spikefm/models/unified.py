@@ -278,11 +278,16 @@ class Unified(nn.Module):
         folds = torch.repeat_interleave(torch.tensor(fold, device=counts.device), batch.unit_offsets.diff())
         phi = self.id_encoder.phi(torch.log1p(counts))  # [sum U, h]
         identity = self.id_encoder.psi(pool_other_folds(phi, key, folds, n_folds, contributes=~hidden))
-        registered = [i for i, k in enumerate(batch.unit_keys) if k.split("/", 1)[0] in self._calibration]
+        session_of = np.repeat(batch.sessions, batch.unit_offsets.diff().tolist())  # [sum U]
+        registered = [i for i, s in enumerate(session_of) if s in self._calibration]
         if registered:
             table = {}
-            for session in {batch.unit_keys[i].split("/", 1)[0] for i in registered}:
+            for session in {session_of[i] for i in registered}:
                 table.update(self._registered(session))
+            missing = [batch.unit_keys[i] for i in registered if batch.unit_keys[i] not in table]
+            if missing:
+                raise KeyError(f"units {missing[:5]} are not among their session's calibrated units; call "
+                               "model.calibrate(recording) with the recording the windows come from")  # fmt: skip
             rows = torch.tensor(registered, device=identity.device)
             identity = identity.index_put((rows,), torch.stack([table[batch.unit_keys[i]] for i in registered]))
         return identity + self._offsets(batch.unit_keys)
