@@ -64,7 +64,7 @@ def train_starts(recording, n: int) -> np.ndarray:
 def unified_cobps(model, tokenizer, recording, n_calibration: int = 8) -> float:
     """co-bps of the held-out units: hidden from the input, counts predicted per chunk."""
     model.eval()
-    model.calibrate(recording, train_starts(recording, n_calibration))
+    model.calibrate(recording, starts=train_starts(recording, n_calibration))
     split = np.asarray(recording.trials.columns["split"]).astype(str)
     rates, counts = [], []
     held = int(recording.units.heldout.sum())
@@ -81,7 +81,7 @@ def unified_cobps(model, tokenizer, recording, n_calibration: int = 8) -> float:
 
 
 def registered_r2(model, tokenizer, recording, pack: bool, n: int = 8) -> float:
-    model.calibrate(recording, train_starts(recording, n))
+    model.calibrate(recording, starts=train_starts(recording, n))
     r2 = score(predict(model, tokenizer, recording, split="test", pack=pack))["vel R2"]
     model._calibration.pop(recording.session)
     return r2

@@ -41,7 +41,7 @@ def build(name: str, recording) -> torch.nn.Module:
         sizes = {"behavior_dims": {"hand_vel": 2}}
     model = get_spec(name).model_cls(config, **sizes).eval()
     if name == "unified":
-        model.calibrate(recording, np.arange(8.0))
+        model.calibrate(recording, starts=np.arange(8.0))
     return model
 
 

@@ -194,3 +194,13 @@ def test_counts_are_the_spikes_per_chunk(dataset):
         out = model(collate([tokens], pack=True), masks)
     expected = rec.bin(model.config.chunk, 0.0, 1.0).T  # [U, C]
     np.testing.assert_array_equal(out["unit_counts"].numpy(), expected)
+
+
+def test_calibrate_takes_trial_indices_as_the_transfer_protocol_passes_them(dataset):
+    model, _ = build(dataset.recordings)
+    rec = dataset.recordings[0]
+    model.calibrate(rec, [2, 5])
+    by_index = model._calibration[rec.session][1]
+    model.calibrate(rec, starts=rec.trials.start[[2, 5]])
+    assert by_index.shape == (rec.n_units, 2, model.config.id_bins)
+    assert torch.equal(by_index, model._calibration[rec.session][1])

@@ -306,16 +306,23 @@ class Unified(nn.Module):
         rows = torch.tensor([vocab.get(k, -1) for k in keys], dtype=torch.long, device=weight.device)
         return table(rows.clamp(min=0)) * (rows >= 0)[:, None]
 
-    def calibrate(self, recording: Recording, starts: Sequence[float] | None = None) -> None:
+    def calibrate(
+        self, recording: Recording, trials: Sequence[int] | None = None, *, starts: Sequence[float] | None = None
+    ) -> None:
         """Register unlabeled calibration windows ``[t, t + id_window)`` of ``recording`` (spikes only).
 
-        Default: the first ``calibration_windows`` trial starts, or back-to-back windows from the start.
+        Args:
+            trials: trial indices whose starts begin the windows (SPINT's convention, as
+                :mod:`spikefm.eval.transfer` calls it); default the first ``calibration_windows``.
+            starts: window starts in seconds instead (e.g. for a recording without trials, where
+                the default is back-to-back windows from its start).
         """
         c = self.config
-        if starts is None:
-            have = recording.trials is not None and len(recording.trials)
-            starts = recording.trials.start[: c.calibration_windows] if have else (
-                recording.start + np.arange(c.calibration_windows) * c.id_window)  # fmt: skip
+        if starts is None and recording.trials is not None and len(recording.trials):
+            index = np.arange(min(c.calibration_windows, len(recording.trials))) if trials is None else trials
+            starts = recording.trials.start[np.asarray(index, dtype=np.int64)]
+        elif starts is None:
+            starts = recording.start + np.arange(c.calibration_windows) * c.id_window
         counts = np.stack([recording.bin(c.id_bin, t, t + c.id_window)[: c.id_bins] for t in starts])  # [R, T, U]
         self._calibration[recording.session] = (
             tuple(recording.unit_keys()), torch.as_tensor(counts.transpose(2, 0, 1), dtype=torch.float32))
