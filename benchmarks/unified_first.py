@@ -93,10 +93,14 @@ def main() -> None:
                         '"spint": 1200, "mtm": 1500}')  # fmt: skip
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "unified_first.md")
     parser.add_argument("--runs", default="runs/unified_first")
+    parser.add_argument("--extra", type=json.loads, default="{}",
+                        help='more recipe overrides per model, e.g. {"unified": ["model.overrides.schemes=[]"]}')
     args = parser.parse_args()
     torch.set_num_threads(1)
     batches = {"unified": 32, "poyo": 32, "possm": 32, "spint": 64, "mtm": 32}
     extra = {"mtm": ["model.overrides.bin_size=0.05"]}
+    for name, more in args.extra.items():
+        extra[name] = extra.get(name, []) + more
     rows, cost = {}, {}
     for name, steps in args.steps.items():
         result, wall, cpu = train(name, steps, batches[name], extra.get(name, []), args.runs)
@@ -109,7 +113,7 @@ def main() -> None:
             row = {k: float(v) for k, v in scores.items()}
             if name in ("unified", "spint"):
                 row["vel R2 (8 train trials calibration)"] = registered_r2(model, tokenizer, rec, spec.pack)
-            if name == "unified":
+            if name == "unified" and model.config.heldout_targets:
                 row["co-bps"] = unified_cobps(model, tokenizer, rec)
             rows[name][rec.session] = row
         print(name, json.dumps(rows[name]), f"wall {wall:.0f} s cpu {cpu:.0f} s", flush=True)
