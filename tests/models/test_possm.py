@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from spikefm.models.possm import POSSM, POSSMConfig, _chunk_grid, chunk_index
+from spikefm.models.possm import POSSM, POSSMConfig
+from spikefm.nn.chunking import chunk_grid as _chunk_grid
+from spikefm.nn.chunking import chunk_index
 from spikefm.models.registry import build_config, get_spec
 from spikefm.tokenize.base import collate
 from spikefm.train.config import load_recipe

@@ -3,6 +3,7 @@
 import torch
 
 from spikefm.models.registry import build_config, get_spec
+from spikefm.nn.perceiver import latent_grid
 from spikefm.tokenize.base import collate
 
 
@@ -26,7 +27,7 @@ def per_token_reference(model, batch):
     """POYO's forward written per token: unit + token-type embedding of every spike (padded)."""
     units = model.unit_embedding.lookup(batch.unit_keys)[batch.unit_index.clamp(min=0)]
     tokens = model.unit_embedding(units) + model.token_type_embedding(batch.token_type)  # [B, L, D]
-    latents, latent_times = model._latents(batch)
+    latents, latent_times = latent_grid(model.latent_embedding, batch.duration, step=model.config.latent_step)
     queries = model.session_embedding(model._session_rows(batch))[:, None, :].expand(
         -1, batch.query_timestamps.shape[1], -1
     )

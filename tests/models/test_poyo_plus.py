@@ -11,6 +11,7 @@ from spikefm.data.recording import DataError
 from spikefm.eval.evaluate import predict, score
 from spikefm.models.poyo_plus import TASK_KEY, MultiTaskConfig, MultiTaskTokenizer, POYOPlusConfig, parse_tasks
 from spikefm.models.registry import build_config, get_spec
+from spikefm.nn.perceiver import latent_grid
 from spikefm.tokenize.base import collate
 from spikefm.train.config import load_recipe
 
@@ -152,7 +153,7 @@ def test_indexed_token_rows_equal_per_token_embeddings(small_dataset):
     table, index = model._token_rows(batch)
     units = model.unit_embedding.lookup(batch.unit_keys)[batch.unit_index.clamp(min=0)]
     tokens = model.unit_embedding(units) + model.token_type_embedding(batch.token_type)  # [B, L, D]
-    latents, latent_times = model._latent_grid(batch)
+    latents, latent_times = latent_grid(model.latent_embedding, batch.duration, step=model.config.latent_step)
     queries = torch.zeros(*batch.query_timestamps.shape, model.config.dim)
     with torch.no_grad():
         per_token = model.perceiver(tokens, batch.timestamps, latents, latent_times, queries,

@@ -38,10 +38,11 @@ from torch import Tensor, nn
 
 from spikefm.data.recording import Recording
 from spikefm.models.registry import ModelSpec, register
-from spikefm.nn.attention import Attention
 from spikefm.nn.identity import ContextTokens
-from spikefm.nn.transformer import make_ffn
-from spikefm.objectives.losses import mse, poisson_nll
+from spikefm.models._shared import behavior_width
+from spikefm.nn.transformer import TorchStyleBlock
+from spikefm.objectives.behavior import behavior_mse, single_target
+from spikefm.objectives.losses import poisson_nll
 from spikefm.tokenize.base import Batch
 from spikefm.tokenize.binned import PatchConfig, PatchTokenizer
 
@@ -142,25 +143,6 @@ DECODER_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-class _Layer(nn.Module):
-    """A torch-style transformer layer (post-norm by default, as NDT2) on spikefm's SDPA attention."""
-
-    def __init__(self, *, dim: int, heads: int, ffn_dim: int, dropout: float, pre_norm: bool) -> None:
-        super().__init__()
-        self.pre_norm = pre_norm
-        self.attention = Attention(dim=dim, heads=heads, dropout=dropout)
-        self.ffn = make_ffn("gelu", dim=dim, hidden_dim=ffn_dim, dropout=dropout)
-        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.drop = nn.Dropout(dropout)
-
-    def forward(self, x: Tensor, attn_mask: Tensor) -> Tensor:
-        if self.pre_norm:
-            x = x + self.drop(self.attention(self.norm1(x), attn_mask=attn_mask))
-            return x + self.drop(self.ffn(self.norm2(x)))
-        x = self.norm1(x + self.drop(self.attention(x, attn_mask=attn_mask)))
-        return self.norm2(x + self.drop(self.ffn(x)))
-
-
 class _SpaceTime(nn.Module):
     """NDT2's flat SpaceTimeTransformer: tokens + time / space embeddings, context appended.
 
@@ -176,7 +158,7 @@ class _SpaceTime(nn.Module):
         self.space_embed = nn.Embedding(config.max_space_patches, config.dim)
         self.dropout_in, self.dropout_out = nn.Dropout(config.dropout), nn.Dropout(config.dropout)
         self.layers = nn.ModuleList(
-            _Layer(dim=config.dim, heads=config.heads, ffn_dim=int(config.dim * config.ffn_mult),
+            TorchStyleBlock(dim=config.dim, heads=config.heads, ffn_dim=int(config.dim * config.ffn_mult),
                    dropout=config.dropout, pre_norm=config.pre_norm)
             for _ in range(depth)
         )  # fmt: skip
@@ -441,11 +423,8 @@ def ndt2_objective(outputs: dict[str, Tensor], batch: Batch) -> tuple[Tensor, di
 
 def ndt2_decoder_objective(outputs: dict[str, Tensor], batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
     """MSE between decoded and true behaviour at the valid queries."""
-    if len(batch.targets) != 1:
-        raise ValueError(f"ndt2_decoder decodes one behaviour series; batch has targets {sorted(batch.targets)}")
-    target = next(iter(batch.targets.values()))  # [B, Q, D]
-    mask = batch.query_mask[..., None] & torch.isfinite(target)
-    return mse(outputs["behavior"], torch.nan_to_num(target), mask), {}
+    target = single_target(batch, "ndt2_decoder")  # [B, Q, D]
+    return behavior_mse(outputs["behavior"], target, batch.query_mask), {}
 
 
 def _context_sizes(recordings: Sequence[Recording]) -> dict[str, Any]:
@@ -463,13 +442,8 @@ def _sizes(recordings: Sequence[Recording], config: NDT2Config) -> dict[str, Any
 
 
 def _decoder_sizes(recordings: Sequence[Recording], config: NDT2Config) -> dict[str, Any]:
-    dims = {r.behavior[config.behavior_key].dim for r in recordings if config.behavior_key in r.behavior}
-    if len(dims) != 1:
-        raise ValueError(
-            f"ndt2_decoder decodes '{config.behavior_key}', which the recordings have with widths {sorted(dims)} "
-            "(need exactly one width; set model.overrides.behavior_key)"
-        )
-    return {**_context_sizes(recordings), "behavior_dim": dims.pop()}
+    width = behavior_width(recordings, config.behavior_key, "ndt2_decoder")
+    return {**_context_sizes(recordings), "behavior_dim": width}
 
 
 def _tokenizer(config: NDT2Config, **overrides: Any) -> PatchTokenizer:

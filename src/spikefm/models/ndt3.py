@@ -33,6 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from spikefm.data.recording import Recording, Window
+from spikefm.models._shared import behavior_width
 from spikefm.models.registry import ModelSpec, register
 from spikefm.nn.attention import causal_mask
 from spikefm.nn.identity import ContextTokens
@@ -411,16 +412,11 @@ def ndt3_objective(outputs: dict[str, Tensor], batch: Batch) -> tuple[Tensor, di
 
 
 def _sizes(recordings: Sequence[Recording], config: NDT3Config) -> dict[str, Any]:
-    dims = {r.behavior[config.behavior_key].dim for r in recordings if config.behavior_key in r.behavior}
-    if len(dims) != 1:
-        raise ValueError(
-            f"NDT3 decodes '{config.behavior_key}', which the recordings have with widths {sorted(dims)} "
-            "(need exactly one width; set model.overrides.behavior_key)"
-        )
+    width = behavior_width(recordings, config.behavior_key, "NDT3")
     return {
         "sessions": [r.session for r in recordings],
         "subjects": {r.session: r.subject or "" for r in recordings},
-        "behavior_dim": dims.pop(),
+        "behavior_dim": width,
     }
 
 

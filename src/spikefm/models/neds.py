@@ -33,6 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from spikefm.data.recording import Recording
+from spikefm.models._shared import behavior_width
 from spikefm.models.registry import ModelSpec, register
 from spikefm.nn.identity import KeyedEmbedding
 from spikefm.nn.position import LearnedPositionEmbedding, RotaryTimeEmbedding
@@ -291,13 +292,8 @@ def neds_objective(outputs: dict[str, Tensor], batch: Batch) -> tuple[Tensor, di
 
 
 def _sizes(recordings: Sequence[Recording], config: NEDSConfig) -> dict[str, Any]:
-    dims = {r.behavior[config.behavior_key].dim for r in recordings if config.behavior_key in r.behavior}
-    if len(dims) != 1:
-        raise ValueError(
-            f"NEDS models '{config.behavior_key}', which the recordings have with widths {sorted(dims)} "
-            "(need exactly one width; set model.overrides.behavior_key)"
-        )
-    return {"session_units": {r.session: r.n_units for r in recordings}, "behavior_dim": dims.pop()}
+    width = behavior_width(recordings, config.behavior_key, "NEDS")
+    return {"session_units": {r.session: r.n_units for r in recordings}, "behavior_dim": width}
 
 
 def _tokenizer(config: NEDSConfig, **overrides: Any) -> BinnedTokenizer:

@@ -27,18 +27,17 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from spikefm.data.recording import Recording
-from spikefm.models.poyo import EMBEDDING_INIT_STD, poyo_objective, spike_decoder_sizes
-from spikefm.models.poyo_plus import unit_dropout_keep
+from spikefm.models._shared import EMBEDDING_INIT_STD, UnitRecalibration, spike_decoder_sizes, unit_dropout_keep
 from spikefm.models.registry import ModelSpec, register
 from spikefm.nn.attention import Attention
 from spikefm.nn.identity import KeyedEmbedding, UnitEmbedding
-from spikefm.nn.position import RotaryTimeEmbedding, apply_rotary, invert_rotary
-from spikefm.nn.recurrent import GRU, SelectiveSSM
-from spikefm.nn.transformer import CrossAttentionBlock, make_ffn
+from spikefm.nn.position import RotaryTimeEmbedding
+from spikefm.nn.chunking import chunk_grid, chunk_index
+from spikefm.nn.recurrent import CORES, gru_weights, make_core, step_core
+from spikefm.nn.transformer import CrossAttentionBlock, attend_projected, make_ffn, rotated_queries
+from spikefm.objectives.behavior import behavior_mse, single_target
 from spikefm.tokenize.base import N_TOKEN_TYPES, Batch, TokenType
 from spikefm.tokenize.spikes import SpikeConfig, SpikeTokenizer
 
@@ -47,8 +46,6 @@ __all__ = [
     "PRESETS",
 ]  # fmt: skip
 
-CORES = ("gru", "ssm")
-_SNAP = 1e-4  # chunks; a time this close below a boundary belongs to the next chunk
 
 
 @dataclass
@@ -114,11 +111,6 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def chunk_index(times: Tensor, chunk: float) -> Tensor:
-    """Chunk of each time: ``floor(t / chunk)``, snapping times within 5 us below a boundary up."""
-    return torch.floor(times.double() / chunk + _SNAP).long()
-
-
 @dataclass
 class POSSMState:
     """Streaming state, fixed size: the core's state and its last ``context_chunks`` outputs.
@@ -162,7 +154,7 @@ class POSSMStream:
     gru_weights: tuple[tuple[Tensor, ...], ...] | None
 
 
-class POSSM(nn.Module):
+class POSSM(UnitRecalibration, nn.Module):
     """POSSM decoder.
 
     Args:
@@ -190,8 +182,12 @@ class POSSM(nn.Module):
         # At the unit rows' scale, as in POYO: at N(0, 1) the token type hides which unit spiked.
         nn.init.normal_(self.token_type_embedding.weight, std=EMBEDDING_INIT_STD)
         self.latent_embedding = nn.Embedding(config.latents_per_chunk, dim)
+        nn.init.normal_(self.latent_embedding.weight, std=EMBEDDING_INIT_STD)  # torch_brain's latent init
         self.rotary = RotaryTimeEmbedding(head_dim=config.head_dim, t_min=config.t_min, t_max=config.t_max)
-        self.core, self.core_dim = _make_core(config)
+        self.core, self.core_dim = make_core(
+            config.core, input_dim=config.latents_per_chunk * dim, hidden_dim=config.rnn_dim, layers=config.rnn_layers,
+            dropout=config.rnn_dropout, state_dim=config.ssm_state_dim, expand=config.ssm_expand,
+        )  # fmt: skip
         self.encoder = CrossAttentionBlock(
             attention=Attention(dim=dim, heads=config.cross_heads, head_dim=config.head_dim, rotate_value=True),
             ffn=make_ffn("geglu", dim=dim, hidden_dim=4 * dim, dropout=config.dropout),
@@ -219,7 +215,7 @@ class POSSM(nn.Module):
             sample = batch.sample_index  # [N]
         else:
             sample = torch.arange(b, device=keep.device)[:, None].expand_as(keep)  # [B, L]
-        grid = _chunk_grid(tokens[keep], batch.timestamps[keep], sample[keep], b * n_chunks, n_chunks, chunk)
+        grid = chunk_grid(tokens[keep], batch.timestamps[keep], sample[keep], b * n_chunks, n_chunks, chunk)
         latents = self._encode(*grid)  # [B * C, K * D]
         core_out, _ = self.core(latents.view(b, n_chunks, -1))  # [B, C, H]
         key_times = (torch.arange(n_chunks, device=keep.device, dtype=torch.float64) + 1) * chunk  # chunk ends [C]
@@ -254,6 +250,11 @@ class POSSM(nn.Module):
         return self.readout(out)
 
     # ------------------------------------------------------------------ streaming
+    def prepare_stream(self, unit_keys: Sequence[str], session: str, query_offsets: Tensor) -> POSSMStream:
+        """:meth:`stream_constants` for units and a session named by key (the streaming protocol)."""
+        rows = self.unit_embedding.lookup(list(unit_keys))  # KeyError names the missing keys
+        return self.stream_constants(rows, self.session_embedding.lookup([session]), query_offsets)
+
     @torch.no_grad()
     def stream_constants(self, unit_rows: Tensor, session_row: Tensor, query_offsets: Tensor) -> POSSMStream:
         """Everything a stream needs that does not depend on its spikes (rebuild after changing weights).
@@ -267,20 +268,17 @@ class POSSM(nn.Module):
         device = self.readout.weight.device
         units = self.unit_embedding(unit_rows) + self.token_type_embedding.weight[TokenType.SPIKE]  # [U, D]
         latent = self.latent_embedding.weight  # [K, D]
-        latent_q, latent_unrot = self._rotated_queries(self.encoder, latent, torch.full((k,), chunk / 2))
+        centre = self.rotary(torch.full((k,), chunk / 2, device=device))
+        latent_q, latent_unrot = rotated_queries(self.encoder, latent, centre)
         query = self.session_embedding(session_row).expand(query_offsets.shape[0], -1)  # [Qc, D]
-        query_q, query_unrot = self._rotated_queries(self.decoder, query, query_offsets)
+        query_q, query_unrot = rotated_queries(self.decoder, query, self.rotary(query_offsets.float().to(device)))
         slot_ends = (torch.arange(ctx, dtype=torch.float64) - (ctx - 2)) * chunk  # history slots' chunk ends
-        gru = self.core.gru if isinstance(self.core, GRU) else None
         return POSSMStream(
             unit_kv=self._context_kv(units), latent=latent, latent_q=latent_q,
             latent_unrot=latent_unrot, query=query, query_q=query_q, query_unrot=query_unrot,
             slot_rot=self.rotary(slot_ends.float().to(device)),
             omega=torch.tensor(self.rotary.omega, dtype=torch.float64, device=device),
-            gru_weights=None if gru is None else tuple(
-                tuple(getattr(gru, f"{name}_l{layer}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
-                for layer in range(gru.num_layers)
-            ),
+            gru_weights=gru_weights(self.core),
         )  # fmt: skip
 
     def initial_stream_state(self) -> POSSMState:
@@ -310,12 +308,14 @@ class POSSM(nn.Module):
         angles = times.float().double()[:, None] * stream.omega  # [n, Dh/2]
         rotary = torch.stack((angles.cos(), angles.sin()), dim=-1).float()  # [n, Dh/2, 2]
         kv = stream.unit_kv[units]  # [n, 2 * H * Dh]
-        latent = _attend(self.encoder, stream.latent, stream.latent_q, kv, rotary, stream.latent_unrot, mask=None)
-        y, core = self._core_step(latent.reshape(1, -1), state.core, stream)  # [1, H]
+        latent = attend_projected(
+            self.encoder, stream.latent, stream.latent_q, kv, rotary, stream.latent_unrot, mask=None
+        )  # [K, D]
+        y, core = step_core(self.core, latent.reshape(1, -1), state.core, stream.gru_weights)  # [1, H]
         history = torch.cat([state.history[1:], self.decoder.attention.to_kv(self.decoder.context_norm(y))])
         filled = min(state.filled + 1, ctx)
         visible = (torch.arange(ctx, device=y.device) >= ctx - filled)[None]  # [1, ctx] slots holding real chunks
-        out = _attend(self.decoder, stream.query, stream.query_q, history, stream.slot_rot, stream.query_unrot,
+        out = attend_projected(self.decoder, stream.query, stream.query_q, history, stream.slot_rot, stream.query_unrot,
                       mask=visible)  # [Qc, D]  # fmt: skip
         return self.readout(out), POSSMState(core=core, history=history, filled=filled)
 
@@ -323,114 +323,11 @@ class POSSM(nn.Module):
         """The encoder's key / value projections of context tokens [n, D] -> [n, 2 * H * Dh]."""
         return self.encoder.attention.to_kv(self.encoder.context_norm(tokens))
 
-    def _core_step(self, x: Tensor, state: Tensor, stream: POSSMStream) -> tuple[Tensor, Tensor]:
-        """The core's ``step``; for the GRU, ``torch.gru_cell`` per layer (the same maths, less overhead)."""
-        if stream.gru_weights is None:
-            return self.core.step(x, state)
-        hidden = []
-        for layer, weights in enumerate(stream.gru_weights):
-            x = torch.gru_cell(x, state[layer], *weights)  # [1, H]
-            hidden.append(x)
-        return x, torch.stack(hidden)  # [1, H], [layers, 1, H]
-
-    def _rotated_queries(self, block: CrossAttentionBlock, x: Tensor, times: Tensor) -> tuple[Tensor, Tensor]:
-        """A block's queries for tokens ``x`` [L, D] at ``times`` [L], rotated: [1, H, L, Dh], and the inverse table."""
-        attention = block.attention
-        q = attention.to_q(block.query_norm(x)).view(1, x.shape[0], attention.heads, -1).transpose(1, 2)
-        table = self.rotary(times.float().to(x.device))  # [L, Dh/2, 2]
-        return apply_rotary(q, table), invert_rotary(table)
-
-    # ------------------------------------------------------------------ recalibration
-    def add_session(self, recording: Recording) -> list[str]:
-        """Add rows for a new session's units and session token; returns the new unit keys."""
-        keys = recording.unit_keys()
-        self.unit_embedding.extend(keys)
-        self.session_embedding.extend([recording.session])
-        return keys
-
-    def freeze_for_recalibration(self, recording: Recording) -> list[nn.Parameter]:
-        """Train only ``recording``'s unit rows and session row; returns the parameters to optimise."""
-        for parameter in self.parameters():
-            parameter.requires_grad_(False)
-        tables = ((self.unit_embedding, recording.unit_keys()), (self.session_embedding, [recording.session]))
-        for table, keys in tables:
-            table.weight.requires_grad_(True)
-            table.freeze_except(keys)
-        return [self.unit_embedding.weight, self.session_embedding.weight]
-
-
-def _make_core(config: POSSMConfig) -> tuple[nn.Module, int]:
-    width = config.latents_per_chunk * config.dim
-    if config.core == "gru":
-        dropout = config.rnn_dropout if config.rnn_layers > 1 else 0.0  # nn.GRU drops only between layers
-        gru = GRU(input_dim=width, hidden_dim=config.rnn_dim, num_layers=config.rnn_layers, dropout=dropout)
-        return gru, config.rnn_dim
-    layers = config.rnn_layers
-    return SelectiveSSM(dim=width, state_dim=config.ssm_state_dim, expand=config.ssm_expand, num_layers=layers), width
-
-
-def _attend(
-    block: CrossAttentionBlock, residual: Tensor, q: Tensor, kv: Tensor, rotary: Tensor, unrotary: Tensor,
-    mask: Tensor | None,
-) -> Tensor:
-    """``block`` (eval mode) with precomputed rotated queries: what ``block(x, context)`` computes
-    for POSSM's attentions (values rotated, no QK-norm).
-
-    Args:
-        residual: [L, D] the query tokens. q: [1, H, L, Dh] their rotated projections.
-        kv: [n, 2 * H * Dh] the context's key / value projections (before rotation).
-        rotary: [n, Dh/2, 2] the context's rotary table. unrotary: [L, Dh/2, 2] inverse query table.
-        mask: bool [1, n] visible context tokens, or None for all.
-
-    Returns:
-        [L, D]; with no context token the attention output is zero, as :class:`Attention` gives.
-    """
-    attention = block.attention
-    heads = attention.heads
-    if kv.shape[0] == 0:
-        out = q.new_zeros(q.shape)  # [1, H, L, Dh]
-    else:
-        kv = apply_rotary(kv.view(1, -1, 2 * heads, attention.head_dim).transpose(1, 2), rotary)  # [1, 2H, n, Dh]
-        out = F.scaled_dot_product_attention(q, kv[:, :heads], kv[:, heads:], attn_mask=mask)  # [1, H, L, Dh]
-    out = apply_rotary(out, unrotary)
-    x = residual + attention.to_out(out.transpose(1, 2).flatten(2))[0]  # [L, D]
-    return x + block.ffn(block.ffn_norm(x))
-
-
-def _chunk_grid(
-    tokens: Tensor, times: Tensor, sample: Tensor, n_rows: int, n_chunks: int, chunk: float
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Scatter flat tokens into one padded row per (sample, chunk).
-
-    Args:
-        tokens: [n, D] valid tokens. times: [n] window-relative seconds. sample: long [n].
-        n_rows: B * C rows. n_chunks: C. chunk: seconds.
-
-    Returns:
-        tokens [B * C, S, D], chunk-relative times float64 [B * C, S], mask [B * C, S]
-        (row ``b * C + c`` is chunk ``c`` of sample ``b``; ``S`` = most tokens in a chunk, >= 1).
-    """
-    index = chunk_index(times, chunk).clamp(0, n_chunks - 1)  # [n]
-    relative = times.double() - index.double() * chunk  # [n] seconds into the chunk
-    row = sample * n_chunks + index  # [n]
-    order = torch.argsort(row, stable=True)
-    row = row[order]
-    counts = torch.bincount(row, minlength=n_rows)  # [B * C]
-    starts = torch.cumsum(counts, 0) - counts
-    slot = torch.arange(row.shape[0], device=row.device) - starts[row]  # position inside its row
-    width = max(1, int(counts.max())) if row.numel() else 1
-    grid = tokens.new_zeros(n_rows, width, tokens.shape[-1])
-    grid[row, slot] = tokens[order]
-    grid_times = torch.zeros(n_rows, width, dtype=torch.float64, device=tokens.device)
-    grid_times[row, slot] = relative[order]
-    mask = torch.zeros(n_rows, width, dtype=torch.bool, device=tokens.device)
-    mask[row, slot] = True
-    return grid, grid_times, mask
 
 
 def possm_objective(outputs: dict[str, Tensor], batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
     """MSE between decoded and true behaviour at the valid queries (POYO's objective)."""
-    return poyo_objective(outputs, batch)
+    return behavior_mse(outputs["behavior"], single_target(batch, "POSSM"), batch.query_mask), {}
 
 
 def _tokenizer(config: POSSMConfig, **overrides: Any) -> SpikeTokenizer:

@@ -19,21 +19,24 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
-from spikefm.data.recording import Recording
+from spikefm.models._shared import (
+    EMBEDDING_INIT_STD,
+    UnitRecalibration,
+    select_packed,
+    spike_decoder_sizes,
+    unit_dropout_keep,
+)
 from spikefm.models.registry import ModelSpec, register
 from spikefm.nn.identity import KeyedEmbedding, UnitEmbedding
-from spikefm.nn.perceiver import PerceiverIO
-from spikefm.objectives.losses import mse
+from spikefm.nn.perceiver import PerceiverIO, latent_grid
+from spikefm.objectives.behavior import behavior_mse, single_target
 from spikefm.tokenize.base import N_TOKEN_TYPES, Batch
 from spikefm.tokenize.spikes import SpikeConfig, SpikeTokenizer
 
-__all__ = ["POYOConfig", "POYO", "poyo_objective", "PRESETS"]
-
-EMBEDDING_INIT_STD = 0.02  # torch_brain POYO ``emb_init_scale``; the unit and session tables' KeyedEmbedding default
+__all__ = ["POYOConfig", "POYO", "poyo_objective", "spike_decoder_sizes", "EMBEDDING_INIT_STD", "PRESETS"]
 
 
 @dataclass
@@ -87,7 +90,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-class POYO(nn.Module):
+class POYO(UnitRecalibration, nn.Module):
     """POYO decoder.
 
     Args:
@@ -110,6 +113,7 @@ class POYO(nn.Module):
         self.session_embedding = KeyedEmbedding(dim=config.dim, keys=list(sessions))
         self.token_type_embedding = nn.Embedding(N_TOKEN_TYPES, config.dim)
         self.latent_embedding = nn.Embedding(config.latents_per_step, config.dim)
+        nn.init.normal_(self.latent_embedding.weight, std=EMBEDDING_INIT_STD)  # torch_brain's latent init
         # Token types at the unit rows' scale (torch_brain's emb_init_scale): at nn.Embedding's
         # N(0, 1) a token type outweighs the N(0, 0.02^2) unit rows 50:1 and, after the encoder's
         # LayerNorm, hides which unit spiked.
@@ -128,7 +132,9 @@ class POYO(nn.Module):
         table, index = self._token_rows(batch)  # [R, D], [*P]: token i is table[index[i]]
         if self.training and self.config.unit_dropout:
             batch, index = self._drop_units(batch, index)
-        latents, latent_times = self._latents(batch)  # [B, M, D], [B, M]
+        latents, latent_times = latent_grid(
+            self.latent_embedding, batch.duration, step=self.config.latent_step
+        )  # [B, M, D], [B, M]
         queries = self.session_embedding(self._session_rows(batch))[:, None, :].expand(
             -1, batch.query_timestamps.shape[1], -1
         )  # [B, Q, D]
@@ -161,16 +167,6 @@ class POYO(nn.Module):
     def _session_rows(self, batch: Batch) -> Tensor:
         return self.session_embedding.lookup(batch.sessions)
 
-    def _latents(self, batch: Batch) -> tuple[Tensor, Tensor]:
-        step = self.config.latent_step
-        n_steps = max(1, int(np.ceil(float(batch.duration.max()) / step - 1e-6)))
-        centres = (torch.arange(n_steps, device=batch.duration.device) + 0.5) * step  # [S]
-        per_step = self.config.latents_per_step
-        times = centres.repeat_interleave(per_step)  # [S * K]
-        index = torch.arange(per_step, device=times.device).repeat(n_steps)  # [S * K]
-        latents = self.latent_embedding(index)[None].expand(batch.batch_size, -1, -1)  # [B, M, D]
-        return latents, times[None].expand(batch.batch_size, -1)
-
     def _packed(
         self, batch: Batch, table: Tensor, index: Tensor, latents: Tensor, latent_times: Tensor, queries: Tensor
     ) -> Tensor:
@@ -189,78 +185,21 @@ class POYO(nn.Module):
         return full.view(b, q, -1)  # [B, Q, D]
 
     def _drop_units(self, batch: Batch, tokens: Tensor) -> tuple[Batch, Tensor]:
-        """Hide all tokens of a random subset of each window's units (torch_brain ``UnitDropout``).
+        """Hide all tokens of a random subset of each window's units (:func:`unit_dropout_keep`).
 
         ``tokens`` is any per-token tensor [*P, ...] (embeddings or table rows); packed batches
         return it with the dropped tokens removed.
         """
-        offsets = batch.unit_offsets.tolist()
-        keep_unit = torch.ones(offsets[-1], dtype=torch.bool)
-        for b in range(batch.batch_size):
-            n = offsets[b + 1] - offsets[b]
-            if n <= self.config.min_units:
-                continue
-            n_keep = int(np.random.triangular(self.config.min_units, n, n + 1e-9))
-            drop = torch.randperm(n)[n_keep:] + offsets[b]
-            keep_unit[drop] = False
-        keep_unit = keep_unit.to(batch.unit_index.device)
-        token_keep = keep_unit[batch.unit_index.clamp(min=0)] | (batch.unit_index < 0)
+        token_keep = unit_dropout_keep(batch, self.config.min_units)
         if not batch.packed:
             return replace(batch, mask=batch.mask & token_keep), tokens
-        return _select_packed(batch, token_keep), tokens[token_keep]
-
-    # ------------------------------------------------------------------ recalibration
-    def add_session(self, recording: Recording) -> list[str]:
-        """Add rows for a new session's units and session token; returns the new keys."""
-        keys = recording.unit_keys()
-        self.unit_embedding.extend(keys)
-        self.session_embedding.extend([recording.session])
-        return keys
-
-    def freeze_for_recalibration(self, recording: Recording) -> list[nn.Parameter]:
-        """Train only ``recording``'s unit rows and session row; returns the parameters to optimise."""
-        for parameter in self.parameters():
-            parameter.requires_grad_(False)
-        self.unit_embedding.weight.requires_grad_(True)
-        self.session_embedding.weight.requires_grad_(True)
-        self.unit_embedding.freeze_except(recording.unit_keys())
-        self.session_embedding.freeze_except([recording.session])
-        return [self.unit_embedding.weight, self.session_embedding.weight]
-
-
-def _select_packed(batch: Batch, keep: Tensor) -> Batch:
-    sample = batch.sample_index[keep]
-    lengths = torch.bincount(sample, minlength=batch.batch_size)
-    cu = torch.cat([lengths.new_zeros(1), lengths.cumsum(0)]).to(torch.int32)
-    return replace(
-        batch, timestamps=batch.timestamps[keep], unit_index=batch.unit_index[keep], token_type=batch.token_type[keep],
-        mask=batch.mask[keep], values=batch.values[keep], sample_index=sample, cu_seqlens=cu, lengths=lengths,
-        max_seqlen=int(lengths.max()),
-    )  # fmt: skip
+        return select_packed(batch, token_keep), tokens[token_keep]
 
 
 def poyo_objective(outputs: dict[str, Tensor], batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
     """MSE between decoded and true behaviour at the valid queries."""
-    (key,) = batch.targets.keys() if len(batch.targets) == 1 else (None,)
-    if key is None:
-        raise ValueError(f"POYO decodes one behaviour series; batch has targets {sorted(batch.targets)}")
-    target = batch.targets[key]  # [B, Q, D]
-    mask = batch.query_mask[..., None] & torch.isfinite(target)
-    loss = mse(outputs["behavior"], torch.nan_to_num(target), mask)
-    return loss, {}
-
-
-def spike_decoder_sizes(recordings: Sequence[Recording], config: Any) -> dict[str, Any]:
-    """Sizes a per-spike decoder reads from the data: unit keys, sessions, behaviour width."""
-    dims = {r.behavior[config.behavior_key].dim for r in recordings if config.behavior_key in r.behavior}
-    if len(dims) != 1:
-        name = type(config).__name__.removesuffix("Config")
-        raise ValueError(
-            f"{name} decodes '{config.behavior_key}', which the recordings have with widths {sorted(dims)} "
-            "(need exactly one width; set model.overrides.behavior_key)"
-        )
-    keys = [k for r in recordings for k in r.unit_keys()]
-    return {"unit_keys": keys, "sessions": [r.session for r in recordings], "behavior_dim": dims.pop()}
+    target = single_target(batch, "POYO")  # [B, Q, D]
+    return behavior_mse(outputs["behavior"], target, batch.query_mask), {}
 
 
 def _tokenizer(config: POYOConfig, **overrides: Any) -> SpikeTokenizer:

@@ -22,7 +22,6 @@ Source: neuro-galaxy/torch_brain before PR #230, ``torch_brain/models/poyo_plus.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
@@ -32,10 +31,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from spikefm.data.recording import DataError, Recording, Window
+from spikefm.models._shared import unit_dropout_keep
 from spikefm.models.poyo import POYO, POYOConfig
 from spikefm.models.registry import ModelSpec, register
 from spikefm.nn.identity import KeyedEmbedding
-from spikefm.objectives.losses import mse
+from spikefm.nn.perceiver import latent_grid
+from spikefm.objectives.behavior import behavior_mse
 from spikefm.tokenize.base import Batch, QueryConfig, Tokens, make_queries
 from spikefm.tokenize.spikes import SpikeConfig, SpikeTokenizer
 
@@ -48,7 +49,6 @@ __all__ = [
     "MultiTaskConfig",
     "MultiTaskTokenizer",
     "poyo_plus_objective",
-    "unit_dropout_keep",
     "PRESETS",
 ]
 
@@ -130,25 +130,6 @@ PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {"dim": 64, "depth": 2, "cross_heads": 2, "self_heads": 2, "head_dim": 32, "latents_per_step": 8,
              "dropout": 0.1, "lin_dropout": 0.1, "min_units": 20},
 }
-
-
-# ---------------------------------------------------------------------------- shared POYO-family helper
-def unit_dropout_keep(batch: Batch, min_units: int) -> Tensor:
-    """bool [*P]: tokens kept after hiding a random subset of each window's units.
-
-    Per window of ``n > min_units`` units, ``n_keep ~ triangular(min_units, n, n)`` units are
-    kept (torch_brain ``UnitDropout``, as spikefm's POYO draws it); tokens without a unit stay.
-    """
-    offsets = batch.unit_offsets.tolist()
-    keep_unit = torch.ones(offsets[-1], dtype=torch.bool)
-    for b in range(batch.batch_size):
-        n = offsets[b + 1] - offsets[b]
-        if n <= min_units:
-            continue
-        n_keep = int(np.random.triangular(min_units, n, n + 1e-9))
-        keep_unit[torch.randperm(n)[n_keep:] + offsets[b]] = False
-    keep_unit = keep_unit.to(batch.unit_index.device)
-    return keep_unit[batch.unit_index.clamp(min=0)] | (batch.unit_index < 0)
 
 
 # ---------------------------------------------------------------------------- tokenizer
@@ -303,7 +284,9 @@ class POYOPlus(POYO):
         mask = batch.mask
         if self.training and self.config.unit_dropout:
             mask = mask & unit_dropout_keep(batch, self.config.min_units)
-        latents, latent_times = self._latent_grid(batch)  # [B, M, D], [B, M]
+        latents, latent_times = latent_grid(
+            self.latent_embedding, batch.duration, step=self.config.latent_step
+        )  # [B, M, D], [B, M]
         task = batch.targets[TASK_KEY][..., 0].long().clamp(0, len(self.specs) - 1)  # [B, Q]
         task_rows = self.task_embedding.lookup([s.name for s in self.specs])[task]  # [B, Q]
         session = self.session_embedding(self.session_embedding.lookup(batch.sessions))  # [B, D]
@@ -318,16 +301,6 @@ class POYOPlus(POYO):
         outputs["query_task"] = task
         outputs["task_weight"] = self.task_weight  # [T] the objective's weight of each task
         return outputs
-
-    def _latent_grid(self, batch: Batch) -> tuple[Tensor, Tensor]:
-        """``latents_per_step`` learned latents at the centre of every ``latent_step`` of the window."""
-        step, per_step = self.config.latent_step, self.config.latents_per_step
-        n_steps = max(1, math.ceil(float(batch.duration.max()) / step - 1e-6))
-        centres = (torch.arange(n_steps, device=batch.duration.device) + 0.5) * step  # [S]
-        times = centres.repeat_interleave(per_step)  # [S * K]
-        index = torch.arange(per_step, device=times.device).repeat(n_steps)  # [S * K]
-        latents = self.latent_embedding(index)[None].expand(batch.batch_size, -1, -1)  # [B, M, D]
-        return latents, times[None].expand(batch.batch_size, -1)
 
 
 def poyo_plus_objective(outputs: dict[str, Tensor], batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
@@ -347,8 +320,7 @@ def poyo_plus_objective(outputs: dict[str, Tensor], batch: Batch) -> tuple[Tenso
             continue
         target = batch.targets[name]  # [B, Q, dim] or [B, Q, 1]
         if kind == "values":
-            mask = selected[..., None] & torch.isfinite(target)
-            task_loss = mse(outputs[key], torch.nan_to_num(target), mask)
+            task_loss = behavior_mse(outputs[key], target, selected)
         else:
             logits, labels = outputs[key][selected], target[selected][:, 0].long()  # [N, C], [N]
             task_loss = F.cross_entropy(logits, labels)

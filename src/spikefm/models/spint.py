@@ -45,12 +45,14 @@ import torch
 from torch import Tensor, nn
 
 from spikefm.data.recording import DataError, Recording
+from spikefm.models._shared import behavior_width
 from spikefm.models.registry import ModelSpec, register
 from spikefm.nn.attention import Attention
+from spikefm.nn.calibration import pool_other_folds, session_folds
 from spikefm.nn.identity import IDEncoder
 from spikefm.nn.position import LearnedPositionEmbedding
 from spikefm.nn.transformer import CrossAttentionBlock, TransformerBlock, make_ffn
-from spikefm.objectives.losses import mse
+from spikefm.objectives.behavior import behavior_mse, single_target
 from spikefm.tokenize.base import Batch
 from spikefm.tokenize.neurons import NeuronConfig, NeuronTokenizer
 
@@ -252,12 +254,7 @@ class SPINT(nn.Module):
         counts = batch.values.float()  # [B, U, T]
         encoder = self.id_encoder
         per_trial = encoder.phi(torch.log1p(counts.clamp_min(0)))  # [B, U, h] one calibration "trial" per window
-        rank, seen = [], {}
-        for session in batch.sessions:
-            rank.append(seen.get(session, 0))
-            seen[session] = seen.get(session, 0) + 1
-        n_folds = 2 if self.training else max(seen.values())
-        fold = [r % n_folds for r in rank]
+        fold, n_folds = session_folds(batch.sessions, self.training)
         vocab: dict[str, int] = {}
         ids = torch.tensor(
             [[-1 if k is None else vocab.setdefault(k, len(vocab)) for k in row] for row in keys],
@@ -265,14 +262,7 @@ class SPINT(nn.Module):
         ).view(counts.shape[:2])  # [B, U]
         folds = torch.tensor(fold, dtype=torch.long, device=counts.device)[:, None].expand_as(ids)  # [B, U]
         valid = ids >= 0
-        own = ids[valid] * n_folds + folds[valid]  # [N] (key, fold) slot of each token
-        phi = per_trial[valid]  # [N, h]
-        sums = phi.new_zeros(n_folds * len(vocab), phi.shape[-1]).index_add(0, own, phi)  # [K * F, h]
-        n = torch.bincount(own, minlength=n_folds * len(vocab)).to(phi.dtype)  # [K * F]
-        key_sums = sums.view(len(vocab), n_folds, -1).sum(1)  # [K, h]
-        key_n = n.view(len(vocab), n_folds).sum(1)  # [K]
-        rest = key_sums[ids[valid]] - sums[own]  # [N, h]: every other fold of the token's unit
-        pooled_valid = rest / (key_n[ids[valid]] - n[own]).clamp_min(1)[:, None]  # zeros when no other fold
+        pooled_valid = pool_other_folds(per_trial[valid], ids[valid], folds[valid], n_folds)  # [N, h]
         pooled = per_trial.new_zeros(per_trial.shape).index_put(valid.nonzero(as_tuple=True), pooled_valid)
         return encoder.psi(pooled) * valid[..., None].to(pooled.dtype)  # [B, U, D]
 
@@ -349,21 +339,12 @@ def _default_trials(recording: Recording, n: int) -> list[int]:
 
 def spint_objective(outputs: dict[str, Tensor], batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
     """MSE between decoded and true behaviour at the valid queries."""
-    if len(batch.targets) != 1:
-        raise ValueError(f"SPINT decodes one behaviour series; batch has targets {sorted(batch.targets)}")
-    (target,) = batch.targets.values()  # [B, Q, D]
-    mask = batch.query_mask[..., None] & torch.isfinite(target)
-    return mse(outputs["behavior"], torch.nan_to_num(target), mask), {}
+    target = single_target(batch, "SPINT")  # [B, Q, D]
+    return behavior_mse(outputs["behavior"], target, batch.query_mask), {}
 
 
 def _sizes(recordings: Sequence[Recording], config: SPINTConfig) -> dict[str, Any]:
-    dims = {r.behavior[config.behavior_key].dim for r in recordings if config.behavior_key in r.behavior}
-    if len(dims) != 1:
-        raise ValueError(
-            f"SPINT decodes '{config.behavior_key}', which the recordings have with widths {sorted(dims)} "
-            "(need exactly one width; set model.overrides.behavior_key)"
-        )
-    return {"behavior_dim": dims.pop()}
+    return {"behavior_dim": behavior_width(recordings, config.behavior_key, "SPINT")}
 
 
 def _tokenizer(config: SPINTConfig, **overrides: Any) -> NeuronTokenizer:

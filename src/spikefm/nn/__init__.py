@@ -26,7 +26,7 @@ from spikefm.nn.identity import (
     unit_key,
     unit_keys,
 )
-from spikefm.nn.perceiver import PerceiverIO
+from spikefm.nn.perceiver import PerceiverIO, latent_grid
 from spikefm.nn.position import (
     LearnedPositionEmbedding,
     LearnedTimeEmbedding,
@@ -36,7 +36,18 @@ from spikefm.nn.position import (
     invert_rotary,
     logspace_periods,
 )
-from spikefm.nn.recurrent import GRU, RecurrentCore, SelectiveSSM, selective_scan
+from spikefm.nn.calibration import pool_other_folds, session_folds
+from spikefm.nn.chunking import chunk_grid, chunk_index
+from spikefm.nn.recurrent import (
+    CORES,
+    GRU,
+    RecurrentCore,
+    SelectiveSSM,
+    gru_weights,
+    make_core,
+    selective_scan,
+    step_core,
+)
 from spikefm.nn.transformer import (
     FFNS,
     MLP,
@@ -44,8 +55,11 @@ from spikefm.nn.transformer import (
     CrossAttentionBlock,
     GatedMLP,
     SpatioTemporalBlock,
+    TorchStyleBlock,
     TransformerBlock,
     TransformerEncoder,
+    attend_projected,
+    rotated_queries,
     make_ffn,
     make_norm,
 )
@@ -90,12 +104,26 @@ __all__ = [
     "TransformerBlock",
     "CrossAttentionBlock",
     "TransformerEncoder",
+    "TorchStyleBlock",
+    "attend_projected",
+    "rotated_queries",
     "SpatioTemporalBlock",
     # perceiver
     "PerceiverIO",
+    "latent_grid",
     # recurrent
     "RecurrentCore",
     "GRU",
     "SelectiveSSM",
     "selective_scan",
+    "CORES",
+    "make_core",
+    "gru_weights",
+    "step_core",
+    # chunking
+    "chunk_index",
+    "chunk_grid",
+    # calibration
+    "session_folds",
+    "pool_other_folds",
 ]

@@ -26,6 +26,8 @@ Shape legend: B batch, L input tokens, M latents, Q output queries, D width, Dh 
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -34,7 +36,27 @@ from spikefm.nn.attention import Attention, unpack
 from spikefm.nn.position import RotaryTimeEmbedding
 from spikefm.nn.transformer import CrossAttentionBlock, TransformerBlock, make_ffn
 
-__all__ = ["PerceiverIO"]
+__all__ = ["PerceiverIO", "latent_grid"]
+
+
+def latent_grid(embedding: nn.Embedding, duration: Tensor, *, step: float) -> tuple[Tensor, Tensor]:
+    """POYO's latents: every learned latent of ``embedding`` repeated at the centre of each ``step`` s.
+
+    Args:
+        embedding: K learned latents (torch_brain ``latent_emb``, ``num_latents_per_step`` rows).
+        duration: [B] window lengths in seconds; the grid covers the longest.
+        step: seconds between latent groups (POYO: 0.125).
+
+    Returns:
+        latents [B, S * K, D] and their times [B, S * K] (S = steps covering the longest window).
+    """
+    per_step = embedding.num_embeddings
+    n_steps = max(1, math.ceil(float(duration.max()) / step - 1e-6))
+    centres = (torch.arange(n_steps, device=duration.device) + 0.5) * step  # [S]
+    times = centres.repeat_interleave(per_step)  # [S * K]
+    index = torch.arange(per_step, device=times.device).repeat(n_steps)  # [S * K]
+    batch = duration.shape[0]
+    return embedding(index)[None].expand(batch, -1, -1), times[None].expand(batch, -1)
 
 
 class PerceiverIO(nn.Module):

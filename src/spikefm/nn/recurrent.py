@@ -24,7 +24,9 @@ from torch import Tensor, nn
 
 from spikefm.nn.attention import RMSNorm
 
-__all__ = ["RecurrentCore", "GRU", "SelectiveSSM", "selective_scan"]
+__all__ = ["RecurrentCore", "GRU", "SelectiveSSM", "selective_scan", "CORES", "make_core", "gru_weights", "step_core"]
+
+CORES = ("gru", "ssm")
 
 
 @runtime_checkable
@@ -199,3 +201,51 @@ class SelectiveSSM(nn.Module):
             x_t, h = layer.step(x_t, h)  # [B, D], [B, E, S]
             finals.append(h)
         return self.norm(x_t), torch.stack(finals)
+
+
+def make_core(
+    kind: str, *, input_dim: int, hidden_dim: int, layers: int, dropout: float = 0.0, state_dim: int = 16,
+    expand: int = 2,
+) -> tuple[nn.Module, int]:
+    """A recurrent core by name and its output width.
+
+    Args:
+        kind: ``"gru"`` (:class:`GRU`, ``hidden_dim`` wide, ``dropout`` between layers) or ``"ssm"``
+            (:class:`SelectiveSSM`, as wide as its input, ``state_dim`` / ``expand``).
+        input_dim: width of each step's input. layers: stacked layers.
+
+    Returns:
+        (core, output width).
+    """
+    if kind not in CORES:
+        raise ValueError(f"recurrent core must be one of {CORES}, got {kind!r}")
+    if kind == "gru":
+        dropout = dropout if layers > 1 else 0.0  # nn.GRU drops only between layers
+        return GRU(input_dim=input_dim, hidden_dim=hidden_dim, num_layers=layers, dropout=dropout), hidden_dim
+    return SelectiveSSM(dim=input_dim, state_dim=state_dim, expand=expand, num_layers=layers), input_dim
+
+
+def gru_weights(core: nn.Module) -> tuple[tuple[Tensor, ...], ...] | None:
+    """Per layer ``(w_ih, w_hh, b_ih, b_hh)`` of a :class:`GRU` core (for :func:`step_core`); None otherwise."""
+    if not isinstance(core, GRU):
+        return None
+    names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+    return tuple(tuple(getattr(core.gru, f"{n}_l{layer}") for n in names) for layer in range(core.num_layers))
+
+
+def step_core(
+    core: nn.Module, x: Tensor, state: Tensor, weights: tuple[tuple[Tensor, ...], ...] | None
+) -> tuple[Tensor, Tensor]:
+    """One step of a core; for a GRU given its :func:`gru_weights`, ``torch.gru_cell`` per layer
+    (the same maths as ``core.step`` with less overhead: streaming pays it every chunk).
+
+    Shapes:
+        x [B, D], state as the core's -> (y [B, Do], state)
+    """
+    if weights is None:
+        return core.step(x, state)
+    hidden = []
+    for layer, w in enumerate(weights):
+        x = torch.gru_cell(x, state[layer], *w)  # [B, H]
+        hidden.append(x)
+    return x, torch.stack(hidden)  # [B, H], [layers, B, H]

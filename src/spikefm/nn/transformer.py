@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from spikefm.nn.attention import Attention, AttentionWeights, RMSNorm
-from spikefm.nn.position import RotaryTimeEmbedding
+from spikefm.nn.position import RotaryTimeEmbedding, apply_rotary, invert_rotary
 
 __all__ = [
     "NORMS",
@@ -27,6 +27,9 @@ __all__ = [
     "GatedMLP",
     "TransformerBlock",
     "CrossAttentionBlock",
+    "attend_projected",
+    "rotated_queries",
+    "TorchStyleBlock",
     "TransformerEncoder",
     "SpatioTemporalBlock",
 ]
@@ -165,6 +168,37 @@ class TransformerBlock(nn.Module):
         return x + self.drop(self.ffn(self.ffn_norm(x)))
 
 
+class TorchStyleBlock(nn.Module):
+    """A ``torch.nn.TransformerEncoderLayer``-style block (post-norm by default, as NDT2) on SDPA attention.
+
+    Post-norm: ``x = norm1(x + attn(x))``, ``x = norm2(x + ffn(x))``; pre-norm:
+    ``x + attn(norm1(x))``, ``x + ffn(norm2(x))``. GELU feed-forward; dropout on the
+    attention probabilities and both residual branches.
+
+    Args:
+        dim: D. heads: H. ffn_dim: feed-forward width. dropout: as above.
+        pre_norm: normalise before each branch instead of after the residual.
+
+    Shapes:
+        forward(x [B, L, D], attn_mask [L, L] | [B, L, L]) -> [B, L, D]
+    """
+
+    def __init__(self, *, dim: int, heads: int, ffn_dim: int, dropout: float, pre_norm: bool = False) -> None:
+        super().__init__()
+        self.pre_norm = pre_norm
+        self.attention = Attention(dim=dim, heads=heads, dropout=dropout)
+        self.ffn = make_ffn("gelu", dim=dim, hidden_dim=ffn_dim, dropout=dropout)
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, attn_mask: Tensor | None = None) -> Tensor:
+        if self.pre_norm:
+            x = x + self.drop(self.attention(self.norm1(x), attn_mask=attn_mask))
+            return x + self.drop(self.ffn(self.norm2(x)))
+        x = self.norm1(x + self.drop(self.attention(x, attn_mask=attn_mask)))
+        return self.norm2(x + self.drop(self.ffn(x)))
+
+
 class CrossAttentionBlock(nn.Module):
     """Pre-norm cross-attention block: ``x + attn(norm(x), norm_c(context))``, then ``x + ffn(norm(x))``.
 
@@ -222,6 +256,46 @@ class CrossAttentionBlock(nn.Module):
         if self.ffn is None:
             return x
         return x + self.drop(self.ffn(self.ffn_norm(x)))
+
+
+def rotated_queries(block: CrossAttentionBlock, x: Tensor, table: Tensor) -> tuple[Tensor, Tensor]:
+    """A block's queries for fixed tokens ``x`` [L, D], rotated by ``table`` [L, Dh/2, 2]: [1, H, L, Dh],
+    and the inverse table (for :func:`attend_projected`, computed once per stream)."""
+    attention = block.attention
+    q = attention.to_q(block.query_norm(x)).view(1, x.shape[0], attention.heads, -1).transpose(1, 2)
+    return apply_rotary(q, table), invert_rotary(table)
+
+
+def attend_projected(
+    block: CrossAttentionBlock, residual: Tensor, q: Tensor, kv: Tensor, rotary: Tensor, unrotary: Tensor,
+    mask: Tensor | None,
+) -> Tensor:
+    """``block`` (eval mode, rotated values, no QK-norm) with its queries and context projected ahead.
+
+    A streaming model (POSSM, unified) projects and rotates its fixed queries once per stream
+    and caches its context's key / value projections; per chunk only the new keys rotate and
+    one SDPA call runs. Equals ``block(x, context, rotary=..., context_rotary=...)``.
+
+    Args:
+        block: a :class:`CrossAttentionBlock` whose attention has ``rotate_value=True``.
+        residual: [L, D] the query tokens. q: [1, H, L, Dh] their rotated projections.
+        kv: [n, 2 * H * Dh] the context's key / value projections (before rotation).
+        rotary: [n, Dh/2, 2] the context's rotary table. unrotary: [L, Dh/2, 2] inverse query table.
+        mask: bool [1, n] visible context tokens, or None for all.
+
+    Returns:
+        [L, D]; with no context token the attention output is zero, as :class:`Attention` gives.
+    """
+    attention = block.attention
+    heads = attention.heads
+    if kv.shape[0] == 0:
+        out = q.new_zeros(q.shape)  # [1, H, L, Dh]
+    else:
+        kv = apply_rotary(kv.view(1, -1, 2 * heads, attention.head_dim).transpose(1, 2), rotary)  # [1, 2H, n, Dh]
+        out = F.scaled_dot_product_attention(q, kv[:, :heads], kv[:, heads:], attn_mask=mask)  # [1, H, L, Dh]
+    out = apply_rotary(out, unrotary)
+    x = residual + attention.to_out(out.transpose(1, 2).flatten(2))[0]  # [L, D]
+    return x if block.ffn is None else x + block.ffn(block.ffn_norm(x))
 
 
 class TransformerEncoder(nn.Module):

@@ -9,6 +9,7 @@ causal / neuron / intra-region / inter-region schemes, and NLB forward predictio
 each a seeded transform ``[B, T, N] -> MaskResult(masked_input, mask)``.
 """
 
+from spikefm.objectives.behavior import behavior_mse, single_target
 from spikefm.objectives.losses import (
     count_cross_entropy,
     counts_to_classes,
@@ -19,6 +20,7 @@ from spikefm.objectives.losses import (
     poisson_nll,
     poisson_soft_targets,
 )
+from spikefm.objectives.unit_masking import UnitMasks, eligible_schemes, region_ids, unit_masks
 from spikefm.objectives.masking import (
     MaskingScheme,
     MaskResult,
@@ -42,6 +44,8 @@ __all__ = [
     "mse",
     "nt_xent",
     "info_nce",
+    "behavior_mse",
+    "single_target",
     "MaskResult",
     "MaskingScheme",
     "random_token_mask",
@@ -53,4 +57,8 @@ __all__ = [
     "sample_scheme",
     "apply_scheme",
     "n_selected",
+    "UnitMasks",
+    "unit_masks",
+    "eligible_schemes",
+    "region_ids",
 ]

@@ -4,8 +4,11 @@
 >>> for end in chunk_ends:  # doctest: +SKIP
 ...     velocity = decoder.step(times_in_chunk, units_in_chunk, chunk_end=end)  # [Qc, D]
 
-The decoder holds only the model's :class:`~spikefm.models.possm.POSSMState` (the recurrent
-core's state and its last ``context_chunks`` outputs) and the end of the last chunk, so
+Any model with the streaming protocol works (:class:`~spikefm.models.possm.POSSM`,
+:class:`~spikefm.models.unified.Unified`): ``prepare_stream(unit_keys, session, query_offsets)``
+-> per-stream constants, ``initial_stream_state()``, ``stream_step(units, times, stream, state)``
+-> (behaviour, state), and ``config.chunk`` / ``config.query_rate_hz``. The decoder holds only
+the model's state (the recurrent core's state and its last ``context_chunks`` outputs) and the end of the last chunk, so
 memory stays constant however long it runs. Chunks must be consecutive and exactly
 ``model.config.chunk`` long (step an empty chunk through silence); spikes must be sorted
 and inside ``[chunk_end - chunk, chunk_end)``. Stepping the chunks of a window from
@@ -22,21 +25,26 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from spikefm.models.possm import POSSM, POSSMState, POSSMStream, default_query_offsets
+from torch import nn
 
-__all__ = ["StreamingDecoder"]
+from spikefm.models.possm import default_query_offsets
+
+__all__ = ["StreamingDecoder", "STREAM_PROTOCOL"]
+
+STREAM_PROTOCOL = ("prepare_stream", "initial_stream_state", "stream_step")
 
 
 class StreamingDecoder:
-    """Chunk-by-chunk decoding with a trained :class:`~spikefm.models.possm.POSSM`.
+    """Chunk-by-chunk decoding with a trained streaming model (POSSM, unified).
 
     Args:
-        model: a POSSM (put in eval mode here; the decoder never trains it). Projections that do
-            not depend on the spikes are computed once here: build a new decoder after
-            changing the model's weights.
+        model: a model with the streaming protocol (put in eval mode here; the decoder never
+            trains it). Projections that do not depend on the spikes are computed once here:
+            build a new decoder after changing the model's weights.
         unit_keys: ``"session/unit"`` key of each unit index ``spike_units`` may hold, in
             order (e.g. ``recording.unit_keys()``); every key must be in the model's vocabulary
-            (:meth:`POSSM.add_session` + recalibration for a new session).
+            (POSSM: :meth:`POSSM.add_session` + recalibration for a new session; unified:
+            :meth:`Unified.calibrate` on the session).
         session: the session whose embedding makes the output queries.
         query_offsets: query times inside a chunk, seconds from its start; default the
             model's offline query grid (``k / query_rate_hz``: 5 queries per 50 ms at 100 Hz).
@@ -47,26 +55,32 @@ class StreamingDecoder:
     """
 
     def __init__(
-        self, model: POSSM, unit_keys: Sequence[str], session: str, *, query_offsets: Sequence[float] | None = None
-    ) -> None:
-        if not isinstance(model, POSSM):
-            raise TypeError(f"StreamingDecoder needs a POSSM model, got {type(model).__name__}")
+        self, model: nn.Module, unit_keys: Sequence[str], session: str, *,
+        query_offsets: Sequence[float] | None = None,
+    ) -> None:  # fmt: skip
+        missing = [name for name in STREAM_PROTOCOL if not callable(getattr(model, name, None))]
+        if missing:
+            raise TypeError(
+                f"StreamingDecoder needs a streaming model (POSSM, unified), got {type(model).__name__} "
+                f"without {missing}"
+            )
         self.model = model.eval()
         self.chunk = float(model.config.chunk)
-        self.unit_rows = model.unit_embedding.lookup(list(unit_keys))  # KeyError names the missing keys
-        self.session_row = model.session_embedding.lookup([session])
+        self.device = next(model.parameters()).device
+        self._n_units = len(unit_keys)
         offsets = default_query_offsets(model.config) if query_offsets is None else np.asarray(query_offsets, float)
         if offsets.ndim != 1 or offsets.size == 0 or offsets.min() < 0 or offsets.max() >= self.chunk:
             raise ValueError(f"query_offsets must be a non-empty 1-D list in [0, {self.chunk}) s, got {offsets}")
-        self.query_offsets = torch.as_tensor(offsets, dtype=torch.float64, device=self.unit_rows.device)
-        self.stream: POSSMStream = model.stream_constants(self.unit_rows, self.session_row, self.query_offsets)
-        self.state: POSSMState = model.initial_stream_state()
+        self.query_offsets = torch.as_tensor(offsets, dtype=torch.float64, device=self.device)
+        # Unknown unit keys or session: the model's KeyError names them.
+        self.stream = model.prepare_stream(list(unit_keys), session, self.query_offsets)
+        self.state = model.initial_stream_state()
         self.last_end: float | None = None
         self.last_query_times: np.ndarray | None = None
 
     @property
     def n_units(self) -> int:
-        return int(self.unit_rows.shape[0])
+        return self._n_units
 
     def reset(self) -> None:
         """Forget everything: the next step starts a fresh stream, as the offline pass starts a window."""
@@ -89,7 +103,7 @@ class StreamingDecoder:
         """
         start = self._chunk_start(float(chunk_end))
         times, units = self._check_spikes(spike_times, spike_units, start, float(chunk_end))
-        device = self.unit_rows.device
+        device = self.device
         with torch.inference_mode():
             behavior, self.state = self.model.stream_step(
                 torch.as_tensor(units, device=device),

@@ -1,0 +1,114 @@
+"""Parts the per-spike decoders (POYO, POYO+, POSSM, unified) and the behaviour decoders share.
+
+Not a model: nothing here registers. Kept in one place so the models import it instead of
+each other (POSSM used to import helpers from ``poyo.py`` and ``poyo_plus.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from spikefm.data.recording import Recording
+from spikefm.tokenize.base import Batch
+
+__all__ = [
+    "EMBEDDING_INIT_STD",
+    "behavior_width",
+    "spike_decoder_sizes",
+    "unit_dropout_keep",
+    "select_packed",
+    "UnitRecalibration",
+]
+
+EMBEDDING_INIT_STD = 0.02  # torch_brain POYO ``emb_init_scale``; the unit and session tables' KeyedEmbedding default
+
+
+def behavior_width(recordings: Sequence[Recording], key: str, model: str) -> int:
+    """The one width of behaviour ``key`` across ``recordings``; an error names the widths found.
+
+    Args:
+        recordings: the training recordings.
+        key: behaviour series decoded (the config's ``behavior_key``).
+        model: the model's name, for the message.
+    """
+    dims = {r.behavior[key].dim for r in recordings if key in r.behavior}
+    if len(dims) != 1:
+        raise ValueError(
+            f"{model} decodes '{key}', which the recordings have with widths {sorted(dims)} "
+            "(need exactly one width; set model.overrides.behavior_key)"
+        )
+    return dims.pop()
+
+
+def spike_decoder_sizes(recordings: Sequence[Recording], config: Any) -> dict[str, Any]:
+    """Sizes a per-spike decoder reads from the data: unit keys, sessions, behaviour width."""
+    name = type(config).__name__.removesuffix("Config")
+    keys = [k for r in recordings for k in r.unit_keys()]
+    return {
+        "unit_keys": keys,
+        "sessions": [r.session for r in recordings],
+        "behavior_dim": behavior_width(recordings, config.behavior_key, name),
+    }
+
+
+def unit_dropout_keep(batch: Batch, min_units: int) -> Tensor:
+    """bool [*P]: tokens kept after hiding a random subset of each window's units.
+
+    Per window of ``n > min_units`` units, ``n_keep ~ triangular(min_units, n, n)`` units are
+    kept (torch_brain ``UnitDropout``); tokens without a unit stay.
+    """
+    offsets = batch.unit_offsets.tolist()
+    keep_unit = torch.ones(offsets[-1], dtype=torch.bool)
+    for b in range(batch.batch_size):
+        n = offsets[b + 1] - offsets[b]
+        if n <= min_units:
+            continue
+        n_keep = int(np.random.triangular(min_units, n, n + 1e-9))
+        keep_unit[torch.randperm(n)[n_keep:] + offsets[b]] = False
+    keep_unit = keep_unit.to(batch.unit_index.device)
+    return keep_unit[batch.unit_index.clamp(min=0)] | (batch.unit_index < 0)
+
+
+def select_packed(batch: Batch, keep: Tensor) -> Batch:
+    """A packed batch with only the tokens where ``keep`` [N] is True (per-token fields and extents)."""
+    sample = batch.sample_index[keep]
+    lengths = torch.bincount(sample, minlength=batch.batch_size)
+    cu = torch.cat([lengths.new_zeros(1), lengths.cumsum(0)]).to(torch.int32)
+    return replace(
+        batch, timestamps=batch.timestamps[keep], unit_index=batch.unit_index[keep], token_type=batch.token_type[keep],
+        mask=batch.mask[keep], values=batch.values[keep], sample_index=sample, cu_seqlens=cu, lengths=lengths,
+        max_seqlen=int(lengths.max()), extras={k: v[keep] for k, v in batch.extras.items()},
+    )  # fmt: skip
+
+
+class UnitRecalibration:
+    """POYO-style recalibration for a model with ``unit_embedding`` and ``session_embedding`` tables.
+
+    A new session gets new unit and session rows (:meth:`add_session`); only those rows train
+    (:meth:`freeze_for_recalibration`), as POYO recalibrates.
+    """
+
+    unit_embedding: Any
+    session_embedding: Any
+
+    def add_session(self, recording: Recording) -> list[str]:
+        """Add rows for a new session's units and session token; returns the new unit keys."""
+        keys = recording.unit_keys()
+        self.unit_embedding.extend(keys)
+        self.session_embedding.extend([recording.session])
+        return keys
+
+    def freeze_for_recalibration(self, recording: Recording) -> list[nn.Parameter]:
+        """Train only ``recording``'s unit rows and session row; returns the parameters to optimise."""
+        for parameter in self.parameters():  # type: ignore[attr-defined]
+            parameter.requires_grad_(False)
+        tables = ((self.unit_embedding, recording.unit_keys()), (self.session_embedding, [recording.session]))
+        for table, keys in tables:
+            table.weight.requires_grad_(True)
+            table.freeze_except(keys)
+        return [self.unit_embedding.weight, self.session_embedding.weight]

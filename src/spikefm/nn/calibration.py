@@ -1,0 +1,62 @@
+"""In-batch calibration for identity encoders (SPINT, unified): pool each unit's activity over the
+*other* windows of its session in the batch, never its own.
+
+A window's identities must not depend on the window's own activity (at test time calibration
+data is disjoint from the decoded data). In training a session's windows are split alternately
+into two folds, each pooling the other (cross-fitting: a leave-one-out mean would let the
+network read the window back from the missing term); in evaluation every other window is pooled
+(leave-one-out). A window alone of its session pools nothing (zeros).
+
+Shape legend: N (window, unit) rows, h feature width.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = ["session_folds", "pool_other_folds"]
+
+
+def session_folds(sessions: Sequence[str], training: bool) -> tuple[list[int], int]:
+    """Fold of each window: its rank among its session's windows modulo the fold count.
+
+    Returns:
+        (fold per window, fold count): two folds in training, leave-one-out (as many folds as
+        the largest session has windows) in evaluation.
+    """
+    rank, seen = [], {}
+    for session in sessions:
+        rank.append(seen.get(session, 0))
+        seen[session] = seen.get(session, 0) + 1
+    n_folds = 2 if training else max(seen.values())
+    return [r % n_folds for r in rank], n_folds
+
+
+def pool_other_folds(
+    values: Tensor, key: Tensor, fold: Tensor, n_folds: int, contributes: Tensor | None = None
+) -> Tensor:
+    """Per row, the mean of ``values`` over rows of the same key in the *other* folds.
+
+    Args:
+        values: [N, h] one row per (window, unit).
+        key: long [N] the unit (``"session/unit"`` vocabulary index) of each row, 0 <= key < K.
+        fold: long [N] the fold of each row's window, 0 <= fold < n_folds.
+        n_folds: F.
+        contributes: bool [N] rows that may enter the means (default all); every row still
+            gets its mean (a unit hidden in one window pools nothing from that window).
+
+    Returns:
+        [N, h]; zeros where no other fold holds a contributing row of the key.
+    """
+    n_keys = int(key.max()) + 1 if key.numel() else 0
+    own = key * n_folds + fold  # [N] (key, fold) slot of each row
+    slots, rows = (own, values) if contributes is None else (own[contributes], values[contributes])
+    sums = values.new_zeros(n_folds * n_keys, values.shape[-1]).index_add(0, slots, rows)  # [K * F, h]
+    n = torch.bincount(slots, minlength=n_folds * n_keys).to(values.dtype)  # [K * F]
+    key_sums = sums.view(n_keys, n_folds, -1).sum(1)  # [K, h]
+    key_n = n.view(n_keys, n_folds).sum(1)  # [K]
+    rest = key_sums[key] - sums[own]  # [N, h]: every other fold of the row's unit
+    return rest / (key_n[key] - n[own]).clamp_min(1)[:, None]

@@ -1,0 +1,54 @@
+"""Cutting a stream of tokens into fixed-length time chunks (POSSM, unified).
+
+Offline, a window's tokens are scattered into one padded row per (sample, chunk) so one
+attention call encodes every chunk; streaming, each chunk arrives on its own. Both must put a
+token into the same chunk, so both use :func:`chunk_index`.
+
+Shape legend: n tokens, B samples, C chunks, S most tokens in a chunk, D width.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = ["CHUNK_SNAP", "chunk_index", "chunk_grid"]
+
+CHUNK_SNAP = 1e-4  # chunks; a time this close below a boundary belongs to the next chunk
+
+
+def chunk_index(times: Tensor, chunk: float) -> Tensor:
+    """Chunk of each time: ``floor(t / chunk)``, snapping times within ``CHUNK_SNAP`` chunks below a
+    boundary up (float32 timestamps of boundary queries round down)."""
+    return torch.floor(times.double() / chunk + CHUNK_SNAP).long()
+
+
+def chunk_grid(
+    tokens: Tensor, times: Tensor, sample: Tensor, n_rows: int, n_chunks: int, chunk: float
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Scatter flat tokens into one padded row per (sample, chunk).
+
+    Args:
+        tokens: [n, D] valid tokens. times: [n] window-relative seconds. sample: long [n].
+        n_rows: B * C rows. n_chunks: C. chunk: seconds.
+
+    Returns:
+        tokens [B * C, S, D], chunk-relative times float64 [B * C, S], mask [B * C, S]
+        (row ``b * C + c`` is chunk ``c`` of sample ``b``; ``S`` = most tokens in a chunk, >= 1).
+    """
+    index = chunk_index(times, chunk).clamp(0, n_chunks - 1)  # [n]
+    relative = times.double() - index.double() * chunk  # [n] seconds into the chunk
+    row = sample * n_chunks + index  # [n]
+    order = torch.argsort(row, stable=True)
+    row = row[order]
+    counts = torch.bincount(row, minlength=n_rows)  # [B * C]
+    starts = torch.cumsum(counts, 0) - counts
+    slot = torch.arange(row.shape[0], device=row.device) - starts[row]  # position inside its row
+    width = max(1, int(counts.max())) if row.numel() else 1
+    grid = tokens.new_zeros(n_rows, width, tokens.shape[-1])
+    grid[row, slot] = tokens[order]
+    grid_times = torch.zeros(n_rows, width, dtype=torch.float64, device=tokens.device)
+    grid_times[row, slot] = relative[order]
+    mask = torch.zeros(n_rows, width, dtype=torch.bool, device=tokens.device)
+    mask[row, slot] = True
+    return grid, grid_times, mask

@@ -1,0 +1,206 @@
+"""The unified model: unit-permutation invariance, no per-session parameters, streaming equals the
+offline pass, every masking scheme hides what it claims, identity recalibration trains offsets only."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from spikefm.data.synthetic import SyntheticConfig, generate
+from spikefm.models.registry import build_config, get_spec
+from spikefm.objectives.unit_masking import UnitMasks, eligible_schemes, unit_masks
+from spikefm.realtime import StreamingDecoder
+from spikefm.tokenize.base import TokenType, collate
+
+# 1/16 s chunks, 64 Hz queries: boundary and query times are exact in float32 (see tests/realtime).
+EXACT = {"chunk": 0.0625, "query_rate_hz": 64.0}
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    return generate(SyntheticConfig(n_sessions=2, units_per_session=(14, 18), n_trials=12, seed=5))
+
+
+def build(recordings, **overrides):
+    spec = get_spec("unified")
+    config = build_config("unified", "tiny", **overrides)
+    torch.manual_seed(0)
+    model = spec.model_cls(config, **spec.sizes_from_data(recordings, config))
+    return model.eval(), spec.make_tokenizer(config)
+
+
+def tokens_of(tokenizer, recording, starts):
+    return [tokenizer(recording.window(float(t0), float(t0) + 1.0)) for t0 in starts]
+
+
+def permuted(tokens, rng):
+    """The same window with its units listed in another order and its tokens shuffled."""
+    perm = rng.permutation(tokens.n_units)  # new unit i is old unit perm[i]
+    inverse = np.argsort(perm)
+    order = rng.permutation(len(tokens))
+    return replace(
+        tokens, unit_keys=tuple(np.asarray(tokens.unit_keys)[perm]), unit_index=inverse[tokens.unit_index][order],
+        timestamps=tokens.timestamps[order], token_type=tokens.token_type[order], mask=tokens.mask[order],
+        values=tokens.values[order], unit_extras={k: v[perm] for k, v in tokens.unit_extras.items()},
+    )  # fmt: skip
+
+
+def test_permuting_units_changes_nothing(dataset):
+    model, tokenizer = build(dataset.recordings)
+    rec = dataset.recordings[0]
+    samples = tokens_of(tokenizer, rec, rec.trials.start[:4])  # in-batch calibration across the 4 windows
+    rng = np.random.default_rng(0)
+    with torch.no_grad():
+        base = model(collate(samples, pack=True))
+        shuffled_samples = [permuted(t, rng) for t in samples]
+        shuffled = model(collate(shuffled_samples, pack=True))
+    torch.testing.assert_close(shuffled["behavior"], base["behavior"], atol=1e-5, rtol=1e-5)
+    # Count predictions are per unit: match rows by unit key.
+    offsets = np.cumsum([0] + [t.n_units for t in samples])
+    index = [offsets[b] + list(shuffled_samples[b].unit_keys).index(k)
+             for b, t in enumerate(samples) for k in t.unit_keys]  # fmt: skip
+    torch.testing.assert_close(shuffled["unit_log_rates"][index], base["unit_log_rates"], atol=1e-5, rtol=1e-5)
+
+
+def test_no_parameter_depends_on_sessions_or_units(dataset):
+    other = generate(SyntheticConfig(n_sessions=3, units_per_session=(9, 25), n_trials=4, seed=11))
+    a, _ = build(dataset.recordings)
+    b, tokenizer = build(other.recordings)
+    shapes = {k: tuple(v.shape) for k, v in a.state_dict().items() if isinstance(v, torch.Tensor)}
+    assert shapes == {k: tuple(v.shape) for k, v in b.state_dict().items() if isinstance(v, torch.Tensor)}
+    assert len(a.identity_offset) == 0 and a.identity_offset.weight.numel() == 0
+    # A session never seen: calibrate (unlabeled, forward pass only) and decode; no parameter is added.
+    n_params = sum(p.numel() for p in a.parameters())
+    new = other.recordings[2]
+    a.calibrate(new)
+    with torch.no_grad():
+        out = a(collate(tokens_of(tokenizer, new, new.trials.start[:2]), pack=True))
+    assert torch.isfinite(out["behavior"]).all()
+    assert sum(p.numel() for p in a.parameters()) == n_params
+
+
+@pytest.mark.parametrize("core", ["gru", "ssm"])
+def test_streaming_equals_offline_pass(dataset, core):
+    model, tokenizer = build(dataset.recordings, core=core, rnn_layers=2, **EXACT)
+    rec = dataset.recordings[1]
+    model.calibrate(rec)
+    tokens = tokenizer(rec.window(0.0, 1.0))
+    batch = collate([tokens], pack=True)
+    with torch.no_grad():
+        offline = model(batch)["behavior"][0]  # [Q, D]
+    # Held-out units (NLB) are targets only: the stream is given the other units.
+    inputs = np.flatnonzero(~rec.units.heldout)
+    spikes = (tokens.token_type == TokenType.SPIKE) & np.isin(tokens.unit_index, inputs)
+    times, units = batch.timestamps.double().numpy()[spikes], np.searchsorted(inputs, tokens.unit_index[spikes])
+    decoder = StreamingDecoder(model, [rec.unit_keys()[i] for i in inputs], rec.session)
+    chunk, streamed = model.config.chunk, []
+    for k in range(16):
+        inside = (times >= k * chunk) & (times < (k + 1) * chunk)
+        streamed.append(decoder.step(times[inside], units[inside], (k + 1) * chunk))
+    assert offline.shape == (64, 2)
+    torch.testing.assert_close(torch.cat(streamed), offline, atol=1e-5, rtol=1e-5)
+
+
+def test_streaming_needs_a_calibrated_session(dataset):
+    model, _ = build(dataset.recordings)
+    with pytest.raises(KeyError, match="calibrate"):
+        StreamingDecoder(model, dataset.recordings[0].unit_keys(), dataset.recordings[0].session)
+
+
+def _shift_spikes(tokens, units, delta):
+    """``tokens`` with every spike of ``units`` moved by ``delta`` s (kept inside the window)."""
+    hit = np.isin(tokens.unit_index, units) & (tokens.token_type == TokenType.SPIKE)
+    times = tokens.timestamps.copy()
+    times[hit] = np.clip(times[hit] + delta, 0.0, tokens.duration - 1e-3)
+    return replace(tokens, timestamps=times)
+
+
+@pytest.mark.parametrize("scheme", ["neuron", "intra_region", "inter_region"])
+def test_hidden_units_never_reach_the_encoder(dataset, scheme):
+    model, tokenizer = build(dataset.recordings)
+    rec = dataset.recordings[1]
+    samples = tokens_of(tokenizer, rec, rec.trials.start[:4])
+    batch = collate(samples, pack=True)
+    regions = np.unique(np.asarray(batch.unit_extras["region"]), return_inverse=True)[1].reshape(4, -1)
+    valid = torch.ones(4, rec.n_units, dtype=torch.bool)
+    masks = unit_masks(scheme, valid, torch.as_tensor(regions), generator=torch.Generator().manual_seed(1))
+    hidden, scored = masks.hidden[0].numpy(), masks.scored[0].numpy()
+    assert scored.any() and not (scored & ~hidden).any()  # every scored unit is hidden
+    if scheme == "neuron":
+        assert hidden.sum() == round(0.3 * rec.n_units) or hidden.sum() == int(np.ceil(0.3 * rec.n_units))
+    if scheme == "inter_region":  # exactly one whole region
+        assert np.unique(regions[0][hidden]).size == 1 and hidden.sum() == (regions[0] == regions[0][hidden][0]).sum()
+    if scheme == "intra_region":  # scored within one region, every other region hidden
+        region = regions[0][scored][0]
+        assert (regions[0][scored] == region).all() and hidden[regions[0] != region].all()
+    with torch.no_grad():
+        base = model(batch, masks)
+        moved = [_shift_spikes(t, np.flatnonzero(masks.hidden[b].numpy()), 0.37) for b, t in enumerate(samples)]
+        out = model(collate(moved, pack=True), masks)
+    assert not torch.equal(out["unit_counts"], base["unit_counts"])  # the hidden units' activity did change ...
+    # ... and nothing saw it (to float rounding: the chunk grid's padded width may differ)
+    torch.testing.assert_close(out["behavior"], base["behavior"], atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(out["unit_log_rates"], base["unit_log_rates"], atol=1e-6, rtol=1e-6)
+
+
+def test_forward_prediction_sees_only_earlier_chunks(dataset):
+    model, tokenizer = build(dataset.recordings)
+    rec = dataset.recordings[0]
+    samples = tokens_of(tokenizer, rec, rec.trials.start[:2])
+    model.calibrate(rec)  # identities fixed, so only the encoder path is tested
+    valid = torch.ones(2, rec.n_units, dtype=torch.bool)
+    masks = unit_masks("causal", valid)
+    assert masks.shift == 1 and not masks.hidden.any() and masks.scored.all()
+    later = [replace(t, timestamps=np.where(t.timestamps >= 0.5, np.minimum(t.timestamps + 0.2, 0.999),
+                                            t.timestamps)) for t in samples]  # fmt: skip
+    with torch.no_grad():
+        base, out = model(collate(samples, pack=True), masks), model(collate(later, pack=True), masks)
+    chunk = int(round(0.5 / model.config.chunk))  # chunks 0..9 end by 0.5 s; count query c sees chunks < c
+    early = slice(0, chunk + 1)  # to float rounding: the chunk grid's padded width may differ
+    torch.testing.assert_close(out["unit_log_rates"][:, early], base["unit_log_rates"][:, early], atol=1e-6, rtol=1e-6)
+    assert not torch.equal(out["unit_log_rates"][:, chunk + 2 :], base["unit_log_rates"][:, chunk + 2 :])
+
+
+def test_region_schemes_are_skipped_for_single_region_sessions():
+    one, two = np.array(["M1"] * 4), np.array(["M1", "PMd", "M1", "PMd"])
+    schemes = ("neuron", "causal", "intra_region", "inter_region")
+    assert eligible_schemes(schemes, [two, two]) == list(schemes)
+    assert eligible_schemes(schemes, [two, one]) == ["neuron", "causal"]
+
+
+def test_gradient_recalibration_trains_only_the_new_sessions_identity_offsets(dataset):
+    model, tokenizer = build(dataset.recordings)
+    rec = dataset.recordings[1]
+    model.add_session(rec)
+    params = model.freeze_for_recalibration(rec)
+    assert params == [model.identity_offset.weight]
+    model.train()
+    batch = collate(tokens_of(tokenizer, rec, rec.trials.start[:4]), pack=True)
+    spec = get_spec("unified")
+    loss, _ = spec.objective(model(batch), batch)
+    loss.backward()
+    assert model.identity_offset.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in model.parameters() if p is not model.identity_offset.weight)
+
+
+def test_counts_are_the_spikes_per_chunk(dataset):
+    model, tokenizer = build(dataset.recordings)
+    rec = dataset.recordings[0]
+    tokens = tokenizer(rec.window(0.0, 1.0))
+    masks = UnitMasks("neuron", torch.ones(1, rec.n_units, dtype=torch.bool),
+                      torch.ones(1, rec.n_units, dtype=torch.bool), 0)  # fmt: skip
+    with torch.no_grad():
+        out = model(collate([tokens], pack=True), masks)
+    expected = rec.bin(model.config.chunk, 0.0, 1.0).T  # [U, C]
+    np.testing.assert_array_equal(out["unit_counts"].numpy(), expected)
+
+
+def test_calibrate_takes_trial_indices_as_the_transfer_protocol_passes_them(dataset):
+    model, _ = build(dataset.recordings)
+    rec = dataset.recordings[0]
+    model.calibrate(rec, [2, 5])
+    by_index = model._calibration[rec.session][1]
+    model.calibrate(rec, starts=rec.trials.start[[2, 5]])
+    assert by_index.shape == (rec.n_units, 2, model.config.id_bins)
+    assert torch.equal(by_index, model._calibration[rec.session][1])
