@@ -449,5 +449,6 @@ SPEC = register(
     ModelSpec(
         name="unified", config_cls=UnifiedConfig, model_cls=Unified, presets=PRESETS, make_tokenizer=_tokenizer,
         objective=unified_objective, sizes_from_data=_sizes, task="decoding", pack=True,
+        causal=True,  # POSSM's recurrent core: a chunk's outputs read only spikes up to its end (it streams)
     )
 )
