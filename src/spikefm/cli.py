@@ -120,18 +120,36 @@ def _print_token_table(rec, window: float) -> None:
 
 @app.command()
 def train(
-    recipe: Path = typer.Argument(..., help="YAML recipe (see configs/)."),
+    recipe: Optional[Path] = typer.Argument(None, help="YAML recipe (see configs/); not needed with --resume."),
     set_: list[str] = typer.Option([], "--set", help="Override a recipe value, e.g. --set trainer.max_steps=100."),
+    resume: Optional[Path] = typer.Option(
+        None, "--resume", help="Continue a stopped run from its folder (RUN_DIR: its checkpoints/last.ckpt) or a "
+        "checkpoint (CKPT), with the recipe stored in it; it ends exactly as an uninterrupted run would."),
+    threads: Optional[int] = typer.Option(
+        None, "--threads", help="torch CPU threads per process (default trainer.threads; 0 = free physical cores)."),
 ) -> None:
-    """Train the model of RECIPE; prints the run folder and the test-split scores."""
-    from spikefm.train.config import load_recipe
-    from spikefm.train.fit import fit
+    """Train the model of RECIPE; prints the run folder and the test-split scores.
 
+    Each run writes a new folder (out_dir/NAME, else NAME-1, NAME-2, ...). A checkpoint is saved
+    every trainer.checkpoint_every steps and on SIGTERM or Ctrl-C; resume with --resume RUN_DIR.
+    """
+    from spikefm.train.config import apply_overrides, load_recipe
+    from spikefm.train.fit import checkpoint_config, fit
+
+    if resume is not None and recipe is not None:
+        _fail("--resume continues the recipe stored in the run; drop RECIPE (change values with --set)")
+    if resume is None and recipe is None:
+        _fail("give a RECIPE (see configs/), or --resume RUN_DIR to continue a stopped run")
     try:
-        config = load_recipe(recipe, set_)
+        config = apply_overrides(checkpoint_config(resume), set_) if resume is not None else load_recipe(recipe, set_)
+        if threads is not None:
+            config = apply_overrides(config, [f"trainer.threads={threads}"])
     except (KeyError, ValueError, FileNotFoundError) as error:
         _fail(str(error))
-    result = fit(config)
+    result = fit(config, resume=resume)
+    if result.interrupted:
+        console.print(f"stopped early; checkpoint {result.checkpoint}\nresume with: spikefm train --resume {result.run_dir}")
+        raise typer.Exit(code=1)
     console.print(f"run written to {result.run_dir}; checkpoint {result.checkpoint}")
     _print_scores(result.module, config, result.recordings, dataset=result.dataset)
 
@@ -144,15 +162,24 @@ def evaluate(
     out: Optional[Path] = typer.Option(None, help="Write predictions in the NLB submission layout (HDF5)."),
 ) -> None:
     """Score a trained CHECKPOINT against the baselines (and, on synthetic data, the oracle)."""
+    from spikefm.data.recording import DataError
+    from spikefm.train.checkpoints import CheckpointError, check_unit_ids
     from spikefm.train.config import DataConfig
     from spikefm.train.data import load_recordings
     from spikefm.train.fit import load_checkpoint
 
     if not checkpoint.exists():
         _fail(f"checkpoint {checkpoint} not found")
-    module, config = load_checkpoint(checkpoint)
+    try:
+        module, config = load_checkpoint(checkpoint)  # weights_only: refuses files that would run code
+    except CheckpointError as error:
+        _fail(str(error))
     data_config = DataConfig(**{**config.data.__dict__, "paths": [str(p) for p in data]}) if data else config.data
     recordings, dataset = load_recordings(data_config, seed=config.trainer.seed)
+    try:
+        check_unit_ids(module.hparams.get("unit_ids"), recordings)
+    except DataError as error:
+        _fail(str(error))
     _print_scores(module, config, recordings, dataset=dataset, split=split)
     if out is not None:
         from spikefm.eval.nlb_io import write_submission
@@ -204,11 +231,13 @@ def _print_scores(module, config, recordings, *, dataset=None, split: str = "tes
 def demo(
     out: Path = typer.Option(Path("runs/demo"), help="Where the demo writes its data, runs and report."),
     seed: int = typer.Option(0, help="Random seed."),
+    quick: bool = typer.Option(False, "--quick", help="Shorter training (about half the time; scores a little lower)."),
+    threads: int = typer.Option(0, "--threads", help="torch CPU threads (0 = free physical cores)."),
 ) -> None:
     """Generate synthetic sessions, train tiny NDT1 and POYO, score them against baselines, write a report."""
     from spikefm.demo import run_demo
 
-    run_demo(out, seed=seed, console=console)
+    run_demo(out, seed=seed, console=console, quick=quick, threads=threads)
 
 
 def main() -> None:

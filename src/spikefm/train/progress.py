@@ -83,8 +83,9 @@ class StepProgress(ProgressBar):
         done = step - self._start_step
         if done > 0 and elapsed > 0:
             rate = done / elapsed
-            parts += [f"{rate:.2f} step/s" if rate < 10 else f"{rate:.0f} step/s", f"elapsed {format_duration(elapsed)}",
-                      f"ETA {format_duration((max_steps - step) / rate)}"]
+            parts += [f"{rate:.2f} step/s" if rate < 10 else f"{rate:.0f} step/s", f"elapsed {format_duration(elapsed)}"]
+            if step < max_steps:
+                parts.append(f"ETA {format_duration((max_steps - step) / rate)}")
         return "  ".join(parts)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
