@@ -235,9 +235,13 @@ def demo(
     threads: int = typer.Option(0, "--threads", help="torch CPU threads (0 = free physical cores)."),
 ) -> None:
     """Generate synthetic sessions, train tiny NDT1 and POYO, score them against baselines, write a report."""
-    from spikefm.demo import run_demo
+    from spikefm.demo import DemoInterrupted, run_demo
 
-    run_demo(out, seed=seed, console=console, quick=quick, threads=threads)
+    try:
+        run_demo(out, seed=seed, console=console, quick=quick, threads=threads)
+    except DemoInterrupted as stop:
+        console.print(str(stop))
+        raise typer.Exit(code=1)
 
 
 def main() -> None:

@@ -23,13 +23,17 @@ from spikefm.data.summary import summarize
 from spikefm.data.synthetic import SyntheticConfig, generate
 from spikefm.eval.report import ScoreTable, score_table
 
-__all__ = ["run_demo", "demo_recipes", "FULL_STEPS", "QUICK_STEPS", "EXPECTED_MINUTES"]
+__all__ = ["run_demo", "demo_recipes", "DemoInterrupted", "FULL_STEPS", "QUICK_STEPS", "EXPECTED_MINUTES"]
 
 FULL_STEPS = {"ndt1": 3000, "poyo": 1000}  # configs/ndt1_tiny.yaml and configs/poyo_tiny.yaml
 QUICK_STEPS = {"ndt1": 1000, "poyo": 400}
 # Wall-clock minutes measured on a 2-core CPU with one torch thread, quiet and shared with other
 # jobs (docs/results/demo.md); printed before the demo starts.
 EXPECTED_MINUTES = {"full": (4, 9), "quick": (2, 4)}
+
+
+class DemoInterrupted(Exception):
+    """The demo was stopped by SIGTERM / Ctrl-C during training."""
 
 
 def demo_recipes(
@@ -99,6 +103,9 @@ def run_demo(
         phase.start(f"training tiny {name.upper()} ({task}) on {len(recordings)} session(s), "
                     f"{config.trainer.max_steps} steps")
         result = fit(config, recordings=recordings, dataset=dataset)
+        if result.interrupted:
+            raise DemoInterrupted(f"demo stopped while training {name.upper()} (its checkpoint: {result.checkpoint}); "
+                                  "run `spikefm demo` again to start over")
         runs[name] = result.run_dir
         phase.start(f"scoring {name.upper()} on the test trials against the baselines and the oracle")
         tables[name] = score_table(result.module, config, recordings, dataset=dataset)

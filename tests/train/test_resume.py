@@ -121,3 +121,31 @@ def test_rerunning_a_recipe_writes_a_new_folder_and_keeps_the_old_one(tmp_path):
     third = fit(config)
     assert [first.run_dir.name, second.run_dir.name, third.run_dir.name] == ["ndt1", "ndt1-1", "ndt1-2"]
     assert {p: p.read_bytes() for p in first.run_dir.rglob("*") if p.is_file()} == before
+
+
+def test_cli_train_resume_continues_the_stored_recipe_in_its_folder(tmp_path):
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from spikefm.cli import app
+
+    runner = CliRunner()
+    recipe = Path(__file__).resolve().parents[2] / "configs" / "ndt1_tiny.yaml"
+    small = ["--set", "data.synthetic.n_trials=30", "--set", "data.synthetic.n_sessions=1", "--threads", "1",
+             "--set", f"trainer.out_dir={tmp_path}", "--set", "trainer.val_every=2", "--set", "trainer.warmup_steps=1",
+             "--set", "trainer.checkpoint_every=2", "--set", "trainer.progress=false"]
+    result = runner.invoke(app, ["train", str(recipe), *small, "--set", "trainer.max_steps=2"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    run_dir = tmp_path / "ndt1_tiny"
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2
+    result = runner.invoke(app, ["train", "--resume", str(run_dir), "--set", "trainer.max_steps=4"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert f"run written to {run_dir};" in result.output.replace("\n", "") and "| synth-0 | ndt1 |" in result.output
+    final = torch.load(run_dir / "checkpoints" / "final.ckpt", weights_only=True)
+    assert final["global_step"] == 4 and final["hyper_parameters"]["run_config"]["trainer"]["max_steps"] == 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ndt1_tiny"]  # no new folder
+    for args, message in [(["train", str(recipe), "--resume", str(run_dir)], "drop RECIPE"),
+                          (["train"], "give a RECIPE"), (["train", "--resume", str(tmp_path / "nope")], "no such run")]:
+        result = runner.invoke(app, args, terminal_width=200)
+        assert result.exit_code == 2 and message in result.output, result.output
