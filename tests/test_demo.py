@@ -14,8 +14,7 @@ def test_demo_runs_end_to_end_and_says_what_it_is_doing(tmp_path, capsys):
     assert (tmp_path / "data" / "synth-0.h5").exists()
     assert (tmp_path / "poyo_behavior.png").exists() and (tmp_path / "ndt1_rates.png").exists()
     printed = output.getvalue()
-    assert "expected" in printed and "min" in printed  # the expected duration, before anything runs
-    assert printed.index("expected") < printed.index("[1/6]")
+    assert printed.index("expected") < printed.index("[1/6]")  # the expected duration, before anything runs
     for phase in ("[1/6] generating", "[2/6] training tiny NDT1", "[3/6] scoring NDT1", "[4/6] training tiny POYO",
                   "[5/6] scoring POYO", "[6/6] writing the report"):
         assert phase in printed
@@ -45,3 +44,19 @@ def test_demo_recipes_are_the_shipped_tiny_recipes(tmp_path):
         assert shipped["data"] == recipe["data"]
         for key, value in shipped["trainer"].items():
             assert recipe["trainer"][key] == value, (name, key)
+
+
+def test_demo_states_its_duration_for_this_machine(monkeypatch):
+    import doctest
+    import os
+
+    import spikefm.demo as demo
+    import spikefm.train.progress as progress
+
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.2, 0.2, 0.2))
+    quiet = demo._expected(quick=False, custom=False)
+    assert f"about {demo.EXPECTED_MINUTES['full']:.0f} min" in quiet and "--quick" in quiet and "busy" not in quiet
+    monkeypatch.setattr(os, "getloadavg", lambda: (30.0, 30.0, 30.0))
+    assert "this machine is busy (load 30.0" in demo._expected(quick=True, custom=False)
+    for module in (demo, progress):
+        assert doctest.testmod(module).failed == 0

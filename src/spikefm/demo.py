@@ -23,13 +23,25 @@ from spikefm.data.summary import summarize
 from spikefm.data.synthetic import SyntheticConfig, generate
 from spikefm.eval.report import ScoreTable, score_table
 
-__all__ = ["run_demo", "demo_recipes", "DemoInterrupted", "FULL_STEPS", "QUICK_STEPS", "EXPECTED_MINUTES"]
+__all__ = ["run_demo", "demo_recipes", "DemoInterrupted", "expected_wall_minutes", "FULL_STEPS", "QUICK_STEPS",
+           "EXPECTED_MINUTES"]
 
 FULL_STEPS = {"ndt1": 3000, "poyo": 1000}  # configs/ndt1_tiny.yaml and configs/poyo_tiny.yaml
 QUICK_STEPS = {"ndt1": 1000, "poyo": 400}
-# Wall-clock minutes measured on a 2-core CPU with one torch thread, quiet and shared with other
-# jobs (docs/results/demo.md); printed before the demo starts.
-EXPECTED_MINUTES = {"full": (4, 9), "quick": (2, 4)}
+# CPU minutes the demo needs with one torch thread (measured, docs/results/demo.md): its wall time
+# on a machine with a free core. On a busy machine the wall time grows with the load; the demo
+# prints its estimate for the machine it runs on before it starts.
+EXPECTED_MINUTES = {"full": 7.0, "quick": 4.0}
+
+
+def expected_wall_minutes(cpu_minutes: float, *, cores: int, load: float) -> float:
+    """Wall minutes for ``cpu_minutes`` of single-threaded work when ``load`` other tasks share ``cores``.
+
+    >>> expected_wall_minutes(4.0, cores=2, load=0.5), expected_wall_minutes(4.0, cores=2, load=9.0)
+    (4.0, 20.0)
+    """
+    share = min(1.0, cores / (load + 1.0))  # our fair share of a core among load + 1 runnable tasks
+    return cpu_minutes / share
 
 
 class DemoInterrupted(Exception):
@@ -84,11 +96,9 @@ def run_demo(
     console = console or Console()
     out = Path(out)
     recipes = demo_recipes(out, seed=seed, quick=quick, steps=steps, threads=threads, progress=not console.quiet)
-    low, high = EXPECTED_MINUTES["quick" if quick else "full"]
     plan = ", ".join(f"{name.upper()} {raw['trainer']['max_steps']} steps" for name, raw in recipes.items())
     console.print(f"spikefm demo{' --quick' if quick else ''}: synthetic data, tiny {plan}, scoring, report -> {out}")
-    console.print(f"expected {low}-{high} min on 2 CPU cores"
-                  + ("" if quick else "; `spikefm demo --quick` takes about half") + "\n")
+    console.print(_expected(quick, steps is not None) + "\n")
     started = time.monotonic()
     phases = 2 + 2 * len(recipes)
     phase = _Phases(console, phases, started)
@@ -114,6 +124,25 @@ def run_demo(
     report = _write_report(out, tables, dataset, runs)
     console.print(f"\nreport written to {report} (total {_minutes(time.monotonic() - started)})")
     return report
+
+
+def _expected(quick: bool, custom: bool) -> str:
+    import os
+
+    from spikefm.train.threads import physical_cores
+
+    if custom:
+        return "expected: seconds (custom step counts)"
+    cpu = EXPECTED_MINUTES["quick" if quick else "full"]
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    cores = physical_cores()
+    wall = expected_wall_minutes(cpu, cores=cores, load=load)
+    line = f"expected about {cpu:.0f} min with a free CPU core"
+    if wall > cpu * 1.2:
+        line += f"; this machine is busy (load {load:.1f} on {cores} cores), so about {wall:.0f} min"
+    if not quick:
+        line += f"; `spikefm demo --quick` needs about {EXPECTED_MINUTES['quick']:.0f} min"
+    return line
 
 
 class _Phases:

@@ -110,3 +110,11 @@ def test_same_session_and_unit_count_but_other_neurons_is_refused(trained, tmp_p
     result = CliRunner().invoke(app, ["eval", str(trained.checkpoint), "--data", str(path)], terminal_width=300)
     assert result.exit_code == 2, result.output
     assert "does not hold the neurons" in result.output and recording.session in result.output
+
+
+def test_module_examples_run():
+    import doctest
+
+    import spikefm.train.checkpoints as checkpoints
+
+    assert doctest.testmod(checkpoints).failed == 0
