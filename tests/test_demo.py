@@ -26,6 +26,7 @@ def test_quick_demo_trains_shorter_recipes(tmp_path):
     full = demo_recipes(tmp_path)
     for name, steps in QUICK_STEPS.items():
         assert quick[name]["trainer"]["max_steps"] == steps < full[name]["trainer"]["max_steps"]
+        assert quick[name]["trainer"].get("ema_decay", 0) <= full[name]["trainer"].get("ema_decay", 0)
         assert {k: v for k, v in quick[name].items() if k != "trainer"} == {k: v for k, v in full[name].items()
                                                                             if k != "trainer"}
 
