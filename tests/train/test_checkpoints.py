@@ -13,7 +13,6 @@ from spikefm.data.store import write_recording
 from spikefm.data.synthetic import SyntheticConfig, generate
 from spikefm.models.registry import build_config, get_spec
 from spikefm.train.checkpoints import CheckpointError, check_unit_ids, plain, safe_load
-from spikefm.train.config import RunConfig
 from spikefm.train.fit import fit, load_checkpoint
 
 
@@ -72,15 +71,8 @@ def test_plain_makes_hyperparameters_loadable_without_pickled_objects(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs")
-    config = RunConfig.from_dict({
-        "name": "ndt1", "model": {"name": "ndt1"},
-        "data": {"synthetic": {"n_sessions": 1, "units_per_session": [14, 14], "n_trials": 30}},
-        "trainer": {"max_steps": 2, "batch_size": 8, "val_every": 2, "warmup_steps": 1, "out_dir": str(out),
-                    "progress": False, "threads": 1},
-    })
-    return fit(config)
+def trained(tmp_path_factory, recipe):
+    return fit(recipe(tmp_path_factory.mktemp("runs"), max_steps=2, val_every=2, warmup_steps=1))
 
 
 def test_checkpoint_stores_the_training_units_and_loads_with_weights_only(trained):

@@ -8,20 +8,8 @@ import lightning as L
 import pytest
 import torch
 
-from spikefm.train.config import RunConfig
 from spikefm.train.fit import checkpoint_config, fit
 from spikefm.train.resume import truncate_metrics
-
-
-def _recipe(tmp_path, name="ndt1", **trainer):
-    return RunConfig.from_dict({
-        "name": name,
-        "model": {"name": name},
-        # 30 trials: 3 batches of 8 per epoch, so 20 steps cross several epochs and stop mid-epoch.
-        "data": {"synthetic": {"n_sessions": 1, "units_per_session": [14, 14], "n_trials": 30}},
-        "trainer": {"max_steps": 20, "batch_size": 8, "val_every": 5, "warmup_steps": 3, "out_dir": str(tmp_path),
-                    "progress": False, "threads": 1, "checkpoint_every": 0, **trainer},
-    })
 
 
 class _Kill(L.Callback):
@@ -76,10 +64,11 @@ def _killed_then_resumed(tmp_path, config, kill_at, signum=signal.SIGTERM):
 
 
 @pytest.mark.parametrize("kill_at, ema", [(7, 0.0), (10, 0.9)])  # 10: a validation step; 0.9: EMA on
-def test_killed_and_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_path, kill_at, ema):
+def test_killed_and_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_path, recipe, kill_at, ema):
+    # 20 steps over 3-batch epochs: the run crosses several epochs and stops mid-epoch.
     reference_losses = _Losses()
-    reference = fit(_recipe(tmp_path / "a", ema_decay=ema), callbacks=[reference_losses])
-    resumed, losses = _killed_then_resumed(tmp_path, _recipe(tmp_path / "b", ema_decay=ema), kill_at)
+    reference = fit(recipe(tmp_path / "a", ema_decay=ema), callbacks=[reference_losses])
+    resumed, losses = _killed_then_resumed(tmp_path, recipe(tmp_path / "b", ema_decay=ema), kill_at)
     assert losses == reference_losses.losses  # every step's loss, bit for bit
     assert _curve(resumed.run_dir) == _curve(reference.run_dir)  # the logged curve, incl. validation
     _assert_same_state(resumed.module.state_dict(), reference.module.state_dict())
@@ -92,16 +81,16 @@ def test_killed_and_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_path,
             _assert_same_state(final[key], expected[key], key)
 
 
-def test_periodic_checkpoint_and_ctrl_c_resume_exactly_on_a_random_window_decoder(tmp_path):
-    def recipe(folder):
-        config = _recipe(tmp_path / folder, "poyo", checkpoint_every=4)
+def test_periodic_checkpoint_and_ctrl_c_resume_exactly_on_a_random_window_decoder(tmp_path, recipe):
+    def poyo(folder):
+        config = recipe(tmp_path / folder, "poyo", checkpoint_every=4)
         config.data.sampler, config.data.windows_per_epoch = "random", 20  # 3 batches per epoch
         return config
 
     reference_losses = _Losses()
-    reference = fit(recipe("a"), callbacks=[reference_losses])
+    reference = fit(poyo("a"), callbacks=[reference_losses])
     assert torch.load(reference.run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 20
-    resumed, losses = _killed_then_resumed(tmp_path, recipe("b"), 7, signal.SIGINT)  # mid-epoch
+    resumed, losses = _killed_then_resumed(tmp_path, poyo("b"), 7, signal.SIGINT)  # mid-epoch
     assert losses == reference_losses.losses
     _assert_same_state(resumed.module.state_dict(), reference.module.state_dict())
 
@@ -113,8 +102,8 @@ def test_resume_from_a_periodic_checkpoint_after_a_hard_kill_drops_the_rows_logg
     assert metrics.read_text().splitlines() == ["step,train/loss,val/loss", "0,1.0,", "4,0.9,", "4,,0.8"]
 
 
-def test_rerunning_a_recipe_writes_a_new_folder_and_keeps_the_old_one(tmp_path):
-    config = _recipe(tmp_path, max_steps=2, val_every=2)
+def test_rerunning_a_recipe_writes_a_new_folder_and_keeps_the_old_one(tmp_path, recipe):
+    config = recipe(tmp_path, max_steps=2, val_every=2)
     first = fit(config)
     before = {p: p.read_bytes() for p in first.run_dir.rglob("*") if p.is_file()}
     second = fit(config)
