@@ -31,7 +31,7 @@ QUICK_STEPS = {"ndt1": 1000, "poyo": 400}  # with NDT1's EMA decay 0.99 (see dem
 # CPU minutes the demo needs with one torch thread (measured, docs/results/demo.md): its wall time
 # on a machine with a free core. On a busy machine the wall time grows with the load; the demo
 # prints its estimate for the machine it runs on before it starts.
-EXPECTED_MINUTES = {"full": 7.0, "quick": 4.0}
+EXPECTED_MINUTES = {"full": 4.5, "quick": 2.5}
 
 
 def expected_wall_minutes(cpu_minutes: float, *, cores: int, load: float) -> float:
