@@ -198,7 +198,7 @@ def _print_token_table(rec, window: float) -> None:
 
 @app.command()
 def train(
-    recipe: Path = typer.Argument(..., help="YAML recipe (see configs/)."),
+    recipe: Optional[Path] = typer.Argument(None, help="YAML recipe (see configs/); not needed with --resume."),
     set_: list[str] = typer.Option([], "--set", help="Override a recipe value, e.g. --set trainer.max_steps=100."),
     data: list[Path] = typer.Option(
         [], "--data", help="Recording file(s) to train on (sets data.paths), e.g. --data data/*.h5."
@@ -206,17 +206,35 @@ def train(
     more_data: Optional[list[Path]] = typer.Argument(
         None, metavar="FILE", show_default=False, help="More recording files (what --data data/*.h5 expands to)."
     ),
+    resume: Optional[Path] = typer.Option(
+        None, "--resume", help="Continue a stopped run from its folder (RUN_DIR: its checkpoints/last.ckpt) or a "
+        "checkpoint (CKPT), with the recipe stored in it; it ends exactly as an uninterrupted run would."),
+    threads: Optional[int] = typer.Option(
+        None, "--threads", help="torch CPU threads per process (default trainer.threads; 0 = free physical cores)."),
 ) -> None:
-    """Train the model of RECIPE; prints the run folder and the test-split scores."""
-    from spikefm.train.config import load_recipe
-    from spikefm.train.fit import fit
+    """Train the model of RECIPE; prints the run folder and the test-split scores.
+
+    Each run writes a new folder (out_dir/NAME, else NAME-1, NAME-2, ...). A checkpoint is saved
+    every trainer.checkpoint_every steps and on SIGTERM or Ctrl-C; resume with --resume RUN_DIR.
+    """
+    from spikefm.train.config import apply_overrides, load_recipe
+    from spikefm.train.fit import checkpoint_config, fit
     from spikefm.train.preflight import check_recipe
 
+    if resume is not None and recipe is not None:
+        _fail("--resume continues the recipe stored in the run; drop RECIPE (change values with --set)")
+    if resume is None and recipe is None:
+        _fail("give a RECIPE (see configs/), or --resume RUN_DIR to continue a stopped run")
     files = [str(path) for path in [*data, *(more_data or [])]]
     # --data is the override data.paths=[...], checked like any other
-    config = load_recipe(recipe, [*set_, *([f"data.paths={json.dumps(files)}"] if files else [])])
+    overrides = [*set_, *([f"data.paths={json.dumps(files)}"] if files else [])]
+    overrides += [f"trainer.threads={threads}"] if threads is not None else []
+    config = apply_overrides(checkpoint_config(resume), overrides) if resume is not None else load_recipe(recipe, overrides)
     check_recipe(config)  # a bad name, key, path, out_dir or accelerator fails here, before any data is read
-    result = fit(config)
+    result = fit(config, resume=resume)
+    if result.interrupted:
+        console.print(f"stopped early; checkpoint {result.checkpoint}\nresume with: spikefm train --resume {result.run_dir}")
+        raise typer.Exit(code=1)
     console.print(f"run written to {result.run_dir}; checkpoint {result.checkpoint}")
     _print_scores(result.module, config, result.recordings, dataset=result.dataset,
                   save_to=result.run_dir, checkpoint=result.checkpoint)
@@ -233,6 +251,7 @@ def evaluate(
 ) -> None:
     """Score a trained CHECKPOINT against the baselines (and, on synthetic data, the oracle)."""
     from spikefm.data.recording import DataError
+    from spikefm.train.checkpoints import check_unit_ids
     from spikefm.train.data import load_recordings
     from spikefm.train.preflight import check_split, check_writable_file, read_checkpoint
 
@@ -241,6 +260,7 @@ def evaluate(
     module, config = read_checkpoint(checkpoint)
     data_config = dataclasses.replace(config.data, paths=[str(p) for p in data]) if data else config.data
     recordings, dataset = load_recordings(data_config, seed=config.trainer.seed)
+    check_unit_ids(module.hparams.get("unit_ids"), recordings)  # same session name, other neurons: refuse
     check_split(recordings, split)
     run_dir = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" and not data else None
     _print_scores(module, config, recordings, dataset=dataset, split=split, save_to=run_dir, checkpoint=checkpoint)
@@ -406,11 +426,17 @@ def _print_scores(
 def demo(
     out: Path = typer.Option(Path("runs/demo"), help="Where the demo writes its data, runs and report."),
     seed: int = typer.Option(0, help="Random seed."),
+    quick: bool = typer.Option(False, "--quick", help="Shorter training (about half the time; scores a little lower)."),
+    threads: int = typer.Option(0, "--threads", help="torch CPU threads (0 = free physical cores)."),
 ) -> None:
     """Generate synthetic sessions, train tiny NDT1 and POYO, score them against baselines, write a report."""
-    from spikefm.demo import run_demo
+    from spikefm.demo import DemoInterrupted, run_demo
 
-    run_demo(out, seed=seed, console=console)
+    try:
+        run_demo(out, seed=seed, console=console, quick=quick, threads=threads)
+    except DemoInterrupted as stop:
+        console.print(str(stop))
+        raise typer.Exit(code=1)
 
 
 @app.command()

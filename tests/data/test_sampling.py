@@ -274,3 +274,31 @@ def test_specs_turn_into_windows() -> None:
         window = recording.window(spec.t0, spec.t1)
         assert window.t0 == spec.t0 and window.duration == pytest.approx(2.5)
         assert np.all((window.recording.spikes.times >= 0) & (window.recording.spikes.times < 2.5))
+
+
+# ---------------------------------------------------------------------- resuming mid-epoch
+@given(position=st.integers(0, 20), epoch=st.integers(0, 3), world_size=st.integers(1, 3))
+@settings(max_examples=30, deadline=None)
+def test_resume_at_yields_the_rest_of_that_epoch_once(position: int, epoch: int, world_size: int) -> None:
+    rec = _recording(0.0, 40.0)
+    samplers = [RandomWindowSampler([rec], 1.0, 40, seed=3, rank=r, world_size=world_size) for r in range(world_size)]
+    for sampler in samplers:
+        whole = {e: list(_at(sampler, e)) for e in range(epoch, epoch + 2)}
+        position_here = min(position, len(sampler))
+        sampler.resume_at(epoch, position_here)
+        sampler.set_epoch(epoch)
+        assert list(sampler) == whole[epoch][position_here:]
+        assert list(_at(sampler, epoch + 1)) == whole[epoch + 1]  # later epochs are whole
+        assert list(_at(sampler, epoch)) == whole[epoch]  # and it happens once
+        assert len(sampler) == len(whole[epoch])
+
+
+def _at(sampler, epoch):
+    sampler.set_epoch(epoch)
+    return iter(sampler)
+
+
+def test_resume_at_rejects_positions_outside_the_epoch() -> None:
+    sampler = RandomWindowSampler([_recording(0.0, 10.0)], 1.0, 8)
+    with pytest.raises(ValueError, match="resume_at"):
+        sampler.resume_at(0, 9)

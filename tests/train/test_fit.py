@@ -62,7 +62,7 @@ def test_ema_weights_are_the_result_and_training_itself_is_unchanged(tmp_path):
     for name in plain:  # decay ~0: the average is the last iterate
         torch.testing.assert_close(last_only[name], plain[name])
     assert any(not torch.allclose(averaged[n], plain[n]) for n in plain if plain[n].is_floating_point())
-    saved = torch.load(result.checkpoint, weights_only=False)
+    saved = torch.load(result.checkpoint, weights_only=True)
     for name in plain:  # the checkpoint holds the average
         torch.testing.assert_close(saved["state_dict"][name], averaged[name])
 
@@ -74,9 +74,9 @@ def test_keep_best_restores_the_lowest_validation_checkpoint(tmp_path):
     rows = list(csv.DictReader(open(result.run_dir / "logs" / "metrics.csv")))
     val = [(float(r["val/loss"]), int(r["step"])) for r in rows if r.get("val/loss")]
     assert len(val) >= 5
-    best = torch.load(result.run_dir / "checkpoints" / "best.ckpt", weights_only=False)
+    best = torch.load(result.run_dir / "checkpoints" / "best.ckpt", weights_only=True)
     assert best["global_step"] == min(val)[1] + 1  # logged at the step index, saved after it
-    final = torch.load(result.checkpoint, weights_only=False)["state_dict"]
+    final = torch.load(result.checkpoint, weights_only=True)["state_dict"]
     for name, value in weights.items():
         torch.testing.assert_close(value, best["state_dict"][name])
         torch.testing.assert_close(final[name], value)

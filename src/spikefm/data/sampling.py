@@ -8,6 +8,8 @@ All samplers are reproducible and DDP-aware:
 
 - every epoch's windows are a pure function of ``(seed, epoch)``; call :meth:`set_epoch`
   before each epoch (as with ``torch.utils.data.DistributedSampler``) to get new ones;
+  :meth:`resume_at` makes one epoch start part-way, so a resumed run sees the same windows as
+  an uninterrupted one;
 - each rank takes a disjoint, equal-length shard of the epoch's windows, padded by repeating
   windows from the start when they do not divide evenly (as ``DistributedSampler`` does), or,
   with ``drop_uneven=True``, cut to a multiple of the world size (no window twice; fewer than
@@ -197,10 +199,21 @@ class _ShardedSampler(ABC):
         self.rank, self.world_size = _resolve_rank(rank, world_size)
         self.drop_uneven = bool(drop_uneven)
         self.epoch = 0
+        self._resume: tuple[int, int] | None = None
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose windows (and order) the next iteration yields."""
         self.epoch = int(epoch)
+
+    def resume_at(self, epoch: int, position: int) -> None:
+        """Start the next iteration over ``epoch`` at this rank's ``position``-th window (once).
+
+        Later epochs, and any epoch other than ``epoch``, are whole; ``len()`` stays the whole
+        epoch's length. Used to resume a run that stopped mid-epoch.
+        """
+        if epoch < 0 or not 0 <= position <= len(self):
+            raise ValueError(f"resume_at needs epoch >= 0 and 0 <= position <= {len(self)}, got {epoch}, {position}")
+        self._resume = (int(epoch), int(position))
 
     @abstractmethod
     def epoch_windows(self, epoch: int) -> list[WindowSpec]:
@@ -227,7 +240,13 @@ class _ShardedSampler(ABC):
         # Pad by repeating from the start (as DistributedSampler does) so every rank gets len(self).
         repeats = math.ceil(padded_size / len(windows))
         padded = (windows * repeats)[:padded_size]
-        return iter(padded[self.rank :: self.world_size])
+        shard = padded[self.rank :: self.world_size]
+        if self._resume is not None and self._resume[0] <= self.epoch:
+            epoch, position = self._resume
+            self._resume = None
+            if epoch == self.epoch:
+                shard = shard[position:]
+        return iter(shard)
 
 
 # ---------------------------------------------------------------------- samplers

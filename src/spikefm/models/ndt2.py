@@ -45,6 +45,7 @@ from spikefm.objectives.behavior import behavior_mse, single_target
 from spikefm.objectives.losses import poisson_nll
 from spikefm.tokenize.base import Batch
 from spikefm.tokenize.binned import PatchConfig, PatchTokenizer
+from spikefm.train.checkpoints import safe_load
 
 __all__ = ["NDT2Config", "NDT2", "ndt2_objective", "ndt2_decoder_objective", "PRESETS", "DECODER_PRESETS"]
 
@@ -377,7 +378,7 @@ class NDT2(nn.Module):
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"NDT2 init_from={str(path)!r} not found; train `configs/ndt2_tiny.yaml` first")
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = safe_load(path)  # weights_only: loading a checkpoint never runs code from it
         state = state.get("state_dict", state)
         prefix = "model." if any(k.startswith("model.") for k in state) else ""
         shared = ("count_embed.", "encoder.", "context.")

@@ -119,8 +119,13 @@ class TrainerConfig:
         accelerator, devices, strategy: passed to ``lightning.Trainer`` (DDP: ``strategy: ddp``).
         num_nodes: machines in a multi-node run (torchrun / SLURM; docs/training_at_scale.md).
         num_workers: DataLoader workers (tokenizers run there, on CPU).
-        out_dir: where runs are written (``out_dir/<name>``).
-        progress: show a progress bar.
+        out_dir: where runs are written: ``out_dir/<name>``, or ``out_dir/<name>-1``, ``-2``, ... when
+            that folder already exists (a run never overwrites another).
+        progress: show progress (steps / max_steps, loss, ETA; a line every 30 s when not on a terminal).
+        threads: torch CPU threads per process; 0 = automatic (free physical cores, split between
+            the DDP processes of this machine; see :mod:`spikefm.train.threads`).
+        checkpoint_every: write ``checkpoints/last.ckpt`` every this many steps (0: only on SIGTERM /
+            SIGINT, which always save one); ``spikefm train --resume`` continues from it exactly.
     """
 
     max_steps: int = 500
@@ -143,6 +148,8 @@ class TrainerConfig:
     num_workers: int = 0
     out_dir: str = "runs"
     progress: bool = True
+    threads: int = 0
+    checkpoint_every: int = 100
 
     def __post_init__(self) -> None:
         if self.max_steps < 1 or self.batch_size < 1:
@@ -153,6 +160,9 @@ class TrainerConfig:
             raise ValueError(f"trainer.lr must be > 0, got {self.lr}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"trainer.ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.threads < 0 or self.checkpoint_every < 0:
+            raise ValueError(f"trainer.threads and trainer.checkpoint_every must be >= 0, got {self.threads}, "
+                             f"{self.checkpoint_every}")
         if self.keep_best and not self.keep_best.startswith("val/"):
             raise ValueError(f"trainer.keep_best must name a validation metric ('val/...'), got {self.keep_best!r}")
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from functools import partial
 from typing import Callable, Sequence
 
 import lightning as L
+import torch
 from torch.utils.data import DataLoader
 
 from spikefm.data.checks import check_trainable
@@ -44,6 +46,11 @@ class SpikeDataModule(L.LightningDataModule):
     Windows are trial-aligned (``sampler: trials``, split by the trials' ``split`` column) or
     random inside the split's trials (``sampler: random``). Samplers shard by rank themselves,
     so the Lightning trainer must run with ``use_distributed_sampler=False``.
+
+    When the trainer resumes from a checkpoint, the training loader skips the batches that the
+    interrupted epoch already used (every epoch has the same number of batches, so step
+    ``global_step`` is batch ``global_step % batches_per_epoch`` of epoch ``global_step //
+    batches_per_epoch``).
     """
 
     def __init__(
@@ -77,19 +84,27 @@ class SpikeDataModule(L.LightningDataModule):
             shuffle=shuffle, seed=self.seed,
         )
 
-    def loader(self, split: str, *, shuffle: bool) -> DataLoader:
+    def loader(self, split: str, *, shuffle: bool, resume_step: int = 0) -> DataLoader:
+        sampler = self.sampler(split, shuffle=shuffle)
+        if resume_step:
+            batches = math.ceil(len(sampler) / self.batch_size)
+            sampler.resume_at(resume_step // batches, (resume_step % batches) * self.batch_size)
         return DataLoader(
             WindowDataset(self.recordings, self.tokenizer),
-            sampler=self.sampler(split, shuffle=shuffle),
+            sampler=sampler,
             batch_size=self.batch_size,
             collate_fn=self.collate,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             drop_last=False,
+            # Its own generator: a loader's iterator would otherwise draw its seed from the global
+            # torch RNG, which masking also draws from, so a resumed run would drift.
+            generator=torch.Generator().manual_seed(self.seed),
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self.loader("train", shuffle=True)
+        step = self.trainer.global_step if self.trainer is not None else 0  # > 0 when resuming
+        return self.loader("train", shuffle=True, resume_step=step)
 
     def val_dataloader(self) -> DataLoader:
         return self.loader("val", shuffle=False)

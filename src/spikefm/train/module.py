@@ -9,6 +9,7 @@ import lightning as L
 import torch
 import torch.nn as nn
 
+from spikefm.train.checkpoints import plain
 from spikefm.train.config import TrainerConfig
 
 __all__ = ["SpikeModule", "warmup_cosine"]
@@ -31,6 +32,10 @@ class SpikeModule(L.LightningModule):
         trainer: optimisation settings.
         run_config: the whole recipe as a dict, saved in checkpoints so the model can be rebuilt.
         data_sizes: sizes read from the data that the model was built with (saved likewise).
+        unit_ids: per training session, its unit ids in order (saved likewise, so evaluation can
+            refuse a recording of the same session with other neurons).
+
+    All three are stored as plain data, so checkpoints load with ``torch.load(weights_only=True)``.
     """
 
     def __init__(
@@ -41,12 +46,15 @@ class SpikeModule(L.LightningModule):
         trainer: TrainerConfig,
         run_config: dict | None = None,
         data_sizes: dict | None = None,
+        unit_ids: dict[str, list[str]] | None = None,
     ) -> None:
         super().__init__()
         self.model = model
         self.objective = objective
         self.trainer_config = trainer
-        self.save_hyperparameters({"run_config": run_config or {}, "data_sizes": data_sizes or {}})
+        self.save_hyperparameters(
+            {"run_config": plain(run_config or {}), "data_sizes": plain(data_sizes or {}), "unit_ids": plain(unit_ids or {})}
+        )
 
     def forward(self, batch) -> dict:
         return self.model(batch)

@@ -109,12 +109,15 @@ def read_checkpoint(path: Path) -> tuple[Any, RunConfig]:
     """:func:`spikefm.train.fit.load_checkpoint`, with a file that is not a spikefm checkpoint a ConfigError."""
     import pickle
 
+    from spikefm.train.checkpoints import CheckpointError
     from spikefm.train.fit import load_checkpoint
 
     if not path.is_file():
         raise ConfigError(f"checkpoint {path} not found; `spikefm train` writes RUN_DIR/checkpoints/final.ckpt")
     try:
         return load_checkpoint(path)
+    except CheckpointError:  # already one clear line (e.g. a file whose unpickling would run code)
+        raise
     except (pickle.UnpicklingError, RuntimeError, KeyError, ValueError, TypeError, EOFError, AttributeError) as error:
         reason = " ".join(str(error.args[0] if isinstance(error, KeyError) else error).split())[:300]
         raise ConfigError(
