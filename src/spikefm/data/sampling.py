@@ -373,6 +373,8 @@ class SequentialWindowSampler(_ShardedSampler):
             )
             for k in range(n_whole)
         ]
+        if windows and abs(windows[-1].t1 - end) <= _TOL:  # rounding must not leave a sliver after the last window
+            windows[-1] = WindowSpec(index, windows[-1].t0, end)
         tail = start + n_whole * self.step
         if not self.drop_last and tail < end - _TOL and (not windows or windows[-1].t1 < end - _TOL):
             windows.append(WindowSpec(index, tail, end))

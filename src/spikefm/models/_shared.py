@@ -18,6 +18,7 @@ from spikefm.tokenize.base import Batch
 
 __all__ = [
     "EMBEDDING_INIT_STD",
+    "RegisteredCalibration",
     "behavior_width",
     "spike_decoder_sizes",
     "unit_dropout_keep",
@@ -112,3 +113,26 @@ class UnitRecalibration:
             table.weight.requires_grad_(True)
             table.freeze_except(keys)
         return [self.unit_embedding.weight, self.session_embedding.weight]
+
+
+class RegisteredCalibration:
+    """Mixin for models that keep registered calibration counts per session (SPINT, unified).
+
+    ``self._calibration`` maps a session to (unit keys, counts tensor). The counts travel in the
+    module's extra state, so a saved model (state dict, safetensors) keeps its calibration, and they
+    follow the model across devices.
+    """
+
+    _calibration: dict[str, tuple[tuple[str, ...], Tensor]]
+
+    def get_extra_state(self) -> dict[str, Any]:
+        return {s: {"keys": list(k), "counts": c.cpu()} for s, (k, c) in self._calibration.items()}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        self._calibration = {s: (tuple(v["keys"]), v["counts"]) for s, v in (state or {}).items()}
+
+    def _apply(self, fn, recurse: bool = True):  # keep registered counts on the model's device
+        out = super()._apply(fn, recurse)
+        device = next(self.parameters()).device
+        self._calibration = {s: (k, c.to(device)) for s, (k, c) in self._calibration.items()}
+        return out

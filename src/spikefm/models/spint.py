@@ -45,7 +45,7 @@ import torch
 from torch import Tensor, nn
 
 from spikefm.data.recording import DataError, Recording
-from spikefm.models._shared import behavior_width
+from spikefm.models._shared import RegisteredCalibration, behavior_width
 from spikefm.models.registry import ModelSpec, register
 from spikefm.nn.attention import Attention
 from spikefm.nn.calibration import pool_other_folds, session_folds
@@ -142,7 +142,7 @@ def calibration_counts(recording: Recording, trials: Sequence[int], *, bin_size:
     return np.ascontiguousarray(counts.transpose(2, 0, 1))  # [U, R, T]
 
 
-class SPINT(nn.Module):
+class SPINT(RegisteredCalibration, nn.Module):
     """SPINT decoder.
 
     Args:
@@ -306,17 +306,6 @@ class SPINT(nn.Module):
     def calibrated_sessions(self) -> list[str]:
         return sorted(self._calibration)
 
-    def get_extra_state(self) -> dict[str, Any]:
-        return {s: {"keys": list(k), "counts": c.cpu()} for s, (k, c) in self._calibration.items()}
-
-    def set_extra_state(self, state: dict[str, Any]) -> None:
-        self._calibration = {s: (tuple(v["keys"]), v["counts"]) for s, v in (state or {}).items()}
-
-    def _apply(self, fn, recurse: bool = True):  # keep registered counts on the model's device
-        out = super()._apply(fn, recurse)
-        device = self.readout.weight.device
-        self._calibration = {s: (k, c.to(device)) for s, (k, c) in self._calibration.items()}
-        return out
 
 
 def _token_keys(batch: Batch) -> list[list[str | None]]:

@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from spikefm.data.recording import Recording
-from spikefm.models._shared import EMBEDDING_INIT_STD, behavior_width, unit_dropout_keep
+from spikefm.models._shared import EMBEDDING_INIT_STD, RegisteredCalibration, behavior_width, unit_dropout_keep
 from spikefm.models.registry import ModelSpec, register
 from spikefm.nn import Attention, CrossAttentionBlock, IDEncoder, KeyedEmbedding, RotaryTimeEmbedding, UnitEmbedding
 from spikefm.nn.calibration import pool_other_folds, session_folds
@@ -142,7 +142,7 @@ class UnifiedState:
     filled: int = 0
 
 
-class Unified(nn.Module):
+class Unified(RegisteredCalibration, nn.Module):
     """The unified model.
 
     Args:
