@@ -55,7 +55,7 @@ def test_finetune_in_a_fresh_process_reproduces_the_in_process_score(tmp_path, c
     command += [arg for k, v in SETTINGS.items() for arg in ("--set", f"{k}={v}")]
     subprocess.run(command, check=True, env=env, timeout=300)
     fresh = json.loads(out.read_text())
-    assert fresh["metric"] == in_process.row.metric == "vel R2"
+    assert fresh["metric"] == in_process.row.metric == "decode R2"
     assert fresh["score"] == pytest.approx(in_process.row.score, abs=1e-5)
     # The adapted model ships too, with the new session's rows in its vocabulary.
     adapted = from_pretrained(tmp_path / "adapted")

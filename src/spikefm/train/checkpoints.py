@@ -39,6 +39,10 @@ def safe_load(path: str | Path, *, map_location: str | torch.device = "cpu") -> 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} not found (or not a file)")
+    with path.open("rb") as handle:
+        magic = handle.read(4)
+    if not (magic.startswith(b"PK\x03\x04") or magic.startswith(b"\x80")):  # torch's zip format, or a pickle
+        raise CheckpointError(f"{path} is not a readable checkpoint (neither torch's zip format nor a pickle)")
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
