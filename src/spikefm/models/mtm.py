@@ -97,9 +97,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     # dropout 0.4, embedder mult 2 / softsign / dropout 0.2, max_F 100 (2 s of 20 ms bins),
     # learned positions, prompt + session tokens, masker ratio 0.3; causal ratio 0.6 (MtM paper).
     "ibl": {},
-    # CPU-sized, with region tokens. configs/mtm_tiny.yaml (1500 steps, 4 synthetic sessions, 85 s
-    # CPU): co-bps 0.275 / 0.129 / 0.319 / 0.191 vs smoothing 0.185 / 0.029 / 0.156 / 0.126
-    # (docs/results/binned_family_a.md).
+    # CPU-sized, with region tokens (configs/mtm_tiny.yaml: 1500 steps on 4 synthetic sessions, 85 s
+    # CPU). Provisional: the size was settled in development runs scored before the evaluation
+    # protocol; re-choose on validation with `spikefm bench` (docs/results/protocol.md).
     "tiny": {"dim": 64, "depth": 2, "heads": 2, "ffn_dim": 128, "dropout": 0.1, "dropout_embedding": 0.1,
              "region_token": True},
 }

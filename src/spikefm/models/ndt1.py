@@ -85,10 +85,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     # 0.2 / 0.2, context forward 4 / backward 8, mask ratio 0.25, EMBED_DIM 0, learned positions.
     "mc_maze": {},
     # CPU-sized for ~100 training trials: full context (a trial is 50 bins), a small linear
-    # embedding without NDT1's sqrt(width) input scale, heavy dropout, and coordinated neuron
-    # masking (ratio 0.3), which lifted synthetic co-bps from 0.13 to 0.22 at 1,200 steps and 0.25-0.27
-    # (65-71% of the oracle over five seeds) at 3,000; the recipe's EMA of the weights gives 0.275-0.286
-    # (72-74%) (docs/results/ndt1_poyo.md).
+    # embedding without NDT1's sqrt(width) input scale, heavy dropout against overfitting so few
+    # trials, and coordinated neuron masking (ratio 0.3; STNDT's and MtM's neuron masking).
+    # Provisional: these were settled in development runs scored before the evaluation protocol;
+    # re-choose them on validation with `spikefm bench` (docs/results/protocol.md).
     "tiny": {"dim": 64, "depth": 2, "heads": 2, "ffn_dim": 128, "context_forward": None, "context_backward": None,
              "dropout": 0.3, "dropout_embedding": 0.3, "dropout_rates": 0.3, "neuron_mask_ratio": 0.3,
              "scale_embedding": False},

@@ -123,13 +123,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     # decoder layers, post-norm, GELU. exp/arch/base/f32.yaml: neurons_per_token 32, mask_ratio 0.5,
     # causal, subject token (+ session token by default), max_channels 288 -> 9 space patches.
     "f32": {},
-    # CPU-sized. Bidirectional (co-smoothing), pre-norm (stable at lr 3e-3). 32-unit patches as
-    # published (neurons_per_token 32): half the tokens of 16; no dropout, 4000 steps: co-bps
-    # (synth-0/1/2) 0.204 / 0.077 / 0.253 in 251 s CPU against 0.184 / 0.046 / 0.175 in 449 s with 16
-    # (smoothing 0.185 / 0.029 / 0.156). That overfits (train-trial co-bps 0.48) and is seed-bound
-    # (seed 1: 0.123 / 0.043 / 0.134), so dropout 0.1 as published, with weight decay 0.05 in
-    # configs/ndt2_tiny.yaml: 0.208 / 0.104 / 0.195 (seed 0), 0.234 / 0.109 / 0.231 (seed 1).
-    # (At 1500 steps dropout had cost co-bps: 0.024 vs 0.074; docs/results/binned_family_a.md.)
+    # CPU-sized. Bidirectional (co-smoothing), pre-norm (stable at lr 3e-3). 32-unit patches and
+    # dropout 0.1 as published (f32.yaml); 32-unit patches also halve the tokens (and the CPU time)
+    # of 16-unit ones. Provisional: chosen in development runs scored before the evaluation protocol;
+    # re-choose on validation with `spikefm bench` (docs/results/protocol.md).
     "tiny": {"dim": 64, "depth": 2, "heads": 2, "ffn_mult": 2.0, "decoder_depth": 1, "neurons_per_patch": 32,
              "causal": False, "pre_norm": True, "max_space_patches": 16, "dropout": 0.1},
 }
@@ -137,9 +134,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 # 2-layer token decoder over mean-pooled time steps.
 DECODER_PRESETS: dict[str, dict[str, Any]] = {
     "f32": dict(PRESETS["f32"]),
-    # Supervised decoding overfits: keep dropout. configs/ndt2_decoder_tiny.yaml with the tiny 32-unit
-    # patches: vel R2 0.829 / 0.843 / 0.885 / 0.843 (16-unit: 0.684 / 0.801 / 0.741 / 0.720; ridge
-    # 0.584 / 0.518 / 0.658 / 0.488; docs/results/binned_family_a.md).
+    # Supervised decoding from ~70 training trials is prone to overfit: dropout 0.2, with the
+    # tiny 32-unit patches. Provisional until re-chosen on validation with `spikefm bench`.
     "tiny": {**PRESETS["tiny"], "dropout": 0.2},
 }
 

@@ -103,7 +103,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # LINEAR_EMBEDDER, sinusoidal positions. NLB MC_Maze at 5 ms: 140 observed + 40 forward bins.
     "mc_maze": {},
     # CPU-sized: 2 layers, 1 s windows of 20 ms bins, full temporal context; dropouts as published
-    # (on one session of 70 training trials, 0.1 / 0.1 / 0.1 overfits: co-bps 0.161 vs 0.256).
+    # (0.1 / 0.2 / 0.2, STNDT's mc_maze config). Provisional until re-chosen on validation with
+    # `spikefm bench` (docs/results/protocol.md).
     "tiny": {"n_bins": 50, "bin_size": 0.02, "depth": 2, "context_forward": None, "context_backward": None},
 }
 
