@@ -71,8 +71,7 @@ def check_writable_dir(folder: Path, what: str) -> None:
     """``folder`` exists (created if needed) and a file can be written in it."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
+        tempfile.TemporaryFile(dir=folder).close()  # a file can be created (and is removed on close)
     except OSError as error:
         reason = error.strerror or str(error)
         raise ConfigError(f"{what}: cannot write into {folder} ({reason}); choose a folder you can write to") from None
