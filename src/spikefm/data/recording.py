@@ -23,7 +23,7 @@ array([0. , 0.5])
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -442,3 +442,25 @@ class Window:
     @property
     def session(self) -> str:
         return self.recording.session
+
+
+_FIELD_NAMES: dict[type, frozenset[str]] = {}
+
+
+def trusted(cls: type, **values: Any) -> Any:
+    """An instance of the frozen dataclass ``cls`` built without running its checks.
+
+    Only for values already validated as a whole, such as the rows of a spikefm store that
+    :class:`~spikefm.data.store.LazyRecording` checked once on open: re-checking every
+    window's spikes (sorted, finite, unit index in range) costs more than reading them.
+    Every field must be given, already of the type the checks would produce.
+    """
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = frozenset(f.name for f in fields(cls))
+    if values.keys() != names:
+        raise TypeError(f"trusted({cls.__name__}) needs exactly the fields {sorted(names)}, got {sorted(values)}")
+    instance = object.__new__(cls)
+    for name, value in values.items():
+        object.__setattr__(instance, name, value)
+    return instance

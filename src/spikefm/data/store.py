@@ -4,7 +4,7 @@ Layout (format version 1)::
 
     /                      attrs: spikefm_format, format_version, session, subject, source,
                                   start, end, origin, bin_size (absent if None), metadata (JSON)
-    /spikes/times          float64 [n]   sorted spike times (chunked, lzf by default)
+    /spikes/times          float64 [n]   sorted spike times (contiguous by default; chunked if compressed)
     /spikes/units          int32   [n]   unit index per spike
     /spikes/index_times    float64 [m]   time of every 4096th spike ...
     /spikes/index_rows     int64   [m]   ... and the first row at or after that time
@@ -15,7 +15,12 @@ Layout (format version 1)::
 Every array carries a ``numpy_dtype`` attribute so strings come back with their exact
 numpy dtype. Ragged (object) columns are groups holding ``data`` and ``ends``.
 
-The coarse index makes a window read O(log n + k): a binary search over the small
+Uncompressed long arrays are stored contiguously (the default) and read through a memory
+map: a window is two binary searches and a copy of its k rows, with no HDF5 call. Older or
+compressed stores (chunked datasets) are read through h5py with a coarse index, in the same
+format version: a spikefm that predates the memory map reads the contiguous layout too.
+
+For chunked stores the coarse index makes a window read O(log n + k): a binary search over the small
 index in memory finds the two buckets (at most 4096 spikes each) that hold the window's
 edges; reading those rows and binary-searching them gives the exact edges, and the k
 spikes between are read once (in the same read when the edges are close). Buckets are
@@ -43,7 +48,16 @@ import numpy as np
 
 from spikefm.data.checks import check_spike_span
 from spikefm.data.nwb import _open_hdf5, read_nwb
-from spikefm.data.recording import DataError, Intervals, Recording, SpikeTrains, TimeSeries, Units, Window
+from spikefm.data.recording import (
+    DataError,
+    Intervals,
+    Recording,
+    SpikeTrains,
+    TimeSeries,
+    Units,
+    Window,
+    trusted,
+)
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "write_recording", "read_recording", "open_recording", "LazyRecording", "load"]
 
@@ -51,6 +65,7 @@ FORMAT = "spikefm.recording"
 FORMAT_VERSION = 1
 _CHUNK_ROWS = 8192  # 64 KiB of float64: small chunks keep lzf decompression per window cheap (measured)
 _INDEX_ROWS = 4096  # spikes per index bucket: the most rows read beyond the window, per edge
+_CHECK_ROWS = 1 << 20  # rows per block when a whole store is checked once
 
 
 # ------------------------------------------------------------------ array codec
@@ -105,8 +120,9 @@ def _read_array(node: h5py.Dataset | h5py.Group) -> np.ndarray:
 
 
 def _write_rows(group: h5py.Group, name: str, values: np.ndarray, compression: str | None) -> None:
-    """A long row-major dataset, chunked along rows so a window reads few chunks."""
-    chunks = (min(_CHUNK_ROWS, values.shape[0]), *values.shape[1:]) if values.shape[0] else None
+    """A long row-major dataset: contiguous when uncompressed (readers memory-map it), else
+    chunked along rows so a window decompresses few chunks."""
+    chunks = (min(_CHUNK_ROWS, values.shape[0]), *values.shape[1:]) if values.shape[0] and compression else None
     node = group.create_dataset(name, data=values, chunks=chunks, compression=compression if chunks else None)
     node.attrs["numpy_dtype"] = values.dtype.str
 
@@ -177,7 +193,7 @@ def _write_all(handle: h5py.File, rec: Recording, compression: str | None) -> No
         _write_trials(handle, rec.trials, compression)
 
 
-def write_recording(rec: Recording, path: str | Path, *, compression: str | None = "lzf") -> Path:
+def write_recording(rec: Recording, path: str | Path, *, compression: str | None = None) -> Path:
     """Write ``rec`` to a spikefm store at ``path`` (replaced atomically if it exists).
 
     The store is written to a hidden temporary file beside ``path`` and renamed, so a crash never
@@ -188,7 +204,11 @@ def write_recording(rec: Recording, path: str | Path, *, compression: str | None
     Args:
         rec: the recording; ``metadata`` must be JSON-serialisable.
         path: destination file (conventionally ``.h5``).
-        compression: ``"lzf"`` (fast, default), ``"gzip"`` or None for the long arrays.
+        compression: None (default) stores the long arrays (spikes, behaviour samples) contiguous
+            and uncompressed, so :class:`LazyRecording` memory-maps them and a window read makes no
+            HDF5 call; ``"lzf"`` or ``"gzip"`` stores them chunked and compressed (smaller: ~20% on
+            spike times and unit indices, which compress poorly; slower windows: every read goes
+            through HDF5 and decompresses whole chunks).
 
     Returns:
         The path written.
@@ -286,29 +306,63 @@ def read_recording(path: str | Path) -> Recording:
         return Recording(spikes=spikes, behavior=behavior, **_header(handle))
 
 
-def open_recording(path: str | Path) -> "LazyRecording":
-    """Open a spikefm store for window-by-window reading (see :class:`LazyRecording`)."""
-    return LazyRecording(path)
+def open_recording(path: str | Path, *, check: str = "once") -> "LazyRecording":
+    """Open a spikefm store for window-by-window reading (see :class:`LazyRecording`).
+
+    Args:
+        path: the store.
+        check: ``"once"`` (default) checks every row on the first read and trusts later windows;
+            ``"window"`` validates each window as it is read instead.
+    """
+    return LazyRecording(path, check=check)
 
 
 # ------------------------------------------------------------------------- lazy
+CHECKS = ("once", "window")
+
+
+def _memory_map(dataset: h5py.Dataset, path: Path) -> np.ndarray | None:
+    """The dataset's rows as a read-only memory map, when HDF5 keeps them contiguous and unfiltered.
+
+    Such rows lie at one offset in the file, so a window is a plain numpy slice (no HDF5 call);
+    chunked or compressed datasets (older stores, ``compression="lzf"``) return None and are
+    read through h5py.
+    """
+    if dataset.chunks is not None or dataset.external or dataset.is_virtual or dataset.dtype.kind not in "biuf":
+        return None
+    offset = dataset.id.get_offset()
+    if offset is None or dataset.size == 0:
+        return None
+    if offset + dataset.nbytes > path.stat().st_size:
+        raise DataError(f"{path}: dataset '{dataset.name}' runs past the end of the file; the file is truncated")
+    return np.memmap(path, dtype=dataset.dtype, mode="r", offset=offset, shape=dataset.shape).view(np.ndarray)
+
+
 class _TimeIndexed:
     """A sorted time dataset and its row-aligned payload on disk, with the coarse index in memory.
 
-    The index is checked against the data so that a damaged store fails loudly instead of returning
-    fewer rows: its shape, order and bounds on open (in memory, O(index)), a sample of its entries
-    against the times on open, and every entry a read relies on before that read uses it (two rows each).
+    On construction the index's shape, order and bounds are checked (in memory, O(index)). Then
+    either the whole dataset is checked once (:meth:`check_all`: times sorted and finite, unit
+    indices in range, every index entry exact), after which reads trust the rows, or (``check=
+    "window"``) a sample of index entries is checked now and every entry a read relies on before
+    that read uses it (two rows each), and the caller validates each window.
+
+    Rows are read from a memory map when the store keeps them contiguous (see
+    :func:`_memory_map`), else through h5py with the coarse index.
     """
 
-    def __init__(self, group: h5py.Group, times: str, payload: str, *, where: str) -> None:
+    def __init__(self, group: h5py.Group, times: str, payload: str, *, where: str, path: Path) -> None:
         self.times = group[times]
         self.payload = group[payload]
         self.index_times = group["index_times"][()]
         self.index_rows = group["index_rows"][()]
         self.size = int(self.times.shape[0])
         self.where = where
+        self.trusted = False
         self._verified = np.zeros(self.index_times.size, bool)
         self._check_structure(payload)
+        mapped = (_memory_map(self.times, path), _memory_map(self.payload, path))
+        self._mapped = None if any(m is None for m in mapped) else mapped
         for entry in np.unique(np.linspace(0, self.index_times.size - 1, min(self.index_times.size, 16)).astype(int)):
             self._verify(int(entry))
 
@@ -342,18 +396,61 @@ class _TimeIndexed:
             raise self._corrupt(f"entry {entry}: row {row} is not the first with time >= {time}")
         self._verified[entry] = True
 
+    def _rows(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+        if self._mapped is not None:
+            return self._mapped[0][lo:hi], self._mapped[1][lo:hi]
+        return self.times[lo:hi], self.payload[lo:hi]
+
+    def check_all(self, n_units: int | None) -> None:
+        """Check every row once, in blocks of bounded memory; afterwards reads trust the rows.
+
+        Args:
+            n_units: the units table's size, for a unit-index payload (spikes); None for behaviour.
+
+        Raises:
+            DataError: non-finite or unsorted times, a unit index out of range, a payload of the
+                wrong rank, or an index entry that is not the first row at or after its time.
+        """
+        if self.payload.ndim != (1 if n_units is not None else 2):
+            raise self._corrupt(f"payload of shape {self.payload.shape}")
+        below = np.zeros(self.index_times.size, np.int64)  # rows with time < each index time
+        last = -np.inf
+        for lo in range(0, self.size, _CHECK_ROWS):
+            times, payload = self._rows(lo, min(lo + _CHECK_ROWS, self.size))
+            if not (np.isfinite(times).all() and times[0] >= last and np.all(times[1:] >= times[:-1])):
+                raise self._corrupt(f"times in rows [{lo}, {lo + times.size}) are not sorted and finite")
+            last = times[-1]
+            below += np.searchsorted(times, self.index_times, side="left")
+            if n_units is not None and (payload.min() < 0 or payload.max() >= n_units):
+                bad = int(payload.max() if payload.max() >= n_units else payload.min())
+                raise DataError(
+                    f"{self.where}: rows [{lo}, {lo + times.size}) name unit index {bad} but the store has "
+                    f"{n_units} units; the file is damaged. Rewrite it from its source with write_recording"
+                )
+        if not np.array_equal(below, self.index_rows):
+            entry = int(np.flatnonzero(below != self.index_rows)[0])
+            raise self._corrupt(f"entry {entry}: row {self.index_rows[entry]} is not the first with time >= "
+                                f"{self.index_times[entry]}")
+        self._verified[:] = True
+        self.trusted = True
+
     def _bucket(self, t: float) -> tuple[int, int]:
         """Rows [a, b) holding the first row with time >= t (a == b == 0 if t precedes all)."""
         bucket = int(np.searchsorted(self.index_times, t, side="right")) - 1
         if bucket < 0:
             return 0, 0
-        self._verify(bucket)
-        self._verify(bucket + 1)
+        if not self.trusted:
+            self._verify(bucket)
+            self._verify(bucket + 1)
         end = int(self.index_rows[bucket + 1]) if bucket + 1 < self.index_rows.size else self.size
         return int(self.index_rows[bucket]), end
 
     def read(self, t0: float, t1: float) -> tuple[np.ndarray, np.ndarray]:
-        """Times in ``[t0, t1)`` and their payload rows, reading O(log n + k) rows."""
+        """Times in ``[t0, t1)`` and their payload rows (fresh arrays), reading O(log n + k) rows."""
+        if self._mapped is not None:
+            times, payload = self._mapped
+            lo, hi = times.searchsorted((t0, t1), side="left")
+            return times[lo:hi].copy(), payload[lo:hi].copy()
         a0, b0 = self._bucket(t0)
         a1, b1 = self._bucket(t1)
         if a1 - b0 <= _INDEX_ROWS:
@@ -366,13 +463,31 @@ class _TimeIndexed:
         return self.times[lo:hi], self.payload[lo:hi]
 
 
+def _float64(times: np.ndarray) -> np.ndarray:
+    return times.astype(np.float64, copy=False)
+
+
+def _signature(path: Path) -> tuple[int, int, int]:
+    """What identifies one version of a file: inode, size and modification time."""
+    stat = path.stat()
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
 class LazyRecording:
     """A spikefm store kept open, reading only the rows a window needs.
 
     Units, trials and the coarse time indices are loaded on open; spikes and behaviour
-    samples stay on disk. The object pickles as its path plus that small header and
-    reopens the file on first use in the new process (also after a fork, since HDF5
-    handles must not cross one), so torch DataLoader workers can each read from it.
+    samples stay on disk (memory-mapped when stored contiguously, the default). The object
+    pickles as its path plus that small header and reopens the file on first use in the new
+    process (also after a fork, since HDF5 handles must not cross one), so torch DataLoader
+    workers can each read from it.
+
+    Validation: the index structure is checked on open. With ``check="once"`` (default) the
+    first window read checks every row once (times sorted and finite, unit indices in range,
+    the index exact: O(n), in bounded memory) and later windows are built without re-checking,
+    also after a reopen or in a worker while the file is unchanged (inode, size, mtime). With
+    ``check="window"`` nothing is read in full: every window is validated as it is read, as
+    any :class:`Recording` is (for huge stores where one full pass is unwanted).
 
     Attributes:
         path: the store file.
@@ -383,8 +498,12 @@ class LazyRecording:
 
     _h5py_options: dict[str, Any] = {}  # passed to h5py.File (subclasses set the chunk cache)
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, check: str = "once") -> None:
+        if check not in CHECKS:
+            raise ValueError(f"check must be one of {CHECKS}, got {check!r}")
         self.path = Path(path).absolute()  # a worker may run from another directory
+        self.check = check
+        self._checked: tuple[int, int, int] | None = None  # signature of the file version checked in full
         self._handle: h5py.File | None = None
         self._pid = -1
         self._readers: dict[str, _TimeIndexed] | None = None
@@ -422,13 +541,29 @@ class LazyRecording:
         """Index reader for the spikes (``None``) or one behaviour series, built once per process."""
         handle = self._file()
         if self._readers is None:
-            readers = {"": _TimeIndexed(handle["spikes"], "times", "units", where=f"{self.path}: spikes")}
+            readers = {"": _TimeIndexed(handle["spikes"], "times", "units", where=f"{self.path}: spikes",
+                                        path=self.path)}
             for series in self.behavior_names:
-                readers[series] = _TimeIndexed(
-                    handle["behavior"][series], "timestamps", "values", where=f"{self.path}: behaviour '{series}'"
-                )
+                readers[series] = _TimeIndexed(handle["behavior"][series], "timestamps", "values",
+                                               where=f"{self.path}: behaviour '{series}'", path=self.path)
             self._readers = readers
+            if self._checked is not None and self._checked == _signature(self.path):
+                for reader in readers.values():
+                    reader.trusted = True  # this file version passed check_all before
         return self._readers["" if name is None else name]
+
+    def _trusted_readers(self) -> bool:
+        """Whether windows may skip validation: checks the whole store on the first call (``check="once"``)."""
+        spikes = self._reader(None)
+        if self.check == "window":
+            return False
+        if not spikes.trusted:
+            signature = _signature(self.path)
+            spikes.check_all(self.n_units)
+            for name in self.behavior_names:
+                self._reader(name).check_all(None)
+            self._checked = signature
+        return True
 
     def close(self) -> None:
         """Close the file; a later read reopens it."""
@@ -471,6 +606,8 @@ class LazyRecording:
         if not (np.isfinite(t0) and np.isfinite(t1)) or t1 <= t0:
             raise DataError(f"{self.source or self.session}: window must have t1 > t0, got [{t0}, {t1})")
         shift = t0 if relative else 0.0
+        if self._trusted_readers():
+            return self._trusted_slice(t0, t1, shift)
         times, units = self._reader(None).read(t0, t1)
         if units.size and (units.min() < 0 or units.max() >= self.n_units):
             raise DataError(
@@ -481,12 +618,25 @@ class LazyRecording:
         for name in self.behavior_names:
             stamps, values = self._reader(name).read(t0, t1)
             behavior[name] = TimeSeries(stamps - shift, values, self._columns[name])
-        return Recording(
-            spikes=SpikeTrains(times - shift, units),
+        return Recording(spikes=SpikeTrains(times - shift, units), behavior=behavior, **self._window_fields(t0, t1, shift))
+
+    def _trusted_slice(self, t0: float, t1: float, shift: float) -> Recording:
+        """:meth:`slice` of a store checked in full: the same objects, built without re-checking."""
+        times, units = self._reader(None).read(t0, t1)
+        spikes = trusted(SpikeTrains, times=_float64(times) - shift, units=units.astype(np.int64, copy=False))
+        behavior = {}
+        for name in self.behavior_names:
+            stamps, values = self._reader(name).read(t0, t1)
+            behavior[name] = trusted(
+                TimeSeries, timestamps=_float64(stamps) - shift, values=values, columns=self._columns[name]
+            )
+        return trusted(Recording, spikes=spikes, behavior=behavior, **self._window_fields(t0, t1, shift))
+
+    def _window_fields(self, t0: float, t1: float, shift: float) -> dict[str, Any]:
+        return dict(
             units=self.units,
             session=self.session,
             subject=self.subject,
-            behavior=behavior,
             trials=None if self.trials is None else self.trials.overlapping(t0, t1, shift=shift),
             start=t0 - shift,
             end=t1 - shift,
