@@ -34,7 +34,7 @@ from enum import IntEnum
 import numpy as np
 import torch
 
-from spikefm.data.recording import DataError, Recording, Window
+from spikefm.data.recording import DataError, Recording, Window, trusted
 
 __all__ = [
     "TokenType",
@@ -162,6 +162,18 @@ class Tokens:
     @property
     def n_units(self) -> int:
         return len(self.unit_keys)
+
+    @classmethod
+    def from_checked(cls, **fields: object) -> "Tokens":
+        """Tokens a tokenizer built from a validated window, already in the form the checks give.
+
+        Skips ``__post_init__``: every field must be given with the dtype, rank and row count the
+        class documents (``timestamps`` float64, ``unit_index`` / ``token_type`` int64 in range,
+        ``mask`` bool, tuples, floats, float32 [Q, D] targets). The per-window checks cost as much
+        as tokenizing a window of ~2,000 spikes; tokenizers whose output is correct by
+        construction use this, anything else the normal constructor.
+        """
+        return trusted(cls, **fields)
 
 
 def _check_rows(
@@ -384,13 +396,12 @@ def collate(samples: Sequence[Tokens], *, pack: bool = False) -> Batch:
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     n_units = np.fromiter((s.n_units for s in samples), np.int64, len(samples))
     unit_offsets = np.concatenate([[0], np.cumsum(n_units)])
-    unit_index = _batch_unit_index(samples, lengths, unit_offsets)
     layout = _Packer(offsets) if pack else _Padder(lengths)
     extras = {key: layout(_extra_column(samples, key)) for key in _same_keys(samples, "extras")}
     return Batch(
         values=layout([s.values for s in samples]),
         timestamps=layout([s.timestamps for s in samples], dtype=np.float32),
-        unit_index=layout.flat(unit_index, fill=-1),
+        unit_index=layout.shifted([s.unit_index for s in samples], unit_offsets[:-1]),
         token_type=layout([s.token_type for s in samples]),
         mask=layout([s.mask for s in samples]),
         lengths=torch.from_numpy(lengths),
@@ -405,12 +416,6 @@ def collate(samples: Sequence[Tokens], *, pack: bool = False) -> Batch:
         unit_extras=_collate_unit_extras(samples),
         **_collate_queries(samples),
     )
-
-
-def _batch_unit_index(samples: Sequence[Tokens], lengths: np.ndarray, unit_offsets: np.ndarray) -> np.ndarray:
-    flat = np.concatenate([s.unit_index for s in samples])
-    shift = np.repeat(unit_offsets[:-1], lengths)
-    return np.where(flat >= 0, flat + shift, -1)
 
 
 def _same_keys(samples: Sequence[Tokens], attribute: str) -> list[str]:
@@ -438,26 +443,32 @@ def _trailing_shape(arrays: Sequence[np.ndarray], name: str = "values") -> tuple
 class _Padder:
     """Writes per-sample arrays into a zero-filled ``[B, Lmax, ...]`` tensor.
 
-    One contiguous block copy per sample: at POYO's sizes (16 x ~2,000 tokens) that measured
-    3x faster than one boolean-mask scatter of the concatenated samples.
+    One contiguous block copy per sample. The loop is over samples, not tokens, and it is the
+    fast way: at POYO's sizes (16 x ~2,000 tokens) it measured ~20 us per field, a boolean-mask
+    scatter of the concatenated samples ~220 us and a flat-index scatter ~330 us.
     """
 
     def __init__(self, lengths: np.ndarray):
         self.lengths = lengths
         self.max_len = int(lengths.max())
 
-    def __call__(self, arrays: Sequence[np.ndarray], *, dtype=None, fill=0) -> torch.Tensor:
+    def _empty(self, arrays: Sequence[np.ndarray], dtype, fill) -> np.ndarray:
         dtype = np.result_type(*arrays) if dtype is None else dtype
-        trailing = _trailing_shape(arrays)
-        out = np.full((len(arrays), self.max_len, *trailing), fill, dtype=dtype)
-        for i, array in enumerate(arrays):
-            out[(i, slice(0, array.shape[0]), *(slice(0, s) for s in array.shape[1:]))] = array
+        shape = (len(arrays), self.max_len, *_trailing_shape(arrays))
+        return np.zeros(shape, dtype) if fill == 0 else np.full(shape, fill, dtype)
+
+    def __call__(self, arrays: Sequence[np.ndarray], *, dtype=None, fill=0) -> torch.Tensor:
+        out = self._empty(arrays, dtype, fill)
+        if out.size:
+            for i, array in enumerate(arrays):
+                out[(i, slice(0, array.shape[0]), *(slice(0, s) for s in array.shape[1:]))] = array
         return torch.from_numpy(out)
 
-    def flat(self, flat: np.ndarray, *, fill=0) -> torch.Tensor:
-        out = np.full((self.lengths.shape[0], self.max_len), fill, dtype=flat.dtype)
-        valid = np.arange(self.max_len) < self.lengths[:, None]
-        out[valid] = flat
+    def shifted(self, unit_index: Sequence[np.ndarray], shifts: np.ndarray) -> torch.Tensor:
+        """Per-sample unit indices plus each sample's shift (``-1`` stays ``-1``), padded with -1."""
+        out = self._empty(unit_index, np.int64, -1)
+        for i, array in enumerate(unit_index):
+            _shift_into(out[i, : array.shape[0]], array, shifts[i])
         return torch.from_numpy(out)
 
 
@@ -478,8 +489,19 @@ class _Packer:
             out[(rows, *(slice(0, s) for s in array.shape[1:]))] = array
         return torch.from_numpy(out)
 
-    def flat(self, flat: np.ndarray, *, fill=0) -> torch.Tensor:
-        return torch.from_numpy(flat)
+    def shifted(self, unit_index: Sequence[np.ndarray], shifts: np.ndarray) -> torch.Tensor:
+        """Per-sample unit indices plus each sample's shift (``-1`` stays ``-1``), concatenated."""
+        out = np.empty(int(self.offsets[-1]), np.int64)
+        for i, array in enumerate(unit_index):
+            _shift_into(out[self.offsets[i] : self.offsets[i + 1]], array, shifts[i])
+        return torch.from_numpy(out)
+
+
+def _shift_into(out: np.ndarray, unit_index: np.ndarray, shift: int) -> None:
+    """``out[:] = unit_index + shift`` where ``unit_index >= 0``, else -1 (one pass if none is -1)."""
+    np.add(unit_index, shift, out=out)
+    if unit_index.size and unit_index.min() < 0:
+        out[unit_index < 0] = -1
 
 
 def _collate_unit_extras(samples: Sequence[Tokens]) -> dict[str, torch.Tensor | np.ndarray]:

@@ -63,7 +63,10 @@ class SpikeTokenizer:
             times, units, token_type = self._with_start_end(recording.n_units, recording.start, recording.end,
                                                             times, units, token_type)
         queries, targets = make_queries(window, self.config)
-        return Tokens(
+        # A Recording's spikes are float64, int64 unit indices in range, so the fields below are
+        # already what Tokens' checks would return: build without re-checking (a test holds
+        # them equal to the checked construction).
+        return Tokens.from_checked(
             values=np.empty((times.shape[0], 0), np.float32),
             timestamps=times,
             unit_index=units,
@@ -71,9 +74,10 @@ class SpikeTokenizer:
             mask=np.ones(times.shape[0], bool),
             unit_keys=cached_unit_keys(recording),
             session=window.session,
-            duration=window.duration,
+            duration=float(window.duration),
             query_timestamps=queries,
             targets=targets,
+            extras={},
             unit_extras=unit_extras(window),
         )
 
