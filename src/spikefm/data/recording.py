@@ -461,6 +461,9 @@ def trusted(cls: type, **values: Any) -> Any:
     if values.keys() != names:
         raise TypeError(f"trusted({cls.__name__}) needs exactly the fields {sorted(names)}, got {sorted(values)}")
     instance = object.__new__(cls)
-    for name, value in values.items():
-        object.__setattr__(instance, name, value)
+    try:
+        instance.__dict__.update(values)  # what object.__setattr__ per field does, in one call
+    except AttributeError:  # a slotted dataclass has no __dict__
+        for name, value in values.items():
+            object.__setattr__(instance, name, value)
     return instance

@@ -413,6 +413,8 @@ class _TimeIndexed:
         """
         if self.payload.ndim != (1 if n_units is not None else 2):
             raise self._corrupt(f"payload of shape {self.payload.shape}")
+        if n_units is not None and self.payload.dtype.kind not in "iu":
+            raise self._corrupt(f"unit indices of dtype {self.payload.dtype}")
         below = np.zeros(self.index_times.size, np.int64)  # rows with time < each index time
         last = -np.inf
         for lo in range(0, self.size, _CHECK_ROWS):
@@ -446,11 +448,15 @@ class _TimeIndexed:
         return int(self.index_rows[bucket]), end
 
     def read(self, t0: float, t1: float) -> tuple[np.ndarray, np.ndarray]:
-        """Times in ``[t0, t1)`` and their payload rows (fresh arrays), reading O(log n + k) rows."""
+        """Times in ``[t0, t1)`` and their payload rows, reading O(log n + k) rows.
+
+        From a memory map these are read-only views of the file: callers copy them (once, as
+        they convert them) before handing them out.
+        """
         if self._mapped is not None:
             times, payload = self._mapped
             lo, hi = times.searchsorted((t0, t1), side="left")
-            return times[lo:hi].copy(), payload[lo:hi].copy()
+            return times[lo:hi], payload[lo:hi]
         a0, b0 = self._bucket(t0)
         a1, b1 = self._bucket(t1)
         if a1 - b0 <= _INDEX_ROWS:
@@ -461,10 +467,6 @@ class _TimeIndexed:
         lo = a0 + int(np.searchsorted(self.times[a0:b0], t0, side="left"))
         hi = a1 + int(np.searchsorted(self.times[a1:b1], t1, side="left"))
         return self.times[lo:hi], self.payload[lo:hi]
-
-
-def _float64(times: np.ndarray) -> np.ndarray:
-    return times.astype(np.float64, copy=False)
 
 
 def _signature(path: Path) -> tuple[int, int, int]:
@@ -552,18 +554,23 @@ class LazyRecording:
                     reader.trusted = True  # this file version passed check_all before
         return self._readers["" if name is None else name]
 
-    def _trusted_readers(self) -> bool:
-        """Whether windows may skip validation: checks the whole store on the first call (``check="once"``)."""
-        spikes = self._reader(None)
+    def _window_readers(self) -> tuple[dict[str, _TimeIndexed], bool]:
+        """The readers, and whether windows may skip validation.
+
+        With ``check="once"`` the first call checks the whole store (every reader's
+        :meth:`_TimeIndexed.check_all`) and remembers the file version it checked.
+        """
+        self._reader(None)
+        readers = self._readers
         if self.check == "window":
-            return False
-        if not spikes.trusted:
+            return readers, False
+        if not readers[""].trusted:
             signature = _signature(self.path)
-            spikes.check_all(self.n_units)
+            readers[""].check_all(self.n_units)
             for name in self.behavior_names:
-                self._reader(name).check_all(None)
+                readers[name].check_all(None)
             self._checked = signature
-        return True
+        return readers, True
 
     def close(self) -> None:
         """Close the file; a later read reopens it."""
@@ -606,31 +613,28 @@ class LazyRecording:
         if not (np.isfinite(t0) and np.isfinite(t1)) or t1 <= t0:
             raise DataError(f"{self.source or self.session}: window must have t1 > t0, got [{t0}, {t1})")
         shift = t0 if relative else 0.0
-        if self._trusted_readers():
-            return self._trusted_slice(t0, t1, shift)
-        times, units = self._reader(None).read(t0, t1)
+        readers, trust = self._window_readers()
+        times, units = readers[""].read(t0, t1)
+        times = np.subtract(times, shift, dtype=np.float64)  # a copy (the rows may be a view of the file)
+        units = units.astype(np.int64) if trust else np.array(units)  # a copy; SpikeTrains checks the dtype
+        behavior = {}
+        for name in self.behavior_names:
+            stamps, values = readers[name].read(t0, t1)
+            stamps, values = np.subtract(stamps, shift, dtype=np.float64), np.array(values)
+            behavior[name] = (
+                trusted(TimeSeries, timestamps=stamps, values=values, columns=self._columns[name])
+                if trust
+                else TimeSeries(stamps, values, self._columns[name])
+            )
+        if trust:  # the store passed check_all: build the window without re-checking it
+            spikes = trusted(SpikeTrains, times=times, units=units)
+            return trusted(Recording, spikes=spikes, behavior=behavior, **self._window_fields(t0, t1, shift))
         if units.size and (units.min() < 0 or units.max() >= self.n_units):
             raise DataError(
                 f"{self.path}: spikes in [{t0}, {t1}) name unit index {int(units.max())} (or a negative one) but the "
                 f"store has {self.n_units} units; the file is damaged. Rewrite it with write_recording"
             )
-        behavior = {}
-        for name in self.behavior_names:
-            stamps, values = self._reader(name).read(t0, t1)
-            behavior[name] = TimeSeries(stamps - shift, values, self._columns[name])
-        return Recording(spikes=SpikeTrains(times - shift, units), behavior=behavior, **self._window_fields(t0, t1, shift))
-
-    def _trusted_slice(self, t0: float, t1: float, shift: float) -> Recording:
-        """:meth:`slice` of a store checked in full: the same objects, built without re-checking."""
-        times, units = self._reader(None).read(t0, t1)
-        spikes = trusted(SpikeTrains, times=_float64(times) - shift, units=units.astype(np.int64, copy=False))
-        behavior = {}
-        for name in self.behavior_names:
-            stamps, values = self._reader(name).read(t0, t1)
-            behavior[name] = trusted(
-                TimeSeries, timestamps=_float64(stamps) - shift, values=values, columns=self._columns[name]
-            )
-        return trusted(Recording, spikes=spikes, behavior=behavior, **self._window_fields(t0, t1, shift))
+        return Recording(spikes=SpikeTrains(times, units), behavior=behavior, **self._window_fields(t0, t1, shift))
 
     def _window_fields(self, t0: float, t1: float, shift: float) -> dict[str, Any]:
         return dict(

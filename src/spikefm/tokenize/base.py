@@ -419,9 +419,10 @@ def collate(samples: Sequence[Tokens], *, pack: bool = False) -> Batch:
 
 
 def _same_keys(samples: Sequence[Tokens], attribute: str) -> list[str]:
-    keys = list(getattr(samples[0], attribute))
+    first = getattr(samples[0], attribute)
+    keys = list(first)
     for i, sample in enumerate(samples[1:], start=1):
-        if set(getattr(sample, attribute)) != set(keys):
+        if getattr(sample, attribute).keys() != first.keys():  # dict views compare as sets
             raise ValueError(
                 f"collate: sample {i} has {attribute} {sorted(getattr(sample, attribute))} but sample 0 has "
                 f"{sorted(keys)}; batch samples from one tokenizer configuration"

@@ -58,10 +58,11 @@ class SpikeTokenizer:
     def __call__(self, window: Window) -> Tokens:
         recording = window.recording
         times, units = recording.spikes.times, recording.spikes.units
-        token_type = np.zeros(times.shape[0], np.int64)  # TokenType.SPIKE
         if self.config.start_end_tokens:
             times, units, token_type = self._with_start_end(recording.n_units, recording.start, recording.end,
-                                                            times, units, token_type)
+                                                            times, units)
+        else:
+            token_type = np.zeros(times.shape[0], np.int64)  # TokenType.SPIKE
         queries, targets = make_queries(window, self.config)
         # A Recording's spikes are float64, int64 unit indices in range, so the fields below are
         # already what Tokens' checks would return: build without re-checking (a test holds
@@ -83,14 +84,13 @@ class SpikeTokenizer:
 
     @staticmethod
     def _with_start_end(
-        n_units: int, start: float, end: float, times: np.ndarray, units: np.ndarray, token_type: np.ndarray
+        n_units: int, start: float, end: float, times: np.ndarray, units: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Times, units and types of the START / END tokens followed by the spikes'."""
         edge_times, edge_units, edge_types = _edge_tokens(n_units, float(start), float(end))
-        return (
-            np.concatenate([edge_times, times]),
-            np.concatenate([edge_units, units]),
-            np.concatenate([edge_types, token_type]),
-        )
+        token_type = np.zeros(edge_types.shape[0] + times.shape[0], np.int64)  # TokenType.SPIKE after the edges
+        token_type[: edge_types.shape[0]] = edge_types
+        return np.concatenate([edge_times, times]), np.concatenate([edge_units, units]), token_type
 
     @staticmethod
     def decode(tokens: Tokens) -> tuple[np.ndarray, np.ndarray]:
