@@ -28,6 +28,7 @@ if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.a
 import argparse
 import datetime
 import statistics
+import time
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -41,6 +42,7 @@ sys.path.append(str(Path(__file__).resolve().parent))  # appended: this folder's
 import vs_torch_brain as bench  # noqa: E402
 
 from spikefm.data.store import open_recording, write_recording  # noqa: E402
+from spikefm.tokenize import collate  # noqa: E402
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "data_path.md"
 SPIKES_TARGET = 20e6
@@ -90,7 +92,32 @@ def one_run(pipelines: dict[str, object], batches: np.ndarray) -> dict[str, floa
     return {name: spikes[name] / sum(times[name]) for name in pipelines}
 
 
-def report(runs: list[dict[str, float]], loads: list[tuple[float, float]], args: argparse.Namespace, recording) -> str:
+def stages(pipeline: bench.OursPipeline, batches: np.ndarray, passes: int = 3) -> dict[str, float]:
+    """Best-of-``passes`` microseconds per window for the lazy read and the tokenizer, and per batch for collate."""
+    window = pipeline.window
+    read = lambda: [[pipeline.store.window(t, t + window) for t in b] for b in batches]  # noqa: E731
+    windows = read()
+    samples = [[pipeline.tokenizer(w) for w in b] for b in windows]
+    timed = {
+        "read": read,
+        "tokenize": lambda: [[pipeline.tokenizer(w) for w in b] for b in windows],
+        "collate": lambda: [collate(b, pack=pipeline.pack) for b in samples],
+    }
+    out = {}
+    for name, fn in timed.items():
+        best = min(_seconds(fn) for _ in range(passes))
+        out[name] = 1e6 * best / (batches.size if name != "collate" else len(batches))
+    return out
+
+
+def _seconds(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def report(runs: list[dict[str, float]], loads: list[tuple[float, float]], args: argparse.Namespace, recording,
+           split: dict[str, float]) -> str:
     names = list(runs[0])
     median = {n: statistics.median(r[n] for r in runs) for n in names}
     ratio = {n: statistics.median(r[n] / r[TORCH_BRAIN] for r in runs) for n in names}
@@ -122,6 +149,14 @@ def report(runs: list[dict[str, float]], loads: list[tuple[float, float]], args:
             f"| {n} | {median[n] / 1e6:.2f} ({min(values):.2f}-{max(values):.2f}) "
             f"| {ratio[n]:.2f} ({min(ratios):.2f}-{max(ratios):.2f}) |"
         )
+    lines += [
+        "", "## Where the time goes (spikefm, padded; best of 3 passes, same process, after the runs)", "",
+        f"- lazy window read (memory map, copies, window objects): {split['read']:.1f} us per window",
+        f"- tokenize (START / END + spikes, `hand_vel` queries and targets): {split['tokenize']:.1f} us per window",
+        f"- collate (padded, 16 windows): {split['collate']:.0f} us per batch = "
+        f"{split['collate'] / bench.Setup().batch_size:.1f} us per window",
+        f"- 1-minute load average while timing the stages: {split['load']:.2f}",
+    ]  # fmt: skip
     lines += ["", "## Targets (median of runs)", ""]
     for n in ("spikefm, padded", "spikefm, packed"):
         met = lambda ok: "met" if ok else "NOT met"  # noqa: E731
@@ -156,8 +191,10 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, float]]:
             runs.append(one_run(pipelines, run_batches))
             loads.append((before, os.getloadavg()[0]))
             print(", ".join(f"{n}: {v / 1e6:.2f}M" for n, v in runs[-1].items()), flush=True)
+        split = stages(pipelines["spikefm, padded"], batches[0])
+        split["load"] = os.getloadavg()[0]
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(report(runs, loads, args, recording))
+    args.out.write_text(report(runs, loads, args, recording, split))
     print(f"wrote {args.out}")
     return runs
 
