@@ -121,3 +121,17 @@ def test_patch_count_classes_and_ndt2_defaults():
     tokens = PatchTokenizer(PatchConfig(clip=20, n_classes=22, query="none"))(rec.window(0.0, 1.0))
     assert tokens.values.shape == (50 * 3, 32)  # 20 ms bins, 32-unit patches, 70 units -> 3 groups
     assert tokens.extras["count_class"].max() <= 21 and tokens.values.max() <= 20
+
+
+def test_spike_rounded_onto_the_relative_window_end_is_still_binned():
+    # Found by hypothesis: a spike just before t1 lands exactly on the relative end after t0 is subtracted.
+    t0 = 0.40891909891775396
+    recording = make_recording(np.array([np.nextafter(1.0, 0.0)]), np.array([0]), 1, 1.0)
+    window = recording.window(t0, 1.0)
+    assert window.recording.spikes.times[0] == window.recording.end  # the rounding this test is about
+    expected = recording.bin(0.005, t0, 1.0)
+    assert expected.sum() == 1
+    binned = BinnedTokenizer(BinnedConfig(bin_size=0.005, query="none"))
+    assert np.array_equal(BinnedTokenizer.to_counts(binned(window)), expected)
+    patches = PatchTokenizer(PatchConfig(bin_size=0.005, neurons_per_patch=1, bins_per_patch=1, query="none"))
+    assert np.array_equal(patches.to_counts(patches(window)), expected)

@@ -30,7 +30,10 @@ __all__ = ["BinnedConfig", "BinnedTokenizer", "PatchConfig", "PatchTokenizer", "
 def bin_window(window: Window, bin_size: float) -> tuple[np.ndarray, np.ndarray]:
     """Counts int64 [T, U] of the window (``Recording.bin`` semantics) and bin edges float64 [T + 1]."""
     recording = window.recording
-    counts = recording.bin(bin_size, recording.start, recording.end)
+    # A spike just before the window's end in absolute time can land exactly on the relative end
+    # after subtracting t0 (float rounding); it is the window's, so bin up to just past the end
+    # (Recording.bin puts it in the last bin).
+    counts = recording.bin(bin_size, recording.start, np.nextafter(recording.end, np.inf))
     edges = np.minimum(recording.start + np.arange(counts.shape[0] + 1) * bin_size, recording.end)
     edges[-1] = recording.end
     return counts, edges
