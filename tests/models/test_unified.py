@@ -204,3 +204,19 @@ def test_calibrate_takes_trial_indices_as_the_transfer_protocol_passes_them(data
     model.calibrate(rec, starts=rec.trials.start[[2, 5]])
     assert by_index.shape == (rec.n_units, 2, model.config.id_bins)
     assert torch.equal(by_index, model._calibration[rec.session][1])
+
+
+def test_spikefm_eval_calibrates_and_forgets_the_scored_session(dataset):
+    """``spikefm.eval.predict`` calibrates a calibrating model on fixed train trials and forgets
+    them after (it raised AttributeError: unified had no ``forget``)."""
+    from spikefm.eval.evaluate import predict, score
+
+    model, tokenizer = build(dataset.recordings)
+    rec = dataset.recordings[0]
+    scores = score(predict(model, tokenizer, rec, split="val", pack=True))
+    assert np.isfinite(scores["decode R2"])
+    assert model.calibrated_sessions == []
+    model.calibrate(rec)
+    assert model.calibrated_sessions == [rec.session]
+    model.forget()
+    assert model.calibrated_sessions == []
