@@ -69,6 +69,8 @@ class UnifiedConfig:
         unit_dropout, min_units: POYO's unit dropout in training.
         behavior_keys: behaviour series decoded, one readout each (the first is ``behavior``).
         query_rate_hz: behaviour query rate.
+        token_counts: add to each token a learned linear map of ``log1p`` of its unit's spike
+            count in the token's chunk (an observed per-token feature, as SPINT's activity token).
     """
 
     dim: int = 128
@@ -98,6 +100,7 @@ class UnifiedConfig:
     min_units: int = 30
     behavior_keys: tuple[str, ...] = ("hand_vel",)
     query_rate_hz: float = 100.0
+    token_counts: bool = False
 
     def __post_init__(self) -> None:
         self.schemes, self.behavior_keys = tuple(self.schemes), tuple(self.behavior_keys)
@@ -181,6 +184,7 @@ class Unified(RegisteredCalibration, nn.Module):
         self.readout = nn.ModuleDict({key: nn.Linear(dim, width) for key, width in behavior_dims.items()})
         self.count_readout = nn.Linear(dim, 1)
         self._calibration: dict[str, tuple[tuple[str, ...], Tensor]] = {}
+        self.count_embedding = nn.Linear(1, dim) if config.token_counts else None
 
     # ------------------------------------------------------------------ offline pass
     def forward(self, batch: Batch, masks: UnitMasks | None = None) -> dict[str, Tensor]:
@@ -200,6 +204,10 @@ class Unified(RegisteredCalibration, nn.Module):
         rows_of = torch.arange(batch.batch_size, device=dev)[:, None]
         sample = batch.sample_index if batch.packed else rows_of.expand_as(keep)  # window of each token
         tokens = identity[units[keep]] + self.token_type_embedding(batch.token_type[keep])  # [n, D]
+        if self.count_embedding is not None:
+            token_chunk = chunk_index(batch.timestamps[keep], chunk).clamp(0, n_chunks - 1)  # [n]
+            own = self._chunk_counts(batch, n_chunks)[units[keep], token_chunk]  # [n]
+            tokens = tokens + self.count_embedding(torch.log1p(own)[:, None])
         grid = chunk_grid(tokens, batch.timestamps[keep], sample[keep], batch.batch_size * n_chunks, n_chunks, chunk)
         latents = self._encode(*grid).view(batch.batch_size, n_chunks, -1)  # [B, C, K * D]
         core_out, _ = self.core(latents)  # [B, C, H]
@@ -351,7 +359,10 @@ class Unified(RegisteredCalibration, nn.Module):
             raise KeyError(f"session {session!r} is not calibrated; call model.calibrate(recording) first")
         table = self._registered(session)
         identity = torch.stack([table[k] for k in unit_keys]) + self._offsets(unit_keys)  # KeyError names a key
-        kv = {t: self.encoder.attention.to_kv(self.encoder.context_norm(identity + self.token_type_embedding.weight[t]))
+        if self.count_embedding is not None:  # kv depend on the chunk's counts: computed per step
+            kv = {t: identity + self.token_type_embedding.weight[t] for t in (TokenType.SPIKE, TokenType.START)}
+        else:
+          kv = {t: self.encoder.attention.to_kv(self.encoder.context_norm(identity + self.token_type_embedding.weight[t]))
               for t in (TokenType.SPIKE, TokenType.START)}  # fmt: skip
         ctx, k, chunk = self.config.context_chunks, self.config.latents_per_chunk, self.config.chunk
         key, latent = self.config.behavior_key, self.latent_embedding.weight
@@ -375,9 +386,17 @@ class Unified(RegisteredCalibration, nn.Module):
     def stream_step(self, units: Tensor, times: Tensor, stream: dict[str, Any], state: UnifiedState):
         """One chunk: :meth:`forward`'s behaviour for it (eval mode). units long [n], times [n] s into the chunk."""
         kv, times = stream["spike_kv"][units], times.float().double()
+        if self.count_embedding is not None:
+            counts = torch.bincount(units, minlength=stream["spike_kv"].shape[0]).float()  # [U]
+            feature = self.count_embedding(torch.log1p(counts)[:, None])  # [U, D]
+            kv = kv + feature[units]
         if state.filled == 0:  # a stream's first chunk holds every unit's START token at time 0
             start = stream["start_kv"]
+            if self.count_embedding is not None:
+                start = start + feature
             kv, times = torch.cat([start, kv]), torch.cat([times.new_zeros(start.shape[0]), times])
+        if self.count_embedding is not None:
+            kv = self.encoder.attention.to_kv(self.encoder.context_norm(kv))
         angles = times[:, None] * stream["omega"]  # [n, Dh/2]
         rotary = torch.stack((angles.cos(), angles.sin()), dim=-1).float()
         (latent_q, latent_unrot), (query_q, query_unrot) = stream["latent_qr"], stream["query_qr"]
