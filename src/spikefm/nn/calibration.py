@@ -12,12 +12,12 @@ Shape legend: N (window, unit) rows, h feature width.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-__all__ = ["session_folds", "pool_other_folds"]
+__all__ = ["session_folds", "pool_other_folds", "in_batch_identities", "with_registered"]
 
 
 def session_folds(sessions: Sequence[str], training: bool) -> tuple[list[int], int]:
@@ -60,3 +60,44 @@ def pool_other_folds(
     key_n = n.view(n_keys, n_folds).sum(1)  # [K]
     rest = key_sums[key] - sums[own]  # [N, h]: every other fold of the row's unit
     return rest / (key_n[key] - n[own]).clamp_min(1)[:, None]
+
+
+def in_batch_identities(
+    encoder: nn.Module, counts: Tensor, unit_keys: Sequence[str], window: Tensor, sessions: Sequence[str],
+    training: bool, contributes: Tensor | None = None,
+) -> Tensor:
+    """Identities [N, D] of (window, unit) rows from the *other* windows of the unit's session.
+
+    Args:
+        encoder: an :class:`~spikefm.nn.IDEncoder` (``phi`` per window, mean, ``psi``).
+        counts: [N, T] each row's binned counts in its own window.
+        unit_keys: N ``"session/unit"`` keys (the same unit in two windows has one key).
+        window: long [N] the window of each row; ``sessions``: the session of each window.
+        training: two cross-fitted folds (training) or leave-one-out (evaluation); see :func:`session_folds`.
+        contributes: bool [N] rows whose activity may enter others' means (e.g. not hidden by a mask).
+    """
+    fold, n_folds = session_folds(sessions, training)
+    vocab: dict[str, int] = {}
+    key = torch.tensor([vocab.setdefault(k, len(vocab)) for k in unit_keys], device=counts.device)  # [N]
+    folds = torch.tensor(fold, device=counts.device)[window]  # [N]
+    phi = encoder.phi(torch.log1p(counts))  # [N, h]
+    return encoder.psi(pool_other_folds(phi, key, folds, n_folds, contributes=contributes))
+
+
+def with_registered(
+    identity: Tensor, unit_keys: Sequence[str], row_sessions: Sequence[str], tables: Mapping[str, Mapping[str, Tensor]]
+) -> Tensor:
+    """``identity`` [N, D] with the rows of sessions in ``tables`` (session -> unit key -> [D]) replaced.
+
+    Raises:
+        KeyError: a row's unit is not among its session's registered units.
+    """
+    rows = [i for i, session in enumerate(row_sessions) if session in tables]
+    if not rows:
+        return identity
+    missing = [unit_keys[i] for i in rows if unit_keys[i] not in tables[row_sessions[i]]]
+    if missing:
+        raise KeyError(f"units {missing[:5]} are not among their session's calibrated units; call "
+                       "model.calibrate(recording) with the recording the windows come from")  # fmt: skip
+    registered = torch.stack([tables[row_sessions[i]][unit_keys[i]] for i in rows])  # [n, D]
+    return identity.index_put((torch.tensor(rows, device=identity.device),), registered)
