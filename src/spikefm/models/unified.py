@@ -34,14 +34,14 @@ from spikefm.data.recording import Recording
 from spikefm.models._shared import EMBEDDING_INIT_STD, RegisteredCalibration, behavior_width, unit_dropout_keep
 from spikefm.models.registry import ModelSpec, register
 from spikefm.nn import Attention, CrossAttentionBlock, IDEncoder, KeyedEmbedding, RotaryTimeEmbedding
-from spikefm.nn.calibration import in_batch_identities, with_registered
+from spikefm.nn.calibration import calibration_window_counts, in_batch_identities, with_registered
 from spikefm.nn.chunked import (
-    chunk_ends, context_mask, count_chunks, encode_chunks, history_slot_ends, push_history, read_chunks, stream_rotary,
+    ChunkStreamState, chunk_ends, context_mask, count_chunks, encode_chunks, read_chunks, stream_chunk, stream_constants,
 )  # fmt: skip
 from spikefm.nn.chunking import chunk_grid, chunk_index
 from spikefm.nn.identity_offsets import IdentityOffsets
-from spikefm.nn.recurrent import gru_weights, make_core, step_core
-from spikefm.nn.transformer import attend_projected, make_ffn, rotated_queries
+from spikefm.nn.recurrent import make_core
+from spikefm.nn.transformer import make_ffn
 from spikefm.objectives.multitask import multitask_objective
 from spikefm.objectives.unit_counts import binned_spike_counts
 from spikefm.objectives.unit_masking import UnitMasks, draw_unit_masks, flat_units
@@ -140,13 +140,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-@dataclass
-class UnifiedState:
-    """Streaming state: the core's state, its last outputs' decoder keys / values, chunks seen."""
-
-    core: Tensor
-    history: Tensor
-    filled: int = 0
+UnifiedState = ChunkStreamState  # streaming state: core state, decoder-key/value history, chunks seen
 
 
 class Unified(RegisteredCalibration, nn.Module):
@@ -284,14 +278,9 @@ class Unified(RegisteredCalibration, nn.Module):
                 the default is back-to-back windows from its start).
         """
         c = self.config
-        if starts is None and recording.trials is not None and len(recording.trials):
-            index = np.arange(min(c.calibration_windows, len(recording.trials))) if trials is None else trials
-            starts = recording.trials.start[np.asarray(index, dtype=np.int64)]
-        elif starts is None:
-            starts = recording.start + np.arange(c.calibration_windows) * c.id_window
-        counts = np.stack([recording.bin(c.id_bin, t, t + c.id_window)[: c.id_bins] for t in starts])  # [R, T, U]
-        self._calibration[recording.session] = (
-            tuple(recording.unit_keys()), torch.as_tensor(counts.transpose(2, 0, 1), dtype=torch.float32))
+        counts = calibration_window_counts(recording, trials=trials, starts=starts, n_windows=c.calibration_windows,
+                                           bin_size=c.id_bin, window=c.id_window)  # fmt: skip
+        self._calibration[recording.session] = (tuple(recording.unit_keys()), counts)
 
     def add_session(self, recording: Recording) -> list[str]:
         """Recalibration mode: add a zero identity offset per unit of ``recording``."""
@@ -317,22 +306,15 @@ class Unified(RegisteredCalibration, nn.Module):
         identity = torch.stack([table[k] for k in unit_keys])  # KeyError names a key
         identity = identity + self.identity_offset.offsets(unit_keys, identity)
         spike, start = (identity + self.token_type_embedding.weight[t] for t in (TokenType.SPIKE, TokenType.START))
-        k, chunk, latent = self.config.latents_per_chunk, self.config.chunk, self.latent_embedding.weight
         query = self.task_embedding.embed([self.config.behavior_key]).expand(query_offsets.shape[0], -1)  # [Qc, D]
-        return {
-            "spike": spike, "start": start, "spike_kv": self._token_kv(spike), "start_kv": self._token_kv(start),
-            "latent": latent, "latent_qr": rotated_queries(self.encoder, latent, self.rotary(torch.full((k,), chunk / 2))),
-            "query": query, "query_qr": rotated_queries(self.decoder, query, self.rotary(query_offsets.float())),
-            "slot_rot": self.rotary(history_slot_ends(self.config.context_chunks, chunk).float()),
-            "omega": torch.tensor(self.rotary.omega, dtype=torch.float64), "gru": gru_weights(self.core),
-            "head": self.readout[self.config.behavior_key],
-        }  # fmt: skip
+        constants = stream_constants(self.encoder, self.decoder, self.rotary, self.core, self.latent_embedding.weight,
+                                     query, query_offsets, self.config.chunk, self.config.context_chunks)  # fmt: skip
+        return {**constants, "spike": spike, "start": start, "spike_kv": self._token_kv(spike),
+                "start_kv": self._token_kv(start), "head": self.readout[self.config.behavior_key]}  # fmt: skip
 
     def initial_stream_state(self) -> UnifiedState:
         """The state before a stream's first chunk (zeros, empty history)."""
-        weight, width = self.count_readout.weight, 2 * self.config.heads * self.config.head_dim
-        core = self.core.initial_state(1, weight.device, weight.dtype)
-        return UnifiedState(core, weight.new_zeros(self.config.context_chunks, width))
+        return UnifiedState.initial(self.core, self.decoder, self.config.context_chunks, self.count_readout.weight)
 
     @torch.no_grad()
     def stream_step(self, units: Tensor, times: Tensor, stream: dict[str, Any], state: UnifiedState):
@@ -345,14 +327,8 @@ class Unified(RegisteredCalibration, nn.Module):
             kv, start = self._token_kv(stream["spike"][units] + feature[units]), self._token_kv(stream["start"] + feature)
         if state.filled == 0:  # a stream's first chunk holds every unit's START token at time 0
             kv, times = torch.cat([start, kv]), torch.cat([times.new_zeros(start.shape[0]), times])
-        (latent_q, latent_unrot), (query_q, query_unrot) = stream["latent_qr"], stream["query_qr"]
-        rotary = stream_rotary(times, stream["omega"])  # [n, Dh/2, 2]
-        latent = attend_projected(self.encoder, stream["latent"], latent_q, kv, rotary, latent_unrot, mask=None)
-        y, core = step_core(self.core, latent.reshape(1, -1), state.core, stream["gru"])  # [1, H]
-        history, filled, visible = push_history(self.decoder, state.history, y, state.filled)
-        out = attend_projected(self.decoder, stream["query"], query_q, history, stream["slot_rot"], query_unrot,
-                               mask=visible)  # [Qc, D]  # fmt: skip
-        return stream["head"](out), UnifiedState(core, history, filled)
+        out, state = stream_chunk(self.encoder, self.decoder, self.core, stream, kv, times, state)
+        return stream["head"](out), state
 
     def _token_kv(self, tokens: Tensor) -> Tensor:
         """The encoder's key / value projections of tokens [n, D] -> [n, 2 * heads * head_dim]."""

@@ -13,11 +13,13 @@ Shape legend: N (window, unit) rows, h feature width.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
-__all__ = ["session_folds", "pool_other_folds", "in_batch_identities", "with_registered"]
+__all__ = ["session_folds", "pool_other_folds", "in_batch_identities", "with_registered", "calibration_window_counts"]
 
 
 def session_folds(sessions: Sequence[str], training: bool) -> tuple[list[int], int]:
@@ -101,3 +103,26 @@ def with_registered(
                        "model.calibrate(recording) with the recording the windows come from")  # fmt: skip
     registered = torch.stack([tables[row_sessions[i]][unit_keys[i]] for i in rows])  # [n, D]
     return identity.index_put((torch.tensor(rows, device=identity.device),), registered)
+
+
+def calibration_window_counts(
+    recording: Any, *, trials: Sequence[int] | None, starts: Sequence[float] | None, n_windows: int, bin_size: float,
+    window: float,
+) -> Tensor:
+    """Unlabeled calibration counts float32 [U, R, T] of windows ``[t, t + window)`` (spikes only).
+
+    Args:
+        recording: a :class:`~spikefm.data.recording.Recording`.
+        trials: trial indices whose starts begin the windows; default the first ``n_windows`` trials.
+        starts: window starts in seconds instead; for a recording without trials the default is
+            ``n_windows`` back-to-back windows from its start.
+        bin_size, window: seconds; T = ``ceil(window / bin_size)`` bins.
+    """
+    n_bins = int(np.ceil(window / bin_size - 1e-9))
+    if starts is None and recording.trials is not None and len(recording.trials):
+        index = np.arange(min(n_windows, len(recording.trials))) if trials is None else trials
+        starts = recording.trials.start[np.asarray(index, dtype=np.int64)]
+    elif starts is None:
+        starts = recording.start + np.arange(n_windows) * window
+    counts = np.stack([recording.bin(bin_size, t, t + window)[:n_bins] for t in starts])  # [R, T, U]
+    return torch.as_tensor(counts.transpose(2, 0, 1), dtype=torch.float32)

@@ -6,7 +6,8 @@ runs over the chunks, and queries read the core outputs of their own chunk and t
 (:func:`context_mask`, :func:`read_chunks`), keyed at the chunks' end times (:func:`chunk_ends`).
 Streaming: the same computation one chunk at a time, with the core outputs' decoder keys / values
 kept in a fixed-size history (:func:`push_history`, :func:`history_slot_ends`) and rotary tables
-from cached frequencies (:func:`stream_rotary`).
+from cached frequencies (:func:`stream_rotary`): :func:`stream_constants` once per stream, then
+:func:`stream_chunk` per chunk.
 
 Shape legend: C chunks, K latents per chunk, N (sample, chunk) rows, S most tokens in a chunk,
 D width, Q queries, Dh head width.
@@ -15,13 +16,18 @@ D width, Q queries, Dh head width.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from spikefm.nn.recurrent import gru_weights, step_core
+from spikefm.nn.transformer import attend_projected, rotated_queries
+
 __all__ = [
     "count_chunks", "chunk_ends", "context_mask", "encode_chunks", "read_chunks",
-    "stream_rotary", "history_slot_ends", "push_history",
+    "stream_rotary", "history_slot_ends", "push_history", "stream_constants", "stream_chunk", "ChunkStreamState",
 ]  # fmt: skip
 
 
@@ -100,3 +106,63 @@ def push_history(decoder: nn.Module, history: Tensor, core_out: Tensor, filled: 
     filled = min(filled + 1, context)
     visible = (torch.arange(context, device=history.device) >= context - filled)[None]
     return history, filled, visible
+
+
+@dataclass
+class ChunkStreamState:
+    """A stream's state between chunks: the core's state, the decoder keys / values of its last
+    ``context`` outputs [context, 2 * heads * Dh], and how many of those slots hold real chunks."""
+
+    core: Tensor
+    history: Tensor
+    filled: int = 0
+
+    @classmethod
+    def initial(cls, core: nn.Module, decoder: nn.Module, context: int, like: Tensor) -> "ChunkStreamState":
+        """Before a stream's first chunk: zero core state, empty history (``like`` gives device and dtype)."""
+        width = 2 * decoder.attention.heads * decoder.attention.head_dim
+        return cls(core.initial_state(1, like.device, like.dtype), like.new_zeros(context, width))
+
+
+def stream_constants(
+    encoder: nn.Module, decoder: nn.Module, rotary: nn.Module, core: nn.Module, latents: Tensor, queries: Tensor,
+    query_offsets: Tensor, chunk: float, context: int,
+) -> dict[str, Any]:
+    """What :func:`stream_chunk` needs that does not depend on the spikes (rebuild after changing weights).
+
+    Args:
+        latents: [K, D] the chunk latents. queries: [Qc, D] the output queries of one chunk.
+        query_offsets: [Qc] their times relative to the chunk start (s).
+    """
+    centre = torch.full((latents.shape[0],), chunk / 2, device=latents.device)
+    return {
+        "latent": latents, "latent_qr": rotated_queries(encoder, latents, rotary(centre)),
+        "query": queries, "query_qr": rotated_queries(decoder, queries, rotary(query_offsets.float())),
+        "slot_rot": rotary(history_slot_ends(context, chunk).float().to(latents.device)),
+        "omega": torch.tensor(rotary.omega, dtype=torch.float64, device=latents.device), "gru": gru_weights(core),
+    }  # fmt: skip
+
+
+def stream_chunk(
+    encoder: nn.Module, decoder: nn.Module, core: nn.Module, stream: dict[str, Any], kv: Tensor, times: Tensor,
+    state: ChunkStreamState,
+) -> tuple[Tensor, ChunkStreamState]:
+    """One chunk of the offline pass, in eval mode: latents read the chunk's tokens, the core steps,
+    the chunk's queries read the last ``context`` core outputs.
+
+    Args:
+        stream: from :func:`stream_constants`.
+        kv: [n, 2 * heads * Dh] the encoder's key / value projections of the chunk's tokens.
+        times: [n] their times relative to the chunk start (s).
+        state: after the previous chunk (not modified).
+
+    Returns:
+        query outputs [Qc, D] and the state after this chunk.
+    """
+    (latent_q, latent_unrot), (query_q, query_unrot) = stream["latent_qr"], stream["query_qr"]
+    rotary = stream_rotary(times, stream["omega"])  # [n, Dh/2, 2]
+    latent = attend_projected(encoder, stream["latent"], latent_q, kv, rotary, latent_unrot, mask=None)  # [K, D]
+    y, core_state = step_core(core, latent.reshape(1, -1), state.core, stream["gru"])  # [1, H]
+    history, filled, visible = push_history(decoder, state.history, y, state.filled)
+    out = attend_projected(decoder, stream["query"], query_q, history, stream["slot_rot"], query_unrot, mask=visible)
+    return out, ChunkStreamState(core_state, history, filled)
