@@ -18,7 +18,7 @@ def bin_counts(units: Tensor, bins: Tensor, n_units: int, n_bins: int) -> Tensor
     """Counts [n_units, n_bins] of events (unit, bin); events in bins outside [0, n_bins) are dropped."""
     inside = (bins >= 0) & (bins < n_bins)
     flat = torch.zeros(n_units * n_bins, device=units.device)
-    ones = torch.ones_like(flat[: int(inside.sum())])
+    ones = torch.ones(int(inside.sum()), device=units.device)  # not a slice of flat: events may outnumber cells
     return flat.index_add(0, units[inside] * n_bins + bins[inside], ones).view(n_units, n_bins)
 
 
