@@ -52,7 +52,7 @@ def reference_outputs() -> dict[str, torch.Tensor]:
     with torch.no_grad():
         for key, value in model(batch).items():  # in-batch calibration, forward prediction
             out[f"eval/{key}"] = value
-        model.calibrate(rec0)
+        model.calibrate(rec0, list(range(8)))  # the reference's trials (the default now keeps to train trials)
         none = torch.zeros(len(samples), max(rec0.n_units, rec1.n_units), dtype=torch.bool)
         for key, value in model(batch, UnitMasks("neuron", none, none, 0)).items():  # held-out units only
             out[f"registered/{key}"] = value

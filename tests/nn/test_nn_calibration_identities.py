@@ -40,4 +40,16 @@ def test_calibration_windows_are_the_recordings_binned_spikes():
     expected = rec.bin(0.1, rec.trials.start[3], rec.trials.start[3] + 0.5).T  # [U, T]
     np.testing.assert_array_equal(counts[:, 1].numpy(), expected)
     default = calibration_window_counts(rec, trials=None, starts=None, n_windows=8, bin_size=0.1, window=0.5)
-    assert default.shape[1] == 5  # every trial, fewer than n_windows
+    n_train = int((np.asarray(rec.trials.columns["split"]).astype(str) == "train").sum())
+    assert default.shape[1] == n_train < 8  # every train trial, fewer than n_windows
+
+
+def test_default_calibration_windows_are_train_trials_only():
+    """Regression: the default took the first trials whatever their split (test trial 0 included)."""
+    rec = generate(SyntheticConfig(n_sessions=1, units_per_session=(5, 5), n_trials=12, seed=5)).recordings[0]
+    split = np.asarray(rec.trials.columns["split"]).astype(str)
+    assert split[0] != "train"  # the draw this test needs
+    counts = calibration_window_counts(rec, trials=None, starts=None, n_windows=3, bin_size=0.1, window=0.5)
+    train = np.flatnonzero(split == "train")[:3]
+    expected = calibration_window_counts(rec, trials=train, starts=None, n_windows=3, bin_size=0.1, window=0.5)
+    assert torch.equal(counts, expected)

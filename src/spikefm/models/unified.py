@@ -273,7 +273,8 @@ class Unified(RegisteredCalibration, nn.Module):
 
         Args:
             trials: trial indices whose starts begin the windows (SPINT's convention, as
-                :mod:`spikefm.eval.transfer` calls it); default the first ``calibration_windows``.
+                :mod:`spikefm.eval.transfer` calls it); default the first ``calibration_windows``
+                trials of the train split.
             starts: window starts in seconds instead (e.g. for a recording without trials, where
                 the default is back-to-back windows from its start).
         """

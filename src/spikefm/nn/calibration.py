@@ -113,16 +113,26 @@ def calibration_window_counts(
 
     Args:
         recording: a :class:`~spikefm.data.recording.Recording`.
-        trials: trial indices whose starts begin the windows; default the first ``n_windows`` trials.
+        trials: trial indices whose starts begin the windows; default the first ``n_windows`` trials
+            of the train split (of all trials when they have no ``split`` column), so a default
+            calibration never reads validation or test trials.
         starts: window starts in seconds instead; for a recording without trials the default is
             ``n_windows`` back-to-back windows from its start.
         bin_size, window: seconds; T = ``ceil(window / bin_size)`` bins.
     """
     n_bins = int(np.ceil(window / bin_size - 1e-9))
     if starts is None and recording.trials is not None and len(recording.trials):
-        index = np.arange(min(n_windows, len(recording.trials))) if trials is None else trials
+        index = trials if trials is not None else _train_trials(recording.trials)[:n_windows]
         starts = recording.trials.start[np.asarray(index, dtype=np.int64)]
     elif starts is None:
         starts = recording.start + np.arange(n_windows) * window
     counts = np.stack([recording.bin(bin_size, t, t + window)[:n_bins] for t in starts])  # [R, T, U]
     return torch.as_tensor(counts.transpose(2, 0, 1), dtype=torch.float32)
+
+
+def _train_trials(trials: Any) -> np.ndarray:
+    """Rows of a trials table in its ``train`` split (every row when it has no split column)."""
+    rows = np.arange(len(trials))
+    if "split" in trials.columns:
+        rows = rows[np.asarray(trials.columns["split"]).astype(str) == "train"]
+    return rows
