@@ -26,12 +26,14 @@ if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.a
 
 import argparse
 import datetime
+import json
 import platform
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from scipy import stats
 
 from spikefm.eval.evaluate import predict, score
 from spikefm.eval.metrics import co_bps
@@ -84,7 +86,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "unified_token_features.md")
     parser.add_argument("--runs", default="runs/unified_token_features")
+    parser.add_argument("--render", type=Path, help="only rewrite --out from a saved .json of rows")
     args = parser.parse_args()
+    if args.render:
+        saved = json.loads(args.render.read_text())
+        write(args.out, saved["rows"], saved["steps"])
+        return
     torch.set_num_threads(1)
     rows: list[dict] = []
     for seed in args.seeds:
@@ -97,6 +104,14 @@ def main() -> None:
                              **val_scores(model, tokenizer, rec)})  # fmt: skip
             print(arm, seed, f"wall {wall:.0f} s cpu {cpu:.0f} s", rows[-1], flush=True)
             write(args.out, rows, args.steps)
+
+
+def seed_interval(values: list[float]) -> tuple[float, float]:
+    """95% t-interval of the mean of ``values`` (nan with fewer than two)."""
+    if len(values) < 2:
+        return float("nan"), float("nan")
+    half = stats.t.ppf(0.975, len(values) - 1) * np.std(values, ddof=1) / np.sqrt(len(values))
+    return float(np.mean(values) - half), float(np.mean(values) + half)
 
 
 def write(path: Path, rows: list[dict], steps: int) -> None:
@@ -115,20 +130,23 @@ def write(path: Path, rows: list[dict], steps: int) -> None:
         lines.append(f"| {arm} | {seed} | {cells} | {mine[0]['wall']:.0f} / {mine[0]['cpu']:.0f} |")
     seeds = sorted({s for a, s in runs if all((b, s) in runs for b in ARMS)})
     if seeds:
-        lines += ["", "Paired difference (identity+count - identity), per seed, mean over sessions:", "",
-                  "| metric | " + " | ".join(f"seed {s}" for s in seeds) + " | mean | min..max |",
+        lines += ["", "Paired difference (identity+count - identity), per seed, mean over sessions; 95% t-interval "
+                  "over seeds (the seed is the unit of replication):", "",
+                  "| metric | " + " | ".join(f"seed {s}" for s in seeds) + " | mean | 95% interval |",
                   "|---|" + "---|" * (len(seeds) + 2)]  # fmt: skip
         for m in metrics:
             diffs = [np.mean([r[m] for r in rows if r["seed"] == s and r["arm"] == "identity+count"])
                      - np.mean([r[m] for r in rows if r["seed"] == s and r["arm"] == "identity"]) for s in seeds]
+            low, high = seed_interval(diffs)
             lines.append(f"| {m} | " + " | ".join(f"{d:+.3f}" for d in diffs)
-                         + f" | {np.mean(diffs):+.3f} | {min(diffs):+.3f}..{max(diffs):+.3f} |")
+                         + f" | {np.mean(diffs):+.3f} | {low:+.3f}..{high:+.3f} |")
         lines += ["", "Per session:", "", "| arm | seed | session | " + " | ".join(metrics) + " |",
                   "|---|---|---|" + "---|" * len(metrics)]  # fmt: skip
         lines += [f"| {r['arm']} | {r['seed']} | {r['session']} | " + " | ".join(f"{r[m]:.3f}" for m in metrics) + " |"
                   for r in rows]  # fmt: skip
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
+    path.with_suffix(".json").write_text(json.dumps({"steps": steps, "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":
