@@ -11,7 +11,8 @@ A controlled comparison on **validation** data only: the Lorenz testbed of
 
 Scores on each session's **val** trials, identities calibrated on the session's first 8 train
 trials (unlabeled): velocity decode R2 (``spikefm.eval``) and co-bps of the held-out units (hidden
-from the input, counts predicted per chunk). The test split is never read. Writes a markdown table after every run to ``--out``.
+from the input, counts predicted per chunk). The test split is never read. Writes a markdown
+table after every run to ``--out`` (its rows also as .json; ``--render`` rewrites the table from it).
 
     OMP_NUM_THREADS=1 nice -n 5 python benchmarks/unified_token_features.py --steps 300 --seeds 0 1 2
 """
@@ -90,7 +91,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.render:
         saved = json.loads(args.render.read_text())
-        write(args.out, saved["rows"], saved["steps"])
+        write(args.out, saved["rows"], saved["steps"], saved["load"])
         return
     torch.set_num_threads(1)
     rows: list[dict] = []
@@ -114,14 +115,18 @@ def seed_interval(values: list[float]) -> tuple[float, float]:
     return float(np.mean(values) - half), float(np.mean(values) + half)
 
 
-def write(path: Path, rows: list[dict], steps: int) -> None:
+def write(path: Path, rows: list[dict], steps: int, load: float | None = None) -> None:
+    """The markdown table (and its rows as .json beside it); ``load``: the run's 1-min load, default now."""
+    load = os.getloadavg()[0] if load is None else load
     metrics = ["vel R2", "co-bps"]
     lines = [
         f"# unified token features on val (benchmarks/unified_token_features.py, {datetime.date.today()})", "",
         f"{platform.processor() or platform.machine()}, torch {torch.__version__}, 1 thread, load "
-        f"{os.getloadavg()[0]:.1f}; Lorenz draw 0, {steps} steps x 32 per run, val split only.", "",
+        f"{load:.1f} (1-min average when the table was written); Lorenz draw 0, {steps} steps x 32 per run, "
+        "val split only.", "",
         "Per seed: mean over the 4 sessions' val trials.", "",
-        "| arm | seed | " + " | ".join(metrics) + " | train wall / CPU (s) |", "|---|---|" + "---|" * (len(metrics) + 1),
+        "| arm | seed | " + " | ".join(metrics) + " | train wall / CPU (s) |",
+        "|---|---|" + "---|" * (len(metrics) + 1),
     ]  # fmt: skip
     runs = sorted({(r["arm"], r["seed"]) for r in rows}, key=lambda x: (x[1], list(ARMS).index(x[0])))
     for arm, seed in runs:
@@ -146,7 +151,7 @@ def write(path: Path, rows: list[dict], steps: int) -> None:
                   for r in rows]  # fmt: skip
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
-    path.with_suffix(".json").write_text(json.dumps({"steps": steps, "rows": rows}, indent=1))
+    path.with_suffix(".json").write_text(json.dumps({"steps": steps, "load": load, "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":

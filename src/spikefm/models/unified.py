@@ -36,7 +36,8 @@ from spikefm.models.registry import ModelSpec, register
 from spikefm.nn import Attention, CrossAttentionBlock, IDEncoder, KeyedEmbedding, RotaryTimeEmbedding
 from spikefm.nn.calibration import calibration_window_counts, in_batch_identities, with_registered
 from spikefm.nn.chunked import (
-    ChunkStreamState, chunk_ends, context_mask, count_chunks, encode_chunks, read_chunks, stream_chunk, stream_constants,
+    ChunkStreamState, chunk_ends, context_mask, count_chunks, encode_chunks, read_chunks, stream_chunk,
+    stream_constants,
 )  # fmt: skip
 from spikefm.nn.chunking import chunk_grid, chunk_index
 from spikefm.nn.identity_offsets import IdentityOffsets
@@ -325,7 +326,8 @@ class Unified(RegisteredCalibration, nn.Module):
         else:  # + each unit's count in this chunk
             counts = torch.bincount(units, minlength=stream["spike"].shape[0]).float()  # [U]
             feature = self.count_embedding(torch.log1p(counts)[:, None])  # [U, D]
-            kv, start = self._token_kv(stream["spike"][units] + feature[units]), self._token_kv(stream["start"] + feature)
+            kv = self._token_kv(stream["spike"][units] + feature[units])
+            start = self._token_kv(stream["start"] + feature)
         if state.filled == 0:  # a stream's first chunk holds every unit's START token at time 0
             kv, times = torch.cat([start, kv]), torch.cat([times.new_zeros(start.shape[0]), times])
         out, state = stream_chunk(self.encoder, self.decoder, self.core, stream, kv, times, state)

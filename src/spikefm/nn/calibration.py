@@ -124,7 +124,7 @@ def calibration_window_counts(
     if starts is None and recording.trials is not None and len(recording.trials):
         index = trials if trials is not None else _train_trials(recording.trials)[:n_windows]
         if len(index) == 0:
-            raise ValueError(f"{recording.session}: no calibration trials (no train-split trial); name trials or starts")
+            raise ValueError(f"{recording.session}: no train-split trial to calibrate on; name trials or starts")
         starts = recording.trials.start[np.asarray(index, dtype=np.int64)]
     elif starts is None:
         starts = recording.start + np.arange(n_windows) * window
