@@ -46,8 +46,9 @@ def permuted(tokens, rng):
     )  # fmt: skip
 
 
-def test_permuting_units_changes_nothing(dataset):
-    model, tokenizer = build(dataset.recordings)
+@pytest.mark.parametrize("token_counts", [False, True])
+def test_permuting_units_changes_nothing(dataset, token_counts):
+    model, tokenizer = build(dataset.recordings, token_counts=token_counts)
     rec = dataset.recordings[0]
     samples = tokens_of(tokenizer, rec, rec.trials.start[:4])  # in-batch calibration across the 4 windows
     rng = np.random.default_rng(0)
@@ -80,9 +81,9 @@ def test_no_parameter_depends_on_sessions_or_units(dataset):
     assert sum(p.numel() for p in a.parameters()) == n_params
 
 
-@pytest.mark.parametrize("core", ["gru", "ssm"])
-def test_streaming_equals_offline_pass(dataset, core):
-    model, tokenizer = build(dataset.recordings, core=core, rnn_layers=2, **EXACT)
+@pytest.mark.parametrize(("core", "token_counts"), [("gru", False), ("ssm", False), ("gru", True)])
+def test_streaming_equals_offline_pass(dataset, core, token_counts):
+    model, tokenizer = build(dataset.recordings, core=core, rnn_layers=2, token_counts=token_counts, **EXACT)
     rec = dataset.recordings[1]
     model.calibrate(rec)
     tokens = tokenizer(rec.window(0.0, 1.0))
