@@ -46,8 +46,9 @@ def permuted(tokens, rng):
     )  # fmt: skip
 
 
-def test_permuting_units_changes_nothing(dataset):
-    model, tokenizer = build(dataset.recordings)
+@pytest.mark.parametrize("token_counts", [False, True])
+def test_permuting_units_changes_nothing(dataset, token_counts):
+    model, tokenizer = build(dataset.recordings, token_counts=token_counts)
     rec = dataset.recordings[0]
     samples = tokens_of(tokenizer, rec, rec.trials.start[:4])  # in-batch calibration across the 4 windows
     rng = np.random.default_rng(0)
@@ -80,9 +81,9 @@ def test_no_parameter_depends_on_sessions_or_units(dataset):
     assert sum(p.numel() for p in a.parameters()) == n_params
 
 
-@pytest.mark.parametrize("core", ["gru", "ssm"])
-def test_streaming_equals_offline_pass(dataset, core):
-    model, tokenizer = build(dataset.recordings, core=core, rnn_layers=2, **EXACT)
+@pytest.mark.parametrize(("core", "token_counts"), [("gru", False), ("ssm", False), ("gru", True)])
+def test_streaming_equals_offline_pass(dataset, core, token_counts):
+    model, tokenizer = build(dataset.recordings, core=core, rnn_layers=2, token_counts=token_counts, **EXACT)
     rec = dataset.recordings[1]
     model.calibrate(rec)
     tokens = tokenizer(rec.window(0.0, 1.0))
@@ -204,3 +205,19 @@ def test_calibrate_takes_trial_indices_as_the_transfer_protocol_passes_them(data
     model.calibrate(rec, starts=rec.trials.start[[2, 5]])
     assert by_index.shape == (rec.n_units, 2, model.config.id_bins)
     assert torch.equal(by_index, model._calibration[rec.session][1])
+
+
+def test_spikefm_eval_calibrates_and_forgets_the_scored_session(dataset):
+    """``spikefm.eval.predict`` calibrates a calibrating model on fixed train trials and forgets
+    them after (it raised AttributeError: unified had no ``forget``)."""
+    from spikefm.eval.evaluate import predict, score
+
+    model, tokenizer = build(dataset.recordings)
+    rec = dataset.recordings[0]
+    scores = score(predict(model, tokenizer, rec, split="val", pack=True))
+    assert np.isfinite(scores["decode R2"])
+    assert model.calibrated_sessions == []
+    model.calibrate(rec)
+    assert model.calibrated_sessions == [rec.session]
+    model.forget()
+    assert model.calibrated_sessions == []

@@ -131,6 +131,18 @@ class RegisteredCalibration:
     def set_extra_state(self, state: dict[str, Any]) -> None:
         self._calibration = {s: (tuple(v["keys"]), v["counts"]) for s, v in (state or {}).items()}
 
+    def forget(self, session: str | None = None) -> None:
+        """Drop the registered calibration of ``session`` (or of every session)."""
+        if session is None:
+            self._calibration.clear()
+        else:
+            self._calibration.pop(session, None)
+
+    @property
+    def calibrated_sessions(self) -> list[str]:
+        """Sessions with registered calibration, sorted."""
+        return sorted(self._calibration)
+
     def _apply(self, fn, recurse: bool = True):  # keep registered counts on the model's device
         out = super()._apply(fn, recurse)
         device = next(self.parameters()).device

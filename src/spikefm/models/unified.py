@@ -23,7 +23,7 @@ A recipe of spikefm parts (docs/models/unified.md explains each choice):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -33,14 +33,19 @@ from torch import Tensor, nn
 from spikefm.data.recording import Recording
 from spikefm.models._shared import EMBEDDING_INIT_STD, RegisteredCalibration, behavior_width, unit_dropout_keep
 from spikefm.models.registry import ModelSpec, register
-from spikefm.nn import Attention, CrossAttentionBlock, IDEncoder, KeyedEmbedding, RotaryTimeEmbedding, UnitEmbedding
-from spikefm.nn.calibration import pool_other_folds, session_folds
+from spikefm.nn import Attention, CrossAttentionBlock, IDEncoder, KeyedEmbedding, RotaryTimeEmbedding
+from spikefm.nn.calibration import calibration_window_counts, in_batch_identities, with_registered
+from spikefm.nn.chunked import (
+    ChunkStreamState, chunk_ends, context_mask, count_chunks, encode_chunks, read_chunks, stream_chunk,
+    stream_constants,
+)  # fmt: skip
 from spikefm.nn.chunking import chunk_grid, chunk_index
-from spikefm.nn.recurrent import gru_weights, make_core, step_core
-from spikefm.nn.transformer import attend_projected, make_ffn, rotated_queries
-from spikefm.objectives.behavior import behavior_mse
-from spikefm.objectives.losses import poisson_nll
-from spikefm.objectives.unit_masking import UnitMasks, eligible_schemes, region_ids, unit_masks
+from spikefm.nn.identity_offsets import IdentityOffsets
+from spikefm.nn.recurrent import make_core
+from spikefm.nn.transformer import make_ffn
+from spikefm.objectives.multitask import multitask_objective
+from spikefm.objectives.unit_counts import binned_spike_counts
+from spikefm.objectives.unit_masking import UnitMasks, draw_unit_masks, flat_units
 from spikefm.tokenize.base import N_TOKEN_TYPES, Batch, TokenType
 from spikefm.tokenize.spikes import SpikeConfig, SpikeTokenizer
 
@@ -69,6 +74,8 @@ class UnifiedConfig:
         unit_dropout, min_units: POYO's unit dropout in training.
         behavior_keys: behaviour series decoded, one readout each (the first is ``behavior``).
         query_rate_hz: behaviour query rate.
+        token_counts: add to each token a learned linear map of ``log1p`` of its unit's spike
+            count in the token's chunk (an observed per-token feature, as SPINT's activity token).
     """
 
     dim: int = 128
@@ -98,6 +105,7 @@ class UnifiedConfig:
     min_units: int = 30
     behavior_keys: tuple[str, ...] = ("hand_vel",)
     query_rate_hz: float = 100.0
+    token_counts: bool = False
 
     def __post_init__(self) -> None:
         self.schemes, self.behavior_keys = tuple(self.schemes), tuple(self.behavior_keys)
@@ -133,13 +141,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-@dataclass
-class UnifiedState:
-    """Streaming state: the core's state, its last outputs' decoder keys / values, chunks seen."""
-
-    core: Tensor
-    history: Tensor
-    filled: int = 0
+UnifiedState = ChunkStreamState  # streaming state: core state, decoder-key/value history, chunks seen
 
 
 class Unified(RegisteredCalibration, nn.Module):
@@ -151,15 +153,15 @@ class Unified(RegisteredCalibration, nn.Module):
 
     Shapes:
         forward(packed or padded per-spike batch, masks=None) -> ``values/<key>`` [B, Q, D] per
-        behaviour key, ``behavior`` (the first), and for the scored units ``log_rates`` /
-        ``counts`` / ``count_mask`` [N, C] (N scored (window, unit) rows, C chunks).
+        behaviour key, ``behavior`` (the first), and for the scored units ``unit_log_rates`` /
+        ``unit_counts`` / ``unit_count_mask`` [N, C] (N scored (window, unit) rows, C chunks).
     """
 
     def __init__(self, config: UnifiedConfig, *, behavior_dims: dict[str, int]) -> None:
         super().__init__()
         self.config, dim = config, config.dim
         self.id_encoder = IDEncoder(num_bins=config.id_bins, dim=dim, hidden_dim=config.id_hidden)
-        self.identity_offset = UnitEmbedding(dim=dim, keys=[], init_std=0.0)  # empty unless recalibrating
+        self.identity_offset = IdentityOffsets(dim=dim)  # empty unless recalibrating
         self.token_type_embedding = nn.Embedding(N_TOKEN_TYPES, dim)
         self.latent_embedding = nn.Embedding(config.latents_per_chunk, dim)
         self.task_embedding = KeyedEmbedding(dim=dim, keys=[*behavior_dims, "counts", *SCHEMES])
@@ -180,131 +182,90 @@ class Unified(RegisteredCalibration, nn.Module):
         )
         self.readout = nn.ModuleDict({key: nn.Linear(dim, width) for key, width in behavior_dims.items()})
         self.count_readout = nn.Linear(dim, 1)
+        self.count_embedding = nn.Linear(1, dim) if config.token_counts else None
         self._calibration: dict[str, tuple[tuple[str, ...], Tensor]] = {}
 
     # ------------------------------------------------------------------ offline pass
     def forward(self, batch: Batch, masks: UnitMasks | None = None) -> dict[str, Tensor]:
-        c, chunk, dev = self.config, self.config.chunk, batch.timestamps.device
-        n_chunks = max(1, math.ceil(float(batch.duration.max()) / chunk - 1e-6))
-        unit_sample = torch.repeat_interleave(torch.arange(batch.batch_size, device=dev), batch.unit_offsets.diff())
-        masks = masks if masks is not None else self.draw_masks(batch)
-        hidden, scored = _flat(masks.hidden, batch), _flat(masks.scored, batch)  # [sum U] each
+        c, dev = self.config, batch.timestamps.device
+        n_chunks = count_chunks(float(batch.duration.max()), c.chunk)
+        masks = masks if masks is not None else draw_unit_masks(batch, c.schemes, self.training)
+        hidden, scored = flat_units(masks.hidden, batch), flat_units(masks.scored, batch)  # [sum U] each
         identity = self.identities(batch, hidden)  # [sum U, D]
         if c.heldout_targets:
             heldout = torch.as_tensor(np.asarray(batch.unit_extras["heldout"], bool), device=dev)  # [sum U]
             hidden, scored = hidden | heldout, scored | heldout
-        units = batch.unit_index.clamp(min=0)
-        keep = batch.mask & (batch.token_type != TokenType.END) & ~hidden[units]  # [*P]
-        if self.training and c.unit_dropout:
-            keep = keep & unit_dropout_keep(batch, c.min_units)
-        rows_of = torch.arange(batch.batch_size, device=dev)[:, None]
-        sample = batch.sample_index if batch.packed else rows_of.expand_as(keep)  # window of each token
-        tokens = identity[units[keep]] + self.token_type_embedding(batch.token_type[keep])  # [n, D]
-        grid = chunk_grid(tokens, batch.timestamps[keep], sample[keep], batch.batch_size * n_chunks, n_chunks, chunk)
-        latents = self._encode(*grid).view(batch.batch_size, n_chunks, -1)  # [B, C, K * D]
-        core_out, _ = self.core(latents)  # [B, C, H]
-        ends = (torch.arange(n_chunks, dtype=torch.float64, device=dev) + 1) * chunk  # chunk ends [C]
+        counts = binned_spike_counts(batch, lambda t: chunk_index(t, c.chunk).clamp(0, n_chunks - 1), n_chunks)
+        grid = self._chunk_tokens(batch, identity, hidden, counts)  # [B * C, S, D], times, mask
+        latents = encode_chunks(self.encoder, self.latent_embedding.weight, self.rotary, *grid, c.chunk)
+        core_out, _ = self.core(latents.view(batch.batch_size, n_chunks, -1))  # [B, C, H]
+        ends = chunk_ends(n_chunks, c.chunk, dev)  # [C]
         outputs = self._behavior(core_out, ends, batch) if self.readout else {}
-        rows = scored.nonzero()[:, 0]  # [N] scored units
+        unit_sample = torch.repeat_interleave(torch.arange(batch.batch_size, device=dev), batch.unit_offsets.diff())
+        rows = scored.nonzero()[:, 0]  # [N] scored (window, unit) rows
         if self.training and rows.numel() > c.count_rows:
             rows = rows[torch.randperm(rows.numel(), device=dev)[: c.count_rows]].sort().values
-        centres = ends - chunk / 2  # [C]
-        see = _visible(n_chunks, c.context_chunks, masks.shift, dev)  # [C, C]
         query = self.task_embedding.embed(["counts"]) + self.task_embedding.embed([masks.scheme]) + identity[rows]
-        out = self.decoder(
-            query[:, None, :].expand(-1, n_chunks, -1), core_out[unit_sample[rows]], attn_mask=see,
-            rotary=self.rotary(centres.float())[None], context_rotary=self.rotary(ends.float())[None],
-        )  # [N, C, D]
+        see = context_mask(torch.arange(n_chunks, device=dev), n_chunks, c.context_chunks, masks.shift)  # [C, C]
+        out = read_chunks(self.decoder, self.rotary, query[:, None, :].expand(-1, n_chunks, -1),
+                          (ends - c.chunk / 2)[None], core_out[unit_sample[rows]], ends[None], see)  # [N, C, D]
         step = torch.arange(n_chunks, device=dev)
-        chunk_valid = step < torch.ceil(batch.duration / chunk - 1e-6)[:, None]  # [B, C]
+        chunk_valid = step < torch.ceil(batch.duration / c.chunk - 1e-6)[:, None]  # [B, C]
         outputs["unit_log_rates"] = self.count_readout(out)[..., 0]  # [N, C]
-        outputs["unit_counts"] = self._chunk_counts(batch, n_chunks)[rows]  # [N, C]
+        outputs["unit_counts"] = counts[rows]  # [N, C]
         outputs["unit_count_mask"] = chunk_valid[unit_sample[rows]] & (step >= masks.shift)
         outputs["count_weight"] = torch.tensor(c.count_weight)
         return outputs
 
-    def _encode(self, tokens: Tensor, times: Tensor, mask: Tensor) -> Tensor:
-        """Per chunk, the latents read its spike tokens: [N, S, D] -> [N, K * D]."""
-        k = self.config.latents_per_chunk
-        latents = self.latent_embedding.weight[None].expand(tokens.shape[0], -1, -1)  # [N, K, D]
-        centre = torch.full((1, k), self.config.chunk / 2, device=tokens.device)
-        out = self.encoder(latents, tokens, key_mask=mask, rotary=self.rotary(centre),
-                           context_rotary=self.rotary(times.float()))  # fmt: skip
-        return out.flatten(1)
+    def _chunk_tokens(self, batch: Batch, identity: Tensor, hidden: Tensor, counts: Tensor):
+        """The visible tokens (not END, not hidden, not dropped) scattered into per-chunk rows."""
+        c, n_chunks = self.config, counts.shape[1]
+        units = batch.unit_index.clamp(min=0)
+        keep = batch.mask & (batch.token_type != TokenType.END) & ~hidden[units]  # [*P]
+        if self.training and c.unit_dropout:
+            keep = keep & unit_dropout_keep(batch, c.min_units)
+        rows_of = torch.arange(batch.batch_size, device=keep.device)[:, None]
+        sample = batch.sample_index if batch.packed else rows_of.expand_as(keep)  # window of each token
+        times = batch.timestamps[keep]
+        tokens = identity[units[keep]] + self.token_type_embedding(batch.token_type[keep])  # [n, D]
+        if self.count_embedding is not None:  # + the unit's spike count in the token's chunk
+            own = counts[units[keep], chunk_index(times, c.chunk).clamp(0, n_chunks - 1)]  # [n]
+            tokens = tokens + self.count_embedding(torch.log1p(own)[:, None])
+        return chunk_grid(tokens, times, sample[keep], batch.batch_size * n_chunks, n_chunks, c.chunk)
 
     def _behavior(self, core_out: Tensor, ends: Tensor, batch: Batch) -> dict[str, Tensor]:
         """Task queries at ``batch.query_timestamps`` read their chunk and the ones before it."""
         if batch.query_timestamps is None:
             raise ValueError("Unified decodes behaviour at queries: tokenize with SpikeConfig(query='rate')")
         times = batch.query_timestamps  # [B, Q]
-        own = chunk_index(times, self.config.chunk).clamp(0, ends.shape[0] - 1)[..., None]  # [B, Q, 1]
-        seen = torch.arange(ends.shape[0], device=ends.device)
-        mask = (seen <= own) & (seen > own - self.config.context_chunks)  # [B, Q, C]
+        own = chunk_index(times, self.config.chunk).clamp(0, ends.shape[0] - 1)  # [B, Q]
+        mask = context_mask(own, ends.shape[0], self.config.context_chunks)  # [B, Q, C]
         outputs = {}
         for key, head in self.readout.items():
             query = self.task_embedding.embed([key])[None].expand(*times.shape, -1)  # [B, Q, D]
-            out = self.decoder(query, core_out, attn_mask=mask, rotary=self.rotary(times.float()),
-                               context_rotary=self.rotary(ends.float())[None])  # fmt: skip
+            out = read_chunks(self.decoder, self.rotary, query, times, core_out, ends[None], mask)
             outputs[f"values/{key}"] = head(out)
         outputs["behavior"] = outputs[f"values/{self.config.behavior_key}"]
         return outputs
-
-    def _chunk_counts(self, batch: Batch, n_chunks: int) -> Tensor:
-        """Spikes of every unit in every chunk [sum U, C] (all units, hidden ones included)."""
-        spike = batch.mask & (batch.token_type == TokenType.SPIKE)
-        bins = chunk_index(batch.timestamps[spike], self.config.chunk).clamp(0, n_chunks - 1)  # as chunk_grid
-        return _bin_counts(batch.unit_index[spike], bins, len(batch.unit_keys), n_chunks)
-
-    def draw_masks(self, batch: Batch) -> UnitMasks:
-        """One MtM scheme for the batch (training), or forward prediction of every unit (evaluation)."""
-        regions = region_ids(np.split(np.asarray(batch.unit_extras["region"]), batch.unit_offsets[1:-1].tolist()))
-        pool = eligible_schemes(self.config.schemes, regions) if self.training else ["causal"]
-        scheme = pool[int(torch.randint(len(pool), ()))] if pool else "causal"
-        valid, region = _padded_units(batch, regions)
-        masks = unit_masks(scheme, valid, region)
-        return masks if pool else masks._replace(scored=torch.zeros_like(valid))
 
     # ------------------------------------------------------------------ identities
     def identities(self, batch: Batch, hidden: Tensor) -> Tensor:
         """Identity [sum U, D] of every unit row: registered calibration, else the session's other
         windows in the batch (never a unit's activity in a window where it is ``hidden``)."""
-        c = self.config
-        spike = batch.mask & (batch.token_type == TokenType.SPIKE)
-        bins = torch.floor(batch.timestamps[spike].double() / c.id_bin).long()
-        counts = _bin_counts(batch.unit_index[spike], bins, len(batch.unit_keys), c.id_bins)  # [sum U, T]
-        fold, n_folds = session_folds(batch.sessions, self.training)
-        vocab: dict[str, int] = {}
-        key = torch.tensor([vocab.setdefault(k, len(vocab)) for k in batch.unit_keys], device=counts.device)
-        folds = torch.repeat_interleave(torch.tensor(fold, device=counts.device), batch.unit_offsets.diff())
-        phi = self.id_encoder.phi(torch.log1p(counts))  # [sum U, h]
-        identity = self.id_encoder.psi(pool_other_folds(phi, key, folds, n_folds, contributes=~hidden))
-        session_of = np.repeat(batch.sessions, batch.unit_offsets.diff().tolist())  # [sum U]
-        registered = [i for i, s in enumerate(session_of) if s in self._calibration]
-        if registered:
-            table = {}
-            for session in {session_of[i] for i in registered}:
-                table.update(self._registered(session))
-            missing = [batch.unit_keys[i] for i in registered if batch.unit_keys[i] not in table]
-            if missing:
-                raise KeyError(f"units {missing[:5]} are not among their session's calibrated units; call "
-                               "model.calibrate(recording) with the recording the windows come from")  # fmt: skip
-            rows = torch.tensor(registered, device=identity.device)
-            identity = identity.index_put((rows,), torch.stack([table[batch.unit_keys[i]] for i in registered]))
-        return identity + self._offsets(batch.unit_keys)
+        c, n_units = self.config, batch.unit_offsets.diff()
+        counts = binned_spike_counts(batch, lambda t: torch.floor(t.double() / c.id_bin).long(), c.id_bins)
+        window = torch.repeat_interleave(torch.arange(batch.batch_size, device=counts.device), n_units)  # [sum U]
+        identity = in_batch_identities(self.id_encoder, counts, batch.unit_keys, window, batch.sessions,
+                                       self.training, contributes=~hidden)  # fmt: skip
+        row_sessions = np.repeat(batch.sessions, n_units.tolist()).tolist()  # [sum U]
+        tables = {s: self._registered(s) for s in set(row_sessions) if s in self._calibration}
+        identity = with_registered(identity, batch.unit_keys, row_sessions, tables)
+        return identity + self.identity_offset.offsets(batch.unit_keys, identity)
 
     def _registered(self, session: str) -> dict[str, Tensor]:
         """Unit key -> identity [D] from the session's registered calibration windows."""
         keys, counts = self._calibration[session]
         return dict(zip(keys, self.id_encoder(counts.to(self.count_readout.weight.device)[None])[0]))
-
-    def _offsets(self, keys: Sequence[str]) -> Tensor:
-        """Recalibration mode's learned per-unit offsets [len(keys), D] (zeros for units without a row)."""
-        table, weight = self.identity_offset, self.count_readout.weight
-        if not len(table):
-            return weight.new_zeros(len(keys), table.dim)
-        vocab = {k: i for i, k in enumerate(table.keys)}
-        rows = torch.tensor([vocab.get(k, -1) for k in keys], dtype=torch.long, device=weight.device)
-        return table(rows.clamp(min=0)) * (rows >= 0)[:, None]
 
     def calibrate(
         self, recording: Recording, trials: Sequence[int] | None = None, *, starts: Sequence[float] | None = None
@@ -313,19 +274,15 @@ class Unified(RegisteredCalibration, nn.Module):
 
         Args:
             trials: trial indices whose starts begin the windows (SPINT's convention, as
-                :mod:`spikefm.eval.transfer` calls it); default the first ``calibration_windows``.
+                :mod:`spikefm.eval.transfer` calls it); default the first ``calibration_windows``
+                trials of the train split.
             starts: window starts in seconds instead (e.g. for a recording without trials, where
                 the default is back-to-back windows from its start).
         """
         c = self.config
-        if starts is None and recording.trials is not None and len(recording.trials):
-            index = np.arange(min(c.calibration_windows, len(recording.trials))) if trials is None else trials
-            starts = recording.trials.start[np.asarray(index, dtype=np.int64)]
-        elif starts is None:
-            starts = recording.start + np.arange(c.calibration_windows) * c.id_window
-        counts = np.stack([recording.bin(c.id_bin, t, t + c.id_window)[: c.id_bins] for t in starts])  # [R, T, U]
-        self._calibration[recording.session] = (
-            tuple(recording.unit_keys()), torch.as_tensor(counts.transpose(2, 0, 1), dtype=torch.float32))
+        counts = calibration_window_counts(recording, trials=trials, starts=starts, n_windows=c.calibration_windows,
+                                           bin_size=c.id_bin, window=c.id_window)  # fmt: skip
+        self._calibration[recording.session] = (tuple(recording.unit_keys()), counts)
 
     def add_session(self, recording: Recording) -> list[str]:
         """Recalibration mode: add a zero identity offset per unit of ``recording``."""
@@ -336,9 +293,7 @@ class Unified(RegisteredCalibration, nn.Module):
         """Train only ``recording``'s identity offsets (its IDEncoder identities stay the starting point)."""
         for parameter in self.parameters():
             parameter.requires_grad_(False)
-        self.identity_offset.weight.requires_grad_(True)
-        self.identity_offset.freeze_except(recording.unit_keys())
-        return [self.identity_offset.weight]
+        return self.identity_offset.train_only(recording.unit_keys())
 
     # ------------------------------------------------------------------ streaming
     @torch.no_grad()
@@ -350,89 +305,40 @@ class Unified(RegisteredCalibration, nn.Module):
         if session not in self._calibration:
             raise KeyError(f"session {session!r} is not calibrated; call model.calibrate(recording) first")
         table = self._registered(session)
-        identity = torch.stack([table[k] for k in unit_keys]) + self._offsets(unit_keys)  # KeyError names a key
-        kv = {t: self.encoder.attention.to_kv(self.encoder.context_norm(identity + self.token_type_embedding.weight[t]))
-              for t in (TokenType.SPIKE, TokenType.START)}  # fmt: skip
-        ctx, k, chunk = self.config.context_chunks, self.config.latents_per_chunk, self.config.chunk
-        key, latent = self.config.behavior_key, self.latent_embedding.weight
-        query = self.task_embedding.embed([key]).expand(query_offsets.shape[0], -1)  # [Qc, D]
-        return {
-            "spike_kv": kv[TokenType.SPIKE], "start_kv": kv[TokenType.START], "latent": latent,
-            "latent_qr": rotated_queries(self.encoder, latent, self.rotary(torch.full((k,), chunk / 2))),
-            "query": query, "query_qr": rotated_queries(self.decoder, query, self.rotary(query_offsets.float())),
-            "slot_rot": self.rotary((torch.arange(ctx, dtype=torch.float64) - (ctx - 2)).float() * chunk),
-            "omega": torch.tensor(self.rotary.omega, dtype=torch.float64), "gru": gru_weights(self.core),
-            "head": self.readout[key],
-        }  # fmt: skip
+        identity = torch.stack([table[k] for k in unit_keys])  # KeyError names a key
+        identity = identity + self.identity_offset.offsets(unit_keys, identity)
+        spike, start = (identity + self.token_type_embedding.weight[t] for t in (TokenType.SPIKE, TokenType.START))
+        query = self.task_embedding.embed([self.config.behavior_key]).expand(query_offsets.shape[0], -1)  # [Qc, D]
+        constants = stream_constants(self.encoder, self.decoder, self.rotary, self.core, self.latent_embedding.weight,
+                                     query, query_offsets, self.config.chunk, self.config.context_chunks)  # fmt: skip
+        return {**constants, "spike": spike, "start": start, "spike_kv": self._token_kv(spike),
+                "start_kv": self._token_kv(start), "head": self.readout[self.config.behavior_key]}  # fmt: skip
 
     def initial_stream_state(self) -> UnifiedState:
         """The state before a stream's first chunk (zeros, empty history)."""
-        weight, width = self.count_readout.weight, 2 * self.config.heads * self.config.head_dim
-        core = self.core.initial_state(1, weight.device, weight.dtype)
-        return UnifiedState(core, weight.new_zeros(self.config.context_chunks, width))
+        return UnifiedState.initial(self.core, self.decoder, self.config.context_chunks, self.count_readout.weight)
 
     @torch.no_grad()
     def stream_step(self, units: Tensor, times: Tensor, stream: dict[str, Any], state: UnifiedState):
         """One chunk: :meth:`forward`'s behaviour for it (eval mode). units long [n], times [n] s into the chunk."""
-        kv, times = stream["spike_kv"][units], times.float().double()
+        if self.count_embedding is None:  # token keys / values fixed per stream
+            kv, start = stream["spike_kv"][units], stream["start_kv"]
+        else:  # + each unit's count in this chunk
+            counts = torch.bincount(units, minlength=stream["spike"].shape[0]).float()  # [U]
+            feature = self.count_embedding(torch.log1p(counts)[:, None])  # [U, D]
+            kv = self._token_kv(stream["spike"][units] + feature[units])
+            start = self._token_kv(stream["start"] + feature)
         if state.filled == 0:  # a stream's first chunk holds every unit's START token at time 0
-            start = stream["start_kv"]
             kv, times = torch.cat([start, kv]), torch.cat([times.new_zeros(start.shape[0]), times])
-        angles = times[:, None] * stream["omega"]  # [n, Dh/2]
-        rotary = torch.stack((angles.cos(), angles.sin()), dim=-1).float()
-        (latent_q, latent_unrot), (query_q, query_unrot) = stream["latent_qr"], stream["query_qr"]
-        latent = attend_projected(self.encoder, stream["latent"], latent_q, kv, rotary, latent_unrot, mask=None)
-        y, core = step_core(self.core, latent.reshape(1, -1), state.core, stream["gru"])  # [1, H]
-        history = torch.cat([state.history[1:], self.decoder.attention.to_kv(self.decoder.context_norm(y))])
-        filled = min(state.filled + 1, self.config.context_chunks)
-        ctx = self.config.context_chunks
-        visible = (torch.arange(ctx, device=y.device) >= ctx - filled)[None]  # [1, ctx] slots holding real chunks
-        out = attend_projected(self.decoder, stream["query"], query_q, history, stream["slot_rot"], query_unrot,
-                               mask=visible)  # [Qc, D]  # fmt: skip
-        return stream["head"](out), UnifiedState(core, history, filled)
+        out, state = stream_chunk(self.encoder, self.decoder, self.core, stream, kv, times, state)
+        return stream["head"](out), state
+
+    def _token_kv(self, tokens: Tensor) -> Tensor:
+        """The encoder's key / value projections of tokens [n, D] -> [n, 2 * heads * head_dim]."""
+        return self.encoder.attention.to_kv(self.encoder.context_norm(tokens))
 
 
-# ---------------------------------------------------------------------------- helpers
-def _visible(n_chunks: int, ctx: int, shift: int, device: torch.device) -> Tensor:
-    """bool [C, C]: a count query of chunk c sees chunks c - shift - ctx + 1 .. c - shift."""
-    own = torch.arange(n_chunks, device=device)[:, None] - shift
-    seen = torch.arange(n_chunks, device=device)[None]
-    return (seen <= own) & (seen > own - ctx)
-
-
-def _bin_counts(units: Tensor, bins: Tensor, n_units: int, n_bins: int) -> Tensor:
-    """Counts [n_units, n_bins] of events (unit, bin); bins outside [0, n_bins) are dropped."""
-    inside = (bins >= 0) & (bins < n_bins)
-    flat = torch.zeros(n_units * n_bins, device=units.device)
-    return flat.index_add(0, units[inside] * n_bins + bins[inside], torch.ones_like(flat[: int(inside.sum())])).view(
-        n_units, n_bins
-    )
-
-
-def _padded_units(batch: Batch, regions: list[np.ndarray]) -> tuple[Tensor, Tensor]:
-    """Per-window unit validity [B, U] and region ids [B, U]."""
-    n = batch.unit_offsets.diff()
-    valid = torch.arange(int(n.max()), device=n.device)[None] < n[:, None]
-    region = torch.full(valid.shape, -1, dtype=torch.long)
-    region[valid] = torch.as_tensor(np.concatenate(regions), dtype=torch.long)
-    return valid, region
-
-
-def _flat(per_window: Tensor, batch: Batch) -> Tensor:
-    """[B, U] per-window unit flags -> [sum U] aligned with ``batch.unit_keys``."""
-    n = batch.unit_offsets.diff()
-    return per_window[torch.arange(per_window.shape[1], device=n.device)[None] < n[:, None]]
-
-
-def unified_objective(outputs: dict[str, Tensor], batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
-    """Behaviour MSE per key (finite targets at real queries) + ``count_weight`` x masked Poisson NLL."""
-    counts = poisson_nll(outputs["unit_log_rates"], outputs["unit_counts"], outputs["unit_count_mask"])
-    loss, metrics = outputs["count_weight"] * counts, {"count_nll": counts.detach()}
-    for key in (k.split("/", 1)[1] for k in outputs if k.startswith("values/")):
-        if key in batch.targets:
-            mse = behavior_mse(outputs[f"values/{key}"], batch.targets[key], batch.query_mask)
-            loss, metrics[f"{key}/mse"] = loss + mse, mse.detach()
-    return loss, metrics
+unified_objective = multitask_objective  # behaviour MSE per key + count_weight x masked Poisson NLL
 
 
 def _sizes(recordings: Sequence[Recording], config: UnifiedConfig) -> dict[str, Any]:

@@ -12,12 +12,14 @@ Shape legend: N (window, unit) rows, h feature width.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
+import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-__all__ = ["session_folds", "pool_other_folds"]
+__all__ = ["session_folds", "pool_other_folds", "in_batch_identities", "with_registered", "calibration_window_counts"]
 
 
 def session_folds(sessions: Sequence[str], training: bool) -> tuple[list[int], int]:
@@ -60,3 +62,79 @@ def pool_other_folds(
     key_n = n.view(n_keys, n_folds).sum(1)  # [K]
     rest = key_sums[key] - sums[own]  # [N, h]: every other fold of the row's unit
     return rest / (key_n[key] - n[own]).clamp_min(1)[:, None]
+
+
+def in_batch_identities(
+    encoder: nn.Module, counts: Tensor, unit_keys: Sequence[str], window: Tensor, sessions: Sequence[str],
+    training: bool, contributes: Tensor | None = None,
+) -> Tensor:
+    """Identities [N, D] of (window, unit) rows from the *other* windows of the unit's session.
+
+    Args:
+        encoder: an :class:`~spikefm.nn.IDEncoder` (``phi`` per window, mean, ``psi``).
+        counts: [N, T] each row's binned counts in its own window.
+        unit_keys: N ``"session/unit"`` keys (the same unit in two windows has one key).
+        window: long [N] the window of each row; ``sessions``: the session of each window.
+        training: two cross-fitted folds (training) or leave-one-out (evaluation); see :func:`session_folds`.
+        contributes: bool [N] rows whose activity may enter others' means (e.g. not hidden by a mask).
+    """
+    fold, n_folds = session_folds(sessions, training)
+    vocab: dict[str, int] = {}
+    key = torch.tensor([vocab.setdefault(k, len(vocab)) for k in unit_keys], device=counts.device)  # [N]
+    folds = torch.tensor(fold, device=counts.device)[window]  # [N]
+    phi = encoder.phi(torch.log1p(counts))  # [N, h]
+    return encoder.psi(pool_other_folds(phi, key, folds, n_folds, contributes=contributes))
+
+
+def with_registered(
+    identity: Tensor, unit_keys: Sequence[str], row_sessions: Sequence[str], tables: Mapping[str, Mapping[str, Tensor]]
+) -> Tensor:
+    """``identity`` [N, D] with the rows of sessions in ``tables`` (session -> unit key -> [D]) replaced.
+
+    Raises:
+        KeyError: a row's unit is not among its session's registered units.
+    """
+    rows = [i for i, session in enumerate(row_sessions) if session in tables]
+    if not rows:
+        return identity
+    missing = [unit_keys[i] for i in rows if unit_keys[i] not in tables[row_sessions[i]]]
+    if missing:
+        raise KeyError(f"units {missing[:5]} are not among their session's calibrated units; call "
+                       "model.calibrate(recording) with the recording the windows come from")  # fmt: skip
+    registered = torch.stack([tables[row_sessions[i]][unit_keys[i]] for i in rows])  # [n, D]
+    return identity.index_put((torch.tensor(rows, device=identity.device),), registered)
+
+
+def calibration_window_counts(
+    recording: Any, *, trials: Sequence[int] | None, starts: Sequence[float] | None, n_windows: int, bin_size: float,
+    window: float,
+) -> Tensor:
+    """Unlabeled calibration counts float32 [U, R, T] of windows ``[t, t + window)`` (spikes only).
+
+    Args:
+        recording: a :class:`~spikefm.data.recording.Recording`.
+        trials: trial indices whose starts begin the windows; default the first ``n_windows`` trials
+            of the train split (of all trials when they have no ``split`` column), so a default
+            calibration never reads validation or test trials.
+        starts: window starts in seconds instead; for a recording without trials the default is
+            ``n_windows`` back-to-back windows from its start.
+        bin_size, window: seconds; T = ``ceil(window / bin_size)`` bins.
+    """
+    n_bins = int(np.ceil(window / bin_size - 1e-9))
+    if starts is None and recording.trials is not None and len(recording.trials):
+        index = trials if trials is not None else _train_trials(recording.trials)[:n_windows]
+        if len(index) == 0:
+            raise ValueError(f"{recording.session}: no train-split trial to calibrate on; name trials or starts")
+        starts = recording.trials.start[np.asarray(index, dtype=np.int64)]
+    elif starts is None:
+        starts = recording.start + np.arange(n_windows) * window
+    counts = np.stack([recording.bin(bin_size, t, t + window)[:n_bins] for t in starts])  # [R, T, U]
+    return torch.as_tensor(counts.transpose(2, 0, 1), dtype=torch.float32)
+
+
+def _train_trials(trials: Any) -> np.ndarray:
+    """Rows of a trials table in its ``train`` split (every row when it has no split column)."""
+    rows = np.arange(len(trials))
+    if "split" in trials.columns:
+        rows = rows[np.asarray(trials.columns["split"]).astype(str) == "train"]
+    return rows

@@ -14,7 +14,8 @@ exactly what they mean for MtM:
 * ``inter_region``: one region picked, all its units hidden and scored: predicted from the others.
 
 Region schemes are skipped (:func:`eligible_schemes`) unless every window of the batch has at
-least two regions.
+least two regions. :func:`draw_unit_masks` draws one scheme for a whole batch (MtM alternates
+schemes per batch) and :func:`flat_units` aligns its per-window flags with ``batch.unit_keys``.
 
 Shape legend: B windows, U most units in a window.
 """
@@ -29,8 +30,9 @@ import torch
 from torch import Tensor
 
 from spikefm.objectives.masking import MaskingScheme, apply_scheme
+from spikefm.tokenize.base import Batch
 
-__all__ = ["UnitMasks", "unit_masks", "eligible_schemes", "region_ids"]
+__all__ = ["UnitMasks", "unit_masks", "eligible_schemes", "region_ids", "draw_unit_masks", "flat_units"]
 
 
 class UnitMasks(NamedTuple):
@@ -79,3 +81,27 @@ def unit_masks(
     result = apply_scheme(scheme, x, regions=region, valid=unit_valid, generator=generator)
     hidden = (result.masked_input[:, 0] == 0) & unit_valid  # zero_ratio 1: every hidden unit reads 0
     return UnitMasks(scheme, hidden, result.mask[:, 0] & unit_valid, 0)
+
+
+def draw_unit_masks(batch: Batch, schemes: Sequence[str], training: bool) -> UnitMasks:
+    """One scheme for the whole batch: in training drawn uniformly from the ``schemes`` the batch's
+    regions allow; in evaluation (or when none is allowed) ``causal`` forward prediction, scoring
+    every unit in evaluation and none when training has no scheme (behaviour only).
+
+    Region labels are ``batch.unit_extras["region"]``.
+    """
+    regions = region_ids(np.split(np.asarray(batch.unit_extras["region"]), batch.unit_offsets[1:-1].tolist()))
+    pool = eligible_schemes(schemes, regions) if training else ["causal"]
+    scheme = pool[int(torch.randint(len(pool), ()))] if pool else "causal"
+    n = batch.unit_offsets.diff()
+    valid = torch.arange(int(n.max()), device=n.device)[None] < n[:, None]  # [B, U]
+    region = torch.full(valid.shape, -1, dtype=torch.long)
+    region[valid] = torch.as_tensor(np.concatenate(regions), dtype=torch.long)
+    masks = unit_masks(scheme, valid, region)
+    return masks if pool else masks._replace(scored=torch.zeros_like(valid))
+
+
+def flat_units(per_window: Tensor, batch: Batch) -> Tensor:
+    """[B, U] per-window unit flags -> [sum U] aligned with ``batch.unit_keys``."""
+    n = batch.unit_offsets.diff()
+    return per_window[torch.arange(per_window.shape[1], device=n.device)[None] < n[:, None]]
