@@ -15,7 +15,6 @@ N total packed tokens.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 
 import torch
@@ -197,15 +196,14 @@ def _split_heads(x: Tensor, heads: int) -> Tensor:
 class _GatherRotate(torch.autograd.Function):
     """Each sample's keys and values ``rows[index]``, heads first, rotated by ``table``.
 
-    Forward gathers into two head-major buffers, keys and values [H, N, Dh] (one row gather
-    per head, so a sample's keys of one head are contiguous, as the fused SDPA kernel wants
-    them), rotates only the rotated pairs in place and returns every sample's keys and values
-    as views. Backward writes the per-sample gradients into fresh buffers, un-rotates their
-    rotated pairs in place and scatter-adds them into the rows, one head at a time. Gather,
+    Forward gathers every sample's keys and values straight into head-major tensors
+    [H, L_b, Dh] (one row gather per head, so a head's keys are contiguous, as the fused SDPA
+    kernel wants them) and rotates only their rotated pairs in place. Backward un-rotates each
+    sample's gradients and scatter-adds them into the rows, one head at a time. Gather,
     rotate, split and transpose through autograd would copy the per-key tensor (POYO: ~30k
-    spikes x 2H x Dh floats) several more times in each direction. Keys and values get a buffer
-    each (not one [2H, N, Dh]): allocations under glibc's 32 MB mmap limit are reused from the
-    heap instead of being page-faulted in again every step.
+    spikes x 2H x Dh floats) several more times in each direction. Working per sample keeps
+    every buffer small (~0.5 MB): buffers of tens of MB are returned to the OS when freed and
+    page-faulted in again at every step, which cost more than the copies themselves.
 
     Args (forward): rows [R, 2H, Dh] (the keys' heads, then the values'); index long [N];
     table [N, P, 2] (no grad), P <= Dh/2; rotate_values: rotate the values too (else the keys
@@ -224,36 +222,41 @@ class _GatherRotate(torch.autograd.Function):
         table = table.to(rows.dtype).contiguous()
         by_head = rows.transpose(0, 1).contiguous()  # [2H, R, Dh], small
         heads = rows.shape[1] // 2
-        keys, values = (rows.new_empty(heads, index.numel(), rows.shape[2]) for _ in range(2))  # [H, N, Dh]
-        for head, buffer in enumerate((*keys, *values)):
-            torch.index_select(by_head[head], 0, index, out=buffer)
-        for buffer in (keys, values) if rotate_values else (keys,):
-            _rotate_heads_(buffer, table)
+        keys, values = [], []
+        for index_b, table_b in zip(index.split(lengths), table.split(lengths)):
+            for half, out in ((0, keys), (1, values)):
+                piece = rows.new_empty(heads, index_b.numel(), rows.shape[2])  # [H, L_b, Dh]
+                for head in range(heads):
+                    torch.index_select(by_head[half * heads + head], 0, index_b, out=piece[head])
+                if half == 0 or rotate_values:
+                    _rotate_heads_(piece, table_b)
+                out.append(piece)
         ctx.save_for_backward(index, table)
         ctx.meta = (rows.shape, rotate_values, lengths)
-        return (*keys.split(lengths, dim=1), *values.split(lengths, dim=1))
+        return (*keys, *values)
 
     @staticmethod
     def backward(ctx, *grads: Tensor | None):
         index, table = ctx.saved_tensors
         shape, rotate_values, lengths = ctx.meta
-        starts = [0, *itertools.accumulate(lengths)]
+        heads = shape[1] // 2
         grad_rows = table.new_zeros(shape[1], shape[0], shape[2])  # [2H, R, Dh]
-        for half, rotated in enumerate((True, rotate_values)):
-            grad = table.new_empty(shape[1] // 2, index.numel(), shape[2])  # [H, N, Dh], fresh
-            for sample, piece in enumerate(grads[half * len(lengths) : (half + 1) * len(lengths)]):
-                slot = grad[:, starts[sample] : starts[sample + 1]]
-                slot.zero_() if piece is None else slot.copy_(piece)
-            if rotated:
-                _rotate_heads_(grad, table, inverse=True)
-            for head in range(grad.shape[0]):
-                grad_rows[half * grad.shape[0] + head].index_add_(0, index, grad[head])
+        pieces = zip(grads, [*index.split(lengths)] * 2, [*table.split(lengths)] * 2)
+        for i, (grad, index_b, table_b) in enumerate(pieces):
+            half = i // len(lengths)
+            if grad is None or index_b.numel() == 0:
+                continue
+            if half == 0 or rotate_values:
+                grad = grad.clone(memory_format=torch.contiguous_format)  # [H, L_b, Dh]
+                _rotate_heads_(grad, table_b, inverse=True)
+            for head in range(heads):
+                grad_rows[half * heads + head].index_add_(0, index_b, grad[head])
         return grad_rows.transpose(0, 1), None, None, None, None
 
 
 def _rotate_heads_(buffer: Tensor, table: Tensor, *, inverse: bool = False) -> None:
-    """Rotate (or un-rotate) ``buffer`` [H, N, Dh] in place by ``table`` [N, P, 2], on each head's
-    first P pairs only."""
+    """Rotate (or un-rotate) ``buffer`` [H, N, Dh] (contiguous) in place by ``table`` [N, P, 2], on
+    each head's first P pairs only."""
     pairs = table.shape[-2]
     head = torch.view_as_complex(buffer[..., : 2 * pairs].unflatten(-1, (pairs, 2)))  # [H, N, P]
     turn = torch.view_as_complex(table)  # [N, P]
