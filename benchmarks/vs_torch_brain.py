@@ -1,6 +1,6 @@
 """spikefm POYO vs torch_brain 0.2.1 POYO, side by side, written to ``benchmarks/results/vs_torch_brain.md``.
 
-Configuration (spikefm issue 9): POYO dim 128, depth 2, 2 heads x 64 (cross and self), 64
+Configuration (spikefm issues 9 and 20): POYO dim 128, depth 2, 2 heads x 64 (cross and self), 64
 latents per 1 s window (8 every 0.125 s), 100 units at 20 Hz (~2,000 spikes per window),
 batch 16, AdamW, ``torch.set_num_threads(2)``; the data pipeline runs on one thread.
 
@@ -10,11 +10,16 @@ random 1 s windows lazily from its file, tokenizes and collates it. Both models 
 the same objective (MSE on ``hand_vel`` at its 100 Hz sample times), the same optimizer and
 the same window order; measurements alternate between implementations inside one process.
 
-torch_brain is the optional ``bench`` extra (``pip install --no-deps torch-brain==0.2.1 ray``),
+torch_brain is the optional ``bench`` extra (``pip install --no-deps torch-brain==0.2.1 ray msgpack protobuf``),
 never a runtime dependency of spikefm.
 
-    python benchmarks/vs_torch_brain.py                 # full run (~15 min on a loaded 2-core box)
-    python benchmarks/vs_torch_brain.py --steps 40 --curve-steps 20 --out /tmp/x.md   # quick look
+Each invocation is one run of the timings (``--runs N`` repeats them N times in one process); the
+runs go to ``vs_torch_brain.runs.jsonl`` next to the report, and ``--append`` keeps the runs already
+there, so three consecutive invocations give one results file with the median and spread of all:
+
+    python benchmarks/vs_torch_brain.py                 # one run, fresh runs file (~6 min on a quiet 2-core box)
+    python benchmarks/vs_torch_brain.py --append        # one more run, summarized with the earlier ones
+    python benchmarks/vs_torch_brain.py --steps 6 --curve-steps 20 --out /tmp/x.md   # quick look
 """
 
 from __future__ import annotations
@@ -56,29 +61,32 @@ STEP_TARGET = 0.33  # x torch_brain's float32 training-step time
 INFER_TARGET = 0.2  # x torch_brain's inference time
 STREAM_TARGET_MS = 1.0  # ms per 50 ms chunk at 200 units, one thread
 
-# Where the time goes (torch.profiler / cProfile on this configuration, same machine, 2026-11-25; kept here
-# because this script reports end-to-end numbers only).
+# Where the time goes (torch.profiler, 1 thread, 2026-12-04 on the 2-core AMD EPYC at load 3-6; kept here because
+# this script reports end-to-end numbers only). Percentages are of self CPU time of spikefm's packed step.
 PROFILE_NOTES = [
-    "- torch_brain 0.2.1, one training step (2 threads, self CPU ~1.2 s under load): `mm` 21% (the k/v "
-    "projection of every padded spike token), `cat` 16% (rotary tables: `repeat_interleave` + `cat` of cos/sin, "
-    "`rotate_half` stacks), `mul` 10%, SDPA 13%, `add` 7%, float64 `sin`/`cos` 5%, `neg` 3%.",
-    "- spikefm before this change (c2c13ae), same step (self CPU ~1.1 s): `mul` 17% (rotary on whole heads in a "
-    "[B, H, L, Dh] layout from float64 angle tables), `mm` + `addmm` 22% (the same per-token k/v projection), "
-    "`copy_` 9%, SDPA 14%, `cat` 6%, `fill_` 4%; the packed path built [N_lat, N_in] block-diagonal masks "
-    "(1,024 x 46,000 per batch).",
-    "- spikefm after (1 thread, ~0.40 s): encoder SDPA forward + backward ~40%, latent / query feed-forwards and "
-    "projections ~25%, the fused gather + rotation of keys / values forward + backward ~15%, dropout RNG ~8%. The "
-    "changes: keys / values projected once per distinct (unit, token type) row (~400 rows for ~33,000 tokens) and "
-    "gathered; rotation fused into that gather in place, on the rotated half only, with a custom backward; rotary "
-    "trig in float32 after float64 range reduction (max error 2.4e-7 vs float64 over a 1 s window); "
-    "token-type rows at the unit rows' init scale; and (1785fb4) the encoder gathers, rotates and attends to real "
-    "keys only: the real tokens' index is packed and SDPA runs once per sample on its own keys (16 calls per "
-    "batch), which took a quick 1-thread step from 563 to 454 ms at load ~3.",
-    "- Data pipeline, spikefm (1 thread, per batch of 16): lazy store reads ~2.1 ms (~2/3: h5py reads, "
-    "validating every window's `Recording` / `TimeSeries`, index buckets), tokenize ~0.5 ms, collate "
-    "~0.3 ms packed / ~0.5 ms padded; spike-time validation is now one pass (sorted with finite ends implies "
-    "finite), 0.45 -> 0.38 ms per window read. torch_brain's ~12-20 ms go to `Data.slice` of lazy objects "
-    "and its per-sample `tokenize` (vocabulary lookups, latent grids).",
+    "- Issue 20 changes (spikefm POYO step, 1 thread, CPU time per step at load ~5: 322 -> ~265 ms; inference "
+    "~108 -> ~82 ms): (1) the encoder's per-sample SDPA calls take 4-D [1, H, L, Dh] inputs, which reach the "
+    "fused CPU flash kernel; 3-D inputs fell back to the math path (`bmm` + `softmax` + masks, ~25% of the step); "
+    "(2) keys / values are gathered head-major straight into per-sample [H, L_b, Dh] tensors (one row gather "
+    "per head), rotated in place, and un-rotated / scatter-added per sample in backward: the old [N, 2H, Dh] "
+    "layout was transposed, split and re-joined by autograd (`cat` ~25% of the step), and a single ~35 MB "
+    "buffer was returned to the OS and page-faulted in again every step; (3) `FastDropout`: masks from 16-bit "
+    "lanes of int64 `random_` draws instead of `bernoulli_` (~20 ms per [16, 64, 512] activation on AVX2; "
+    "dropout RNG 8.8% -> 1.9% of the step), keep probability rounded to 2^-16, exact inverse scaling.",
+    "- What remains between the step and the matmul peak (profile after): `mm` + `addmm` ~30% (latent / query "
+    "feed-forwards and projections, near the peak rate on their own), fused attention forward + backward ~26% "
+    "(16 per-sample calls with 64 queries against ~2,000 keys: a short-M shape on which the flash kernel runs well "
+    "under the square-matmul peak, and its backward recomputes the scores), copies ~8% (per-sample gradient "
+    "clones, GEGLU's non-contiguous halves), elementwise `mul` / `mul_` ~7% (rotations, GEGLU gating, dropout), "
+    "GELU forward + backward ~4%, row gathers + scatter-adds ~6%, dropout RNG ~2%, AdamW ~2%. The elementwise and "
+    "copy work (~25%) is memory-bound: it is what a fusing compiler would remove, but `torch.compile` took ~8 min "
+    "to compile the first step here and ran slower after (graph breaks at per-sample lengths), and bf16 autocast "
+    "runs ~9x slower than float32 on AVX2 (no native bf16 matmul: every op converts).",
+    "- torch_brain 0.2.1, one training step: `mm` on every padded spike token's k/v projection, `cat` for its "
+    "rotary tables and `rotate_half`, float64 `sin`/`cos`; it computes 1.7x spikefm's model FLOPs per step "
+    "(k/v projection per token instead of per distinct row; padded keys).",
+    "- Data pipeline, spikefm (1 thread, per batch of 16): lazy store reads, tokenize and collate; being reworked "
+    "by the data-path change of issue 20 (not part of this step / inference work).",
 ]
 
 
@@ -796,11 +804,13 @@ def report(rows: dict[str, Row], args: argparse.Namespace, recording: Recording,
     s = args.setup
     model_name, flags = cpu_info()
     runs, variants = extra["runs"], extra["variants"]
-    curve_rows = ["| step | " + " | ".join(rows) + " |", "|---|" + "---|" * len(rows)]
-    n = max(len(r.losses) for r in rows.values())
+    curves = {name: r.losses for name, r in rows.items() if r.losses}  # padded trains as packed does (tests/nn)
+    curves.update({f"spikefm POYO, packed, {v.name}": v.losses for v in variants[1:] if v.losses})
+    curve_rows = ["| step | " + " | ".join(curves) + " |", "|---|" + "---|" * len(curves)]
+    n = max(map(len, curves.values()), default=0)
     for i in sorted({0, 9, 24, 49, 99, 149, n - 1} & set(range(n))):
         curve_rows.append(f"| {i + 1} | " + " | ".join(
-            f"{r.losses[i]:.4f}" if i < len(r.losses) else "" for r in rows.values()) + " |")
+            f"{losses[i]:.4f}" if i < len(losses) else "" for losses in curves.values()) + " |")
     return "\n".join([
         "# spikefm POYO vs torch_brain POYO, and against the machine", "",
         f"Generated by `python benchmarks/vs_torch_brain.py {' '.join(args.argv)}` on "
