@@ -372,7 +372,8 @@ class Attention(nn.Module):
         packed keys (``lengths`` given) one [H, L_b, Dh] per sample."""
         kv = self.to_kv(context)  # [..., 2 * H * Dh]
         plain_keys = isinstance(self.k_norm, nn.Identity)
-        if index is not None and rotary is not None and plain_keys and _GatherRotate.applies(kv, index, rotary):
+        fused = index is not None and rotary is not None and plain_keys and index.numel() > 0
+        if fused and _GatherRotate.applies(kv, index, rotary):
             return self._gather_rotate(kv, index, rotary, lengths)
         table = None if rotary is None else rotary.unsqueeze(-3)  # [..., Lk, 1, P, 2]
         if index is not None:
@@ -395,7 +396,7 @@ class Attention(nn.Module):
     ) -> tuple[Tensor, Tensor] | tuple[Sequence[Tensor], Sequence[Tensor]]:
         """:class:`_GatherRotate` on rows ``kv`` [R, 2H * Dh] for keys ``index`` [B, Lk] or packed [N]."""
         rows = kv.unflatten(-1, (2 * self.heads, self.head_dim))  # [R, 2H, Dh]
-        per_sample = lengths if lengths is not None else [index.shape[-1]] * (index.numel() // max(index.shape[-1], 1))
+        per_sample = lengths if lengths is not None else [index.shape[-1]] * (index.numel() // index.shape[-1])
         pieces = _GatherRotate.apply(
             rows, index.reshape(-1), rotary.reshape(-1, *rotary.shape[-2:]), self.rotate_value, per_sample
         )  # B keys then B values, [H, L_b, Dh] each
