@@ -84,6 +84,11 @@ PROFILE_NOTES = [
     "copy work (~25%) is memory-bound: it is what a fusing compiler would remove, but `torch.compile` took ~8 min "
     "to compile the first step here and ran slower after (graph breaks at per-sample lengths), and bf16 autocast "
     "runs ~9x slower than float32 on AVX2 (no native bf16 matmul: every op converts).",
+    "- 2-thread timings under load: when other jobs share the 2 cores, every 2-thread parallel region waits for a "
+    "descheduled second thread, so a step of many small ops (spikefm: 16 per-sample attention calls and row "
+    "gathers per layer, forward and backward) loses more than one of few large ops (torch_brain's padded batch): "
+    "at load ~3 spikefm's 2-thread step took 3.5x its 1-thread time. The 1-thread ratio tracks the work; judge the "
+    "2-thread lines on a quiet machine (at load 0.7 on 2026-11-25 the 2-thread step was 0.64x its 1-thread time).",
     "- torch_brain 0.2.1, one training step: `mm` on every padded spike token's k/v projection, `cat` for its "
     "rotary tables and `rotate_half`, float64 `sin`/`cos`; it computes 1.7x spikefm's model FLOPs per step "
     "(k/v projection per token instead of per distinct row; padded keys).",
