@@ -266,22 +266,26 @@ def test_indexed_and_packed_keys_equal_padded(lengths, rotate_value, seed):
         attn(x, table[index[key_mask]], key_mask=key_mask, context_cu_seqlens=cu)
 
 
-@pytest.mark.parametrize("channels", [2, 4])
-def test_fused_gather_rotate_matches_gather_then_rotate_and_gradcheck(channels):
+@pytest.mark.parametrize("rotate_values", [False, True])
+def test_fused_gather_rotate_matches_gather_then_rotate_and_gradcheck(rotate_values):
     from spikefm.nn import RotaryTimeEmbedding, apply_rotary
     from spikefm.nn.attention import _GatherRotate
 
     torch.manual_seed(0)
     rot = RotaryTimeEmbedding(head_dim=8)  # rotates 4 of 8 dims
-    rows = torch.randn(5, 4, 8, dtype=torch.float64, requires_grad=True)  # [R, C, Dh]
-    index = torch.randint(0, 5, (2, 6))
-    table = rot(torch.rand(2, 6, dtype=torch.float64), compact=True).unsqueeze(-3)  # [B, L, 1, 2, 2]
-    keys, values = _GatherRotate.apply(rows, index, table, channels)
-    gathered = rows[index]
-    expected = torch.cat((apply_rotary(gathered[..., :channels, :], table), gathered[..., channels:, :]), dim=-2)
-    torch.testing.assert_close(torch.cat((keys, values), dim=-2), expected)
-    torch.autograd.gradcheck(lambda r: _GatherRotate.apply(r, index, table, channels), (rows,))
-    torch.autograd.gradcheck(lambda r: _GatherRotate.apply(r, index, table, channels)[0], (rows,))  # values unused
+    rows = torch.randn(5, 4, 8, dtype=torch.float64, requires_grad=True)  # [R, C, Dh], C = 2 heads x (k, v)
+    index, lengths = torch.randint(0, 5, (9,)), [4, 0, 5]  # three samples, one without keys
+    table = rot(torch.rand(9, dtype=torch.float64), compact=True)  # [N, 2, 2]
+    channels = 4 if rotate_values else 2
+    pieces = _GatherRotate.apply(rows, index, table, rotate_values, lengths)
+    gathered = rows[index]  # [N, C, Dh]
+    expected = torch.cat((apply_rotary(gathered[:, :channels], table[:, None]), gathered[:, channels:]), dim=1)
+    keys, values = torch.cat(pieces[:3], dim=1), torch.cat(pieces[3:], dim=1)  # [H, N, Dh] each
+    torch.testing.assert_close(torch.cat((keys, values)), expected.transpose(0, 1))
+    assert [p.shape for p in pieces[:3]] == [(2, n, 8) for n in lengths]
+    torch.autograd.gradcheck(lambda r: _GatherRotate.apply(r, index, table, rotate_values, lengths), (rows,))
+    some = lambda r: _GatherRotate.apply(r, index, table, rotate_values, lengths)[2:5]  # noqa: E731  (some unused)
+    torch.autograd.gradcheck(some, (rows,))
 
 
 def test_packed_keys_give_the_padded_gradients_and_compute_no_padded_key():

@@ -201,3 +201,16 @@ def test_learned_time_embedding_bins_grid_times():
     torch.testing.assert_close(out, rows[[0, 0, 3, 4]])
     with pytest.raises(IndexError):
         emb(torch.tensor([0.05]))
+
+
+def test_rotary_table_written_in_place_equals_stacked_trig_and_keeps_time_gradients():
+    rot = RotaryTimeEmbedding(head_dim=64)
+    times = torch.rand(3, 700)
+    omega = torch.tensor(rot.omega[:16], dtype=torch.float64)
+    reduced = torch.remainder(times.double()[..., None] * omega, 2 * math.pi).float()
+    expected = torch.stack((reduced.cos(), reduced.sin()), dim=-1)  # the formula before the in-place table
+    torch.testing.assert_close(rot(times, compact=True), expected, rtol=0, atol=1e-5)
+    times64 = times.double().requires_grad_()
+    table = rot(times64, compact=True)
+    (grad,) = torch.autograd.grad(table[..., 1].sum(), times64)
+    torch.testing.assert_close(grad, (table[..., 0] * torch.tensor(rot.omega[:16], dtype=torch.float64)).sum(-1))

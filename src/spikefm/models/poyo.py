@@ -30,6 +30,7 @@ from spikefm.models._shared import (
     unit_dropout_keep,
 )
 from spikefm.models.registry import ModelSpec, register
+from spikefm.nn.dropout import FastDropout
 from spikefm.nn.identity import KeyedEmbedding, UnitEmbedding
 from spikefm.nn.perceiver import PerceiverIO, latent_grid
 from spikefm.objectives.behavior import behavior_mse, single_target
@@ -122,7 +123,7 @@ class POYO(UnitRecalibration, nn.Module):
             dim=config.dim, depth=config.depth, cross_heads=config.cross_heads, self_heads=config.self_heads,
             head_dim=config.head_dim, dropout=config.dropout,
         )
-        self.readout_dropout = nn.Dropout(config.lin_dropout)
+        self.readout_dropout = FastDropout(config.lin_dropout)
         self.readout = nn.Linear(config.dim, behavior_dim)
 
     # ------------------------------------------------------------------ forward

@@ -15,6 +15,8 @@ N total packed tokens.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -192,47 +194,73 @@ def _split_heads(x: Tensor, heads: int) -> Tensor:
 
 
 class _GatherRotate(torch.autograd.Function):
-    """Keys and values ``rows[index]`` with the first ``channels`` heads rotated by ``table``.
+    """Each sample's keys and values ``rows[index]``, heads first, rotated by ``table``.
 
-    Forward gathers the per-key tensor once and rotates only its rotated pairs in place;
-    backward joins the key and value gradients into one fresh buffer, un-rotates its rotated
-    pairs in place and scatter-adds it into the rows. Gather then :func:`apply_rotary` would
-    write and read the whole per-key tensor (POYO: ~30k spikes x 2H x Dh floats) two more
-    times in each direction.
+    Forward gathers every sample's keys and values straight into head-major tensors
+    [H, L_b, Dh] (one row gather per head, so a head's keys are contiguous, as the fused SDPA
+    kernel wants them) and rotates only their rotated pairs in place. Backward un-rotates each
+    sample's gradients and scatter-adds them into the rows, one head at a time. Gather,
+    rotate, split and transpose through autograd would copy the per-key tensor (POYO: ~30k
+    spikes x 2H x Dh floats) several more times in each direction. Working per sample keeps
+    every buffer small (~0.5 MB): buffers of tens of MB are returned to the OS when freed and
+    page-faulted in again at every step, which cost more than the copies themselves.
 
-    Args (forward): rows [R, 2H, Dh]; index long [*K]; table [*K, 1, P, 2] (no grad), P <= Dh/2;
-    channels: how many leading heads of the 2H rotate. Returns keys, values [*K, H, Dh] each.
+    Args (forward): rows [R, 2H, Dh] (the keys' heads, then the values'); index long [N];
+    table [N, P, 2] (no grad), P <= Dh/2; rotate_values: rotate the values too (else the keys
+    only); lengths: keys per sample (summing to N). Returns B keys, then B values, each
+    [H, L_b, Dh].
     """
 
     @staticmethod
     def applies(rows: Tensor, index: Tensor, table: Tensor) -> bool:
         """Whether the fused path fits: float rows, a no-grad table with one row per key."""
-        fits = table.shape[:-3] == index.shape and table.shape[-3] == 1
+        fits = table.shape[:-2] == index.shape
         return fits and rows.dtype in (torch.float32, torch.float64) and not table.requires_grad
 
     @staticmethod
-    def forward(ctx, rows: Tensor, index: Tensor, table: Tensor, channels: int) -> tuple[Tensor, Tensor]:
+    def forward(ctx, rows: Tensor, index: Tensor, table: Tensor, rotate_values: bool, lengths: list[int]):
         table = table.to(rows.dtype).contiguous()
-        out = F.embedding(index, rows.flatten(1)).unflatten(-1, rows.shape[1:])  # [*K, 2H, Dh]
-        pairs = table.shape[-2]
-        head = torch.view_as_complex(out[..., :channels, : 2 * pairs].unflatten(-1, (pairs, 2)))
-        head.mul_(torch.view_as_complex(table))  # rotate in place: [*K, channels, P]
+        by_head = rows.transpose(0, 1).contiguous()  # [2H, R, Dh], small
+        heads = rows.shape[1] // 2
+        keys, values = [], []
+        for index_b, table_b in zip(index.split(lengths), table.split(lengths)):
+            for half, out in ((0, keys), (1, values)):
+                piece = rows.new_empty(heads, index_b.numel(), rows.shape[2])  # [H, L_b, Dh]
+                for head in range(heads):
+                    torch.index_select(by_head[half * heads + head], 0, index_b, out=piece[head])
+                if half == 0 or rotate_values:
+                    _rotate_heads_(piece, table_b)
+                out.append(piece)
         ctx.save_for_backward(index, table)
-        ctx.meta = (rows.shape, channels, pairs)
-        return out.chunk(2, dim=-2)
+        ctx.meta = (rows.shape, rotate_values, lengths)
+        return (*keys, *values)
 
     @staticmethod
-    def backward(ctx, grad_k: Tensor | None, grad_v: Tensor | None):
+    def backward(ctx, *grads: Tensor | None):
         index, table = ctx.saved_tensors
-        shape, channels, pairs = ctx.meta
-        half = (*index.shape, shape[1] // 2, shape[2])
-        grad_k = torch.zeros(half, dtype=table.dtype, device=table.device) if grad_k is None else grad_k
-        grad_v = torch.zeros_like(grad_k) if grad_v is None else grad_v
-        grad = torch.cat((grad_k, grad_v), dim=-2).reshape(-1, *shape[1:])  # [K, 2H, Dh], a fresh buffer
-        head = torch.view_as_complex(grad[:, :channels, : 2 * pairs].unflatten(-1, (pairs, 2)))  # [K, ch, P]
-        head.mul_(torch.view_as_complex(table).conj().reshape(-1, 1, pairs))  # un-rotate in place
-        grad_rows = grad.new_zeros(shape).index_add_(0, index.reshape(-1), grad)  # [R, 2H, Dh]
-        return grad_rows, None, None, None
+        shape, rotate_values, lengths = ctx.meta
+        heads = shape[1] // 2
+        grad_rows = table.new_zeros(shape[1], shape[0], shape[2])  # [2H, R, Dh]
+        pieces = zip(grads, [*index.split(lengths)] * 2, [*table.split(lengths)] * 2)
+        for i, (grad, index_b, table_b) in enumerate(pieces):
+            half = i // len(lengths)
+            if grad is None or index_b.numel() == 0:
+                continue
+            if half == 0 or rotate_values:
+                grad = grad.clone(memory_format=torch.contiguous_format)  # [H, L_b, Dh]
+                _rotate_heads_(grad, table_b, inverse=True)
+            for head in range(heads):
+                grad_rows[half * heads + head].index_add_(0, index_b, grad[head])
+        return grad_rows.transpose(0, 1), None, None, None, None
+
+
+def _rotate_heads_(buffer: Tensor, table: Tensor, *, inverse: bool = False) -> None:
+    """Rotate (or un-rotate) ``buffer`` [H, N, Dh] (contiguous) in place by ``table`` [N, P, 2], on
+    each head's first P pairs only."""
+    pairs = table.shape[-2]
+    head = torch.view_as_complex(buffer[..., : 2 * pairs].unflatten(-1, (pairs, 2)))  # [H, N, P]
+    turn = torch.view_as_complex(table)  # [N, P]
+    head.mul_(turn.conj() if inverse else turn)
 
 
 class Attention(nn.Module):
@@ -316,61 +344,79 @@ class Attention(nn.Module):
         if (rotary is None) != (context_rotary is None):
             raise ValueError("cross-attention with rotary needs both rotary (queries) and context_rotary (keys)")
         q = self.q_norm(self.to_q(x).unflatten(-1, (self.heads, -1)))  # [B, Lq, H, Dh]
-        if context_cu_seqlens is not None and (key_mask is not None or attn_mask is not None):
-            raise ValueError("packed keys (context_cu_seqlens) carry their own extents; drop key_mask / attn_mask")
-        kv = self._keys_values(context, context_index, context_rotary)  # [B, Lk, 2H, Dh] or [N, 2H, Dh]
+        lengths = None
+        if context_cu_seqlens is not None:
+            if key_mask is not None or attn_mask is not None:
+                raise ValueError("packed keys (context_cu_seqlens) carry their own extents; drop key_mask / attn_mask")
+            lengths = context_cu_seqlens.diff().tolist()
+            n_keys = (context if context_index is None else context_index).shape[0]
+            if len(lengths) != q.shape[0] or sum(lengths) != n_keys:
+                raise ValueError(f"context_cu_seqlens {context_cu_seqlens.tolist()} does not match {q.shape[0]} "
+                                 f"samples and {n_keys} packed keys")
+        k, v = self._keys_values(context, context_index, context_rotary, lengths)
         if rotary is not None:
             q = apply_rotary(q, rotary.unsqueeze(-3))  # table [B, Lq, 1, P, 2]
-        k, v = kv.split(self.heads, dim=-2) if isinstance(kv, Tensor) else kv  # [..., Lk, H, Dh] each
-        if context_cu_seqlens is not None:
-            out = self._attend_packed(q.transpose(1, 2), k, v, context_cu_seqlens)  # [B, H, Lq, Dh]
+        if lengths is not None:
+            out = self._attend_packed(q.transpose(1, 2), k, v)  # [B, H, Lq, Dh]
         else:
-            mask = combine_masks(key_mask, attn_mask)
-            out = self._attend(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), mask)  # [B, H, Lq, Dh]
+            out = self._attend(q.transpose(1, 2), k, v, combine_masks(key_mask, attn_mask))  # [B, H, Lq, Dh]
         out = out.transpose(1, 2)  # [B, Lq, H, Dh]
         if rotary is not None and self.rotate_value:
             out = apply_rotary(out, invert_rotary(rotary).unsqueeze(-3))
         return self.to_out(out.flatten(2))  # [B, Lq, H*Dh] -> [B, Lq, D]
 
     def _keys_values(
-        self, context: Tensor, index: Tensor | None, rotary: Tensor | None
-    ) -> Tensor | tuple[Tensor, Tensor]:
-        """Projected (and rotated) keys and values, heads split: [..., Lk, 2H, Dh], or the
-        keys and values [..., Lk, H, Dh] apart from the fused gather + rotate."""
+        self, context: Tensor, index: Tensor | None, rotary: Tensor | None, lengths: list[int] | None
+    ) -> tuple[Tensor, Tensor] | tuple[Sequence[Tensor], Sequence[Tensor]]:
+        """Projected (and rotated) keys and values, heads first: [B, H, Lk, Dh] each, or for
+        packed keys (``lengths`` given) one [H, L_b, Dh] per sample."""
         kv = self.to_kv(context)  # [..., 2 * H * Dh]
-        table = None if rotary is None else rotary.unsqueeze(-3)  # [..., Lk, 1, P, 2]
         plain_keys = isinstance(self.k_norm, nn.Identity)
-        if index is not None and table is not None and plain_keys and _GatherRotate.applies(kv, index, table):
-            rows = kv.unflatten(-1, (2 * self.heads, self.head_dim))  # [R, 2H, Dh]
-            channels = 2 * self.heads if self.rotate_value else self.heads
-            return _GatherRotate.apply(rows, index, table, channels)  # keys, values [..., Lk, H, Dh]
+        fused = index is not None and rotary is not None and plain_keys and index.numel() > 0
+        if fused and _GatherRotate.applies(kv, index, rotary):
+            return self._gather_rotate(kv, index, rotary, lengths)
+        table = None if rotary is None else rotary.unsqueeze(-3)  # [..., Lk, 1, P, 2]
         if index is not None:
             kv = F.embedding(index, kv)  # one projection per distinct row, gathered per key
         kv = kv.unflatten(-1, (2 * self.heads, self.head_dim))  # [..., Lk, 2H, Dh]
         if table is not None and self.rotate_value and plain_keys:
-            return apply_rotary(kv, table)  # keys and values share their times: one rotation
-        k, v = kv.split(self.heads, dim=-2)
-        k = self.k_norm(k)
-        if table is not None:
-            k = apply_rotary(k, table)
-            v = apply_rotary(v, table) if self.rotate_value else v
-        return torch.cat((k, v), dim=-2)
+            k, v = apply_rotary(kv, table).split(self.heads, dim=-2)  # keys and values share their times
+        else:
+            k, v = kv.split(self.heads, dim=-2)
+            k = self.k_norm(k)
+            if table is not None:
+                k = apply_rotary(k, table)
+                v = apply_rotary(v, table) if self.rotate_value else v
+        if lengths is None:
+            return k.transpose(1, 2), v.transpose(1, 2)  # [B, H, Lk, Dh]
+        return [k_b.transpose(0, 1) for k_b in k.split(lengths)], [v_b.transpose(0, 1) for v_b in v.split(lengths)]
 
-    def _attend_packed(self, q: Tensor, k: Tensor, v: Tensor, cu_seqlens: Tensor) -> Tensor:
-        """q [B, H, Lq, Dh] against packed keys / values [N, H, Dh]: one SDPA call per sample on
-        its own keys, so no padded key is projected, rotated or attended to (a sample without keys
-        gets zeros). Splitting is free (views); backward joins the key gradients with one copy."""
-        lengths = cu_seqlens.diff().tolist()
-        if len(lengths) != q.shape[0] or sum(lengths) != k.shape[0]:
-            raise ValueError(f"context_cu_seqlens {cu_seqlens.tolist()} does not match {q.shape[0]} samples "
-                             f"and {k.shape[0]} packed keys")
+    def _gather_rotate(
+        self, kv: Tensor, index: Tensor, rotary: Tensor, lengths: list[int] | None
+    ) -> tuple[Tensor, Tensor] | tuple[Sequence[Tensor], Sequence[Tensor]]:
+        """:class:`_GatherRotate` on rows ``kv`` [R, 2H * Dh] for keys ``index`` [B, Lk] or packed [N]."""
+        rows = kv.unflatten(-1, (2 * self.heads, self.head_dim))  # [R, 2H, Dh]
+        per_sample = lengths if lengths is not None else [index.shape[-1]] * (index.numel() // index.shape[-1])
+        pieces = _GatherRotate.apply(
+            rows, index.reshape(-1), rotary.reshape(-1, *rotary.shape[-2:]), self.rotate_value, per_sample
+        )  # B keys then B values, [H, L_b, Dh] each
+        keys, values = pieces[: len(per_sample)], pieces[len(per_sample) :]
+        if lengths is not None:
+            return keys, values
+        shape = (*index.shape[:-1], self.heads, index.shape[-1], self.head_dim)  # [B, H, Lk, Dh]
+        return torch.stack(keys).view(shape), torch.stack(values).view(shape)
+
+    def _attend_packed(self, q: Tensor, keys: Sequence[Tensor], values: Sequence[Tensor]) -> Tensor:
+        """q [B, H, Lq, Dh] against each sample's own keys / values [H, L_b, Dh]: one SDPA call per
+        sample, so no padded key is projected, rotated or attended to (a sample without keys gets
+        zeros). 4-D inputs take the fused CPU kernel (3-D ones fall back to the math path)."""
         dropout = self.dropout if self.training else 0.0
         outs = []
-        for q_b, k_b, v_b in zip(q.unbind(0), k.split(lengths), v.split(lengths)):
-            if k_b.shape[0] == 0:
+        for q_b, k_b, v_b in zip(q.unbind(0), keys, values):
+            if k_b.shape[1] == 0:
                 outs.append(torch.zeros_like(q_b))
                 continue
-            outs.append(F.scaled_dot_product_attention(q_b, k_b.transpose(0, 1), v_b.transpose(0, 1), dropout_p=dropout))
+            outs.append(F.scaled_dot_product_attention(q_b[None], k_b[None], v_b[None], dropout_p=dropout)[0])
         return torch.stack(outs)
 
     def _attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:

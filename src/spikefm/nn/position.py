@@ -271,7 +271,14 @@ class RotaryTimeEmbedding(nn.Module):
             # Reduce to [0, 2 pi) in float64, then the trig in float32: as exact as float64 trig
             # (error ~2e-7) at half its cost.
             angles = torch.remainder(angles, 2 * math.pi).to(out_dtype)
-        table = torch.stack((angles.cos(), angles.sin()), dim=-1)  # [..., P, 2]
+        # cos and sin written straight into their interleaved slots (a stack would be one more
+        # pass and one more table-sized buffer: POYO builds this for every spike, ~30k x P).
+        if angles.requires_grad:  # out= does not differentiate; times rarely carry gradients
+            table = torch.stack((angles.cos(), angles.sin()), dim=-1)  # [..., P, 2]
+        else:
+            table = angles.new_empty(*angles.shape, 2)  # [..., P, 2]
+            torch.cos(angles, out=table[..., 0])
+            torch.sin(angles, out=table[..., 1])
         if compact or pairs == self.head_dim // 2:
             return table
         # Unrotated pairs get (cos, sin) = (1, 0): one complex multiply then rotates the whole

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from spikefm.nn.attention import Attention, AttentionWeights, RMSNorm
+from spikefm.nn.dropout import FastDropout
 from spikefm.nn.position import RotaryTimeEmbedding, apply_rotary, invert_rotary
 
 __all__ = [
@@ -74,7 +75,7 @@ class MLP(nn.Module):
         self.activation = activation
         self.up = nn.Linear(dim, hidden_dim, bias=bias)
         self.down = nn.Linear(hidden_dim, dim, bias=bias)
-        self.drop = nn.Dropout(dropout)
+        self.drop = FastDropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.down(self.drop(self.activation(self.up(x))))
@@ -109,7 +110,7 @@ class GatedMLP(nn.Module):
         self.activation = activation
         self.up = nn.Linear(dim, 2 * hidden_dim, bias=bias)
         self.down = nn.Linear(hidden_dim, dim, bias=bias)
-        self.drop = nn.Dropout(dropout)
+        self.drop = FastDropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
         value, gate = self.up(x).chunk(2, dim=-1)  # [..., hidden] each
@@ -154,7 +155,7 @@ class TransformerBlock(nn.Module):
         self.ffn = ffn
         self.attn_norm = make_norm(norm, attention.dim, bias=norm_bias)
         self.ffn_norm = make_norm(norm, attention.dim, bias=norm_bias)
-        self.drop = nn.Dropout(dropout)
+        self.drop = FastDropout(dropout)
 
     def forward(
         self,
@@ -232,7 +233,7 @@ class CrossAttentionBlock(nn.Module):
         self.query_norm = make_norm(norm, attention.dim, bias=norm_bias)
         self.context_norm = make_norm(norm, context_dim or attention.dim, bias=norm_bias)
         self.ffn_norm = make_norm(norm, attention.dim, bias=norm_bias) if ffn is not None else None
-        self.drop = nn.Dropout(dropout)
+        self.drop = FastDropout(dropout)
 
     def forward(
         self,

@@ -1,0 +1,50 @@
+"""The POYO vs torch_brain benchmark's run summaries and target lines (fast: no timing, no torch_brain)."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("vs_torch_brain", ROOT / "benchmarks" / "vs_torch_brain.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["vs_torch_brain"] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def run(step: float, infer: float, pipeline: float = 6.0, rate: float = 25e6) -> dict:
+    return {
+        "date": "2026-12-04 06:30 UTC", "commit": "abc1234", "load": [0.1, 0.2],
+        "spikes_per_s": {"padded": rate, "packed": rate}, "pipeline_ratio": {"padded": pipeline, "packed": pipeline},
+        "step_ratio": {"1": {"padded": step, "packed": step}}, "infer_ratio": {"1": {"padded": infer, "packed": infer}},
+    }  # fmt: skip
+
+
+def test_targets_use_the_median_of_runs_and_show_a_regression_as_not_met(bench):
+    streaming = [{"model": "possm", "units": 200, "p50": 0.4, "p99": 0.9}]
+    good = bench.targets([run(0.30, 0.18), run(0.31, 0.19), run(0.50, 0.50)], [1], streaming)
+    assert all(line.endswith("(met)") or "(met;" in line for line in good), good
+    assert "0.31 (0.30-0.50)x" in next(line for line in good if "training step" in line)
+    bad = bench.targets([run(0.40, 0.18, pipeline=4.0, rate=10e6)], [1], [{**streaming[0], "p50": 1.2, "p99": 2.0}])
+    missed = [line for line in bad if "**NOT met**" in line]
+    assert len(missed) == 5  # spikes/s, pipeline ratio, step (padded, packed), streaming; inference met
+    assert not any("inference" in line for line in missed)
+
+
+def test_curve_tolerance_compares_20_step_means(bench):
+    reference = [1.0] * 40
+    assert bench.curve_within_tolerance([1.1] * 40, reference) == (True, pytest.approx(0.1))
+    ok, worst = bench.curve_within_tolerance([1.0] * 20 + [1.5] * 20, reference)
+    assert not ok and worst == pytest.approx(0.5)
+
+
+def test_spread_is_median_and_range(bench):
+    assert bench.spread([0.3, 0.1, 0.2]) == "0.20 (0.10-0.30)"
+    assert bench.spread([0.25]) == "0.25"
+    assert bench.spread([]) == "-"
