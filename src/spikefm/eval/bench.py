@@ -108,6 +108,9 @@ def synthetic_suite(models: Sequence[str], budget: Budget, out: Path, cache: Res
     return result
 
 
+DECODE, CO_SMOOTHING = "decode", "co-bps"  # file_suite's tasks
+
+
 def file_suite(path: Path, models: Sequence[str], budget: Budget, out: Path, cache: ResultCache, *,
                task: str | None = None, behavior_key: str | None = None, block: float = 1.0,
                bin_size: float | None = None, heldout_fraction: float = 0.25, split_seed: int = 0,
@@ -135,13 +138,10 @@ def file_suite(path: Path, models: Sequence[str], budget: Budget, out: Path, cac
     model_candidates = _models(models, lambda m: scored, budget, out, batch_size=16)
     if task == CO_SMOOTHING:  # binned models read the task's bins (STNDT's width is its window in bins)
         model_candidates = [replace(m, overrides={**_binned_overrides(m.model, scored), **m.overrides})
-                         for m in model_candidates]
+                            for m in model_candidates]
     candidates += model_candidates
     spec = DataSpec(rec.session, rec, f"{path.name}: {description}")
     return run(f"file {path.name}", candidates, select_on=spec, score_on=[spec], budget=budget, cache=cache, log=log)
-
-
-DECODE, CO_SMOOTHING = "decode", "co-bps"  # file_suite's tasks
 
 
 def _has_splits(rec: Recording, needed: Sequence[str] = ("train", "val", "test")) -> bool:
