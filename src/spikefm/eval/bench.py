@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import numpy as np
+
 from spikefm.data.recording import DataError, Recording
 from spikefm.eval.cache import ResultCache
 from spikefm.eval.baselines import baselines_for, make_baseline
@@ -106,31 +108,91 @@ def synthetic_suite(models: Sequence[str], budget: Budget, out: Path, cache: Res
     return result
 
 
+DECODE, CO_SMOOTHING = "decode", "co-bps"  # file_suite's tasks
+
+
 def file_suite(path: Path, models: Sequence[str], budget: Budget, out: Path, cache: ResultCache, *,
-               behavior_key: str | None = None, block: float = 1.0, bin_size: float | None = None,
+               task: str | None = None, behavior_key: str | None = None, block: float = 1.0,
+               bin_size: float | None = None, heldout_fraction: float = 0.25, split_seed: int = 0,
                log=print) -> ProtocolResult:
-    """The protocol on one recording file: its own trial splits, or contiguous blocks of ``block`` seconds."""
+    """The protocol on one recording file: its own trial splits, or contiguous blocks of ``block`` seconds.
+
+    Args:
+        task: "decode" (decoding R2 of ``behavior_key``; the default when the file has behaviour) or "co-bps"
+            (co-smoothing; the default without behaviour). For co-bps a file that marks no held-out units gets a
+            seeded ``heldout_fraction`` of them held out, and one whose ``split`` column lacks a train, val or
+            test trial gets a seeded 70/10/20 trial split (``split_seed`` for both).
+        bin_size: seconds per bin (default: the file's, else 50 ms for decoding and 20 ms for co-bps).
+    """
     from spikefm.data.store import load
-    from spikefm.eval.blocks import block_recording
 
     rec = load(path)
+    task = task or (DECODE if rec.behavior else CO_SMOOTHING)
+    if task == DECODE:
+        rec, scored, description = _decoding_data(rec, path, behavior_key, block, bin_size)
+    elif task == CO_SMOOTHING:
+        rec, scored, description = _cosmoothing_data(rec, bin_size, heldout_fraction, split_seed)
+    else:
+        raise ValueError(f"bench --data task must be {DECODE!r} or {CO_SMOOTHING!r}, got {task!r}")
+    candidates: list = _baselines(scored, models)
+    model_candidates = _models(models, lambda m: scored, budget, out, batch_size=16)
+    if task == CO_SMOOTHING:  # binned models read the task's bins (STNDT's width is its window in bins)
+        model_candidates = [replace(m, overrides={**_binned_overrides(m.model, scored), **m.overrides})
+                            for m in model_candidates]
+    candidates += model_candidates
+    spec = DataSpec(rec.session, rec, f"{path.name}: {description}")
+    return run(f"file {path.name}", candidates, select_on=spec, score_on=[spec], budget=budget, cache=cache, log=log)
+
+
+def _has_splits(rec: Recording, needed: Sequence[str] = ("train", "val", "test")) -> bool:
+    return (rec.trials is not None and len(rec.trials) > 0 and "split" in rec.trials.columns
+            and set(needed) <= set(rec.trials.columns["split"].tolist()))
+
+
+def _decoding_data(rec: Recording, path: Path, behavior_key: str | None, block: float,
+                   bin_size: float | None) -> tuple[Recording, Task, str]:
+    from spikefm.eval.blocks import block_recording
+
     if not rec.behavior:
-        raise DataError(f"{path}: no behaviour to decode; bench --data scores decoding (give a file with behaviour)")
+        raise DataError(f"{path}: no behaviour to decode; give a file with behaviour, or score co-smoothing")
     key = behavior_key or next(iter(rec.behavior))
     if key not in rec.behavior:
         raise DataError(f"{path}: no behaviour {key!r}; available: {sorted(rec.behavior)}")
     has_splits = rec.trials is not None and len(rec.trials) and "split" in rec.trials.columns
     if not has_splits:
         rec = block_recording(rec, block=block, behavior_key=key)
-    bin_size = bin_size or rec.bin_size or 0.05
     window = block if not has_splits else float(min(rec.trials.end - rec.trials.start))
-    task = Task(POSITION_R2 if "pos" in key else DECODE_R2, window=window, bin_size=bin_size,
+    task = Task(POSITION_R2 if "pos" in key else DECODE_R2, window=window, bin_size=bin_size or rec.bin_size or 0.05,
                 behavior_key=key, continuous=not has_splits)
-    candidates: list = _baselines(task, models)
-    candidates += _models(models, lambda m: task, budget, out, batch_size=16)
-    spec = DataSpec(rec.session, rec, f"{path.name}: " + ("its trial splits" if has_splits else
-                                                          f"contiguous {block:g} s blocks, 70/10/20 in time order"))
-    return run(f"file {path.name}", candidates, select_on=spec, score_on=[spec], budget=budget, cache=cache, log=log)
+    return rec, task, ("its trial splits" if has_splits else f"contiguous {block:g} s blocks, 70/10/20 in time order")
+
+
+def _cosmoothing_data(rec: Recording, bin_size: float | None, fraction: float,
+                      seed: int) -> tuple[Recording, Task, str]:
+    from spikefm.data.splits import hold_out_units, shuffle_trial_splits
+
+    if rec.trials is None or len(rec.trials) == 0:
+        raise DataError(f"{rec.source or rec.session}: co-smoothing needs trials")
+    notes = []
+    if not np.any(rec.units.heldout):
+        rec = hold_out_units(rec, fraction=fraction, seed=seed)
+        notes.append(f"{int(rec.units.heldout.sum())} of {rec.n_units} units held out (seed {seed})")
+    if not _has_splits(rec):
+        rec = shuffle_trial_splits(rec, seed=seed)
+        notes.append(f"trials split 70/10/20 at random (seed {seed})")
+    window = float(min(rec.trials.end - rec.trials.start))
+    task = Task(CO_BPS, window=window, bin_size=bin_size or rec.bin_size or 0.02)
+    return rec, task, "; ".join(notes) or "its held-out units and trial splits"
+
+
+def _binned_overrides(model: str, task: Task) -> dict[str, Any]:
+    """A binned model's bin width and (for fixed-width models such as STNDT) window length in bins, from ``task``."""
+    from dataclasses import fields
+
+    from spikefm.models.registry import build_config
+
+    names = {f.name for f in fields(build_config(model, "tiny"))}
+    return {k: v for k, v in {"bin_size": task.bin_size, "n_bins": task.window_bins}.items() if k in names}
 
 
 def recipe_suite(path: Path, budget: Budget, out: Path, cache: ResultCache, log=print) -> ProtocolResult:

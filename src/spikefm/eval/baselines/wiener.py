@@ -12,15 +12,18 @@ Shape legend: ``B`` trials, ``T`` bins, ``N`` neurons, ``D`` behaviour dims, ``S
 
 from __future__ import annotations
 
+import copy
+import hashlib
+from collections import OrderedDict
 from typing import Any, Mapping
 
 import numpy as np
 
 from spikefm.eval.baselines.smoothing import gaussian_window, smooth_spikes
 from spikefm.eval.baselines.tuning import Baseline, Choice, Knob, decoder_score
-from spikefm.eval.metrics import DECODE_R2, decoding_r2, ridge_cv, ridge_fit, ridge_predict
+from spikefm.eval.metrics import DECODE_R2, decoding_r2, ridge_cv, ridge_predict
 
-__all__ = ["lagged_features", "RidgeDecoder", "Wiener"]
+__all__ = ["lagged_features", "LaggedRidge", "RidgeDecoder", "Wiener"]
 
 def lagged_features(counts: np.ndarray, lags: int, leads: int = 0) -> np.ndarray:
     """History (and optionally future) features: ``[x_t, x_{t-1}, ..., x_{t-lags+1}, x_{t+1}, ..., x_{t+leads}]``.
@@ -51,6 +54,123 @@ def lagged_features(counts: np.ndarray, lags: int, leads: int = 0) -> np.ndarray
         col = (lags + lead - 1) * n
         out[:, : t - lead, col : col + n] = x[:, lead:]
     return out.reshape(b * t, n * (lags + leads))
+
+
+def _shifted(x: np.ndarray, shift: int) -> np.ndarray:
+    """``x[:, t - shift]`` at ``t`` within each trial, zeros where that bin is outside the trial; ``[B, T, N]``."""
+    out = np.zeros_like(x)
+    t = x.shape[1]
+    if 0 <= shift < t:
+        out[:, shift:] = x[:, : t - shift]
+    elif -t < shift < 0:
+        out[:, :shift] = x[:, -shift:]
+    return out
+
+
+def lag_shifts(lags: int, leads: int) -> tuple[int, ...]:
+    """The bin shift of each feature block of :func:`lagged_features` (``+l``: ``l`` bins back, ``-l``: ahead)."""
+    return tuple(range(lags)) + tuple(-lead for lead in range(1, leads + 1))
+
+
+class LaggedRidge:
+    """Ridge regression on lagged counts for any (lags, leads, alpha) from one set of sufficient statistics.
+
+    A search over lags and alphas used to rebuild the lagged design and re-solve ridge with an SVD per trial
+    (171 units x 39 lag bins is a 10,000 x 6,700 design). Here the Gram matrix of every pair of shifted copies
+    of the counts (an ``N x N`` block per pair of shifts) is computed once, on first use, and kept; a lag set's
+    centred Gram is assembled from its blocks and eigendecomposed once (kept for the last ``keep`` lag sets),
+    after which every alpha costs two matrix products. Samples whose behaviour is NaN are left out, as in the
+    plain fit. The result equals :func:`~spikefm.eval.metrics.ridge_fit` on :func:`lagged_features`.
+
+    Args:
+        counts: ``[B, T, N]`` (trials kept apart) or ``[S, N]``.
+        behaviour: aligned ``[B, T, D]`` or ``[S, D]``.
+        keep: eigendecompositions kept (one per lag set).
+    """
+
+    def __init__(self, counts: np.ndarray, behaviour: np.ndarray, *, keep: int = 4) -> None:
+        x = np.asarray(counts, np.float64)
+        x = x[None] if x.ndim == 2 else x
+        y = np.asarray(behaviour, np.float64).reshape(x.shape[0], x.shape[1], -1)
+        valid = ~np.any(np.isnan(y), axis=-1, keepdims=True)  # [B, T, 1]
+        self._x = x
+        self._weight = valid.astype(np.float64)
+        self._n = float(valid.sum())
+        if self._n < 1:
+            raise ValueError("LaggedRidge needs at least one sample with finite behaviour")
+        y = np.where(valid, y, 0.0)
+        self._y_mean = y.sum((0, 1)) / self._n
+        self._y_centred = (y - self._y_mean) * self._weight
+        self._blocks: dict[tuple[int, int], np.ndarray] = {}
+        self._sums: dict[int, np.ndarray] = {}
+        self._cross: dict[int, np.ndarray] = {}
+        self._eig: OrderedDict[tuple[int, ...], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = OrderedDict()
+        self._keep = int(keep)
+
+    def _flat(self, shift: int) -> np.ndarray:
+        return _shifted(self._x, shift).reshape(-1, self._x.shape[2])
+
+    def _block(self, a: int, b: int) -> np.ndarray:
+        """Uncentred ``sum_t w_t x_{t-a} x_{t-b}^T`` [N, N] (memoised, symmetric in (a, b))."""
+        if (b, a) in self._blocks:
+            return self._blocks[b, a].T
+        if (a, b) not in self._blocks:
+            weight = self._weight.reshape(-1, 1)
+            self._blocks[a, b] = (self._flat(a) * weight).T @ self._flat(b)
+        return self._blocks[a, b]
+
+    def _moments(self, shift: int) -> tuple[np.ndarray, np.ndarray]:
+        """Weighted column sums [N] and centred cross-products with behaviour [N, D] of one shifted copy."""
+        if shift not in self._sums:
+            flat = self._flat(shift)
+            self._sums[shift] = (flat * self._weight.reshape(-1, 1)).sum(0)
+            self._cross[shift] = flat.T @ self._y_centred.reshape(flat.shape[0], -1)
+        return self._sums[shift], self._cross[shift]
+
+    def _decomposed(self, shifts: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(eigenvalues, eigenvectors, projected cross-products, feature means) of one lag set's centred Gram."""
+        if shifts in self._eig:
+            self._eig.move_to_end(shifts)
+            return self._eig[shifts]
+        mean = np.concatenate([self._moments(s)[0] for s in shifts]) / self._n
+        gram = np.block([[self._block(a, b) for b in shifts] for a in shifts]) - self._n * np.outer(mean, mean)
+        cross = np.concatenate([self._moments(s)[1] for s in shifts])  # [F, D]; y is centred, so x needs no centring
+        values, vectors = np.linalg.eigh(gram)
+        entry = (np.clip(values, 0.0, None), vectors, vectors.T @ cross, mean)
+        self._eig[shifts] = entry
+        while len(self._eig) > self._keep:
+            self._eig.popitem(last=False)
+        return entry
+
+    def solve(self, lags: int, leads: int, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+        """``(W [F, D], b [D])`` for features :func:`lagged_features` ``(counts, lags, leads)`` and penalty ``alpha``."""
+        if lags < 1 or leads < 0 or alpha < 0:
+            raise ValueError(f"need lags >= 1, leads >= 0, alpha >= 0; got {lags}, {leads}, {alpha}")
+        values, vectors, projected, mean = self._decomposed(lag_shifts(lags, leads))
+        denom = values + alpha
+        # zero eigenvalues with alpha = 0 carry no signal: coefficient 0 (the minimum-norm solution, as ridge_fit)
+        scale = np.divide(1.0, denom, out=np.zeros_like(denom), where=denom > 0)
+        weights = vectors @ (projected * scale[:, None])
+        return weights, self._y_mean - mean @ weights
+
+
+class _RidgeCache:
+    """The :class:`LaggedRidge` of the most recent training data, found again by a digest of the arrays."""
+
+    def __init__(self) -> None:
+        self._key: str | None = None
+        self._ridge: LaggedRidge | None = None
+
+    def get(self, counts: np.ndarray, behaviour: np.ndarray) -> LaggedRidge:
+        digest = hashlib.blake2b(digest_size=16)
+        for array in (np.ascontiguousarray(counts, np.float64), np.ascontiguousarray(behaviour, np.float64)):
+            digest.update(repr(array.shape).encode())
+            digest.update(array.data)
+        key = digest.hexdigest()
+        if key != self._key or self._ridge is None:
+            self._key, self._ridge = None, None  # free the old statistics before building new ones
+            self._ridge, self._key = LaggedRidge(counts, behaviour), key
+        return self._ridge
 
 
 class RidgeDecoder:
@@ -195,6 +315,14 @@ class Wiener(Baseline):
         self.coef_: np.ndarray | None = None
         self.intercept_: np.ndarray | None = None
         self.params: dict[str, Any] = {}
+        self._ridge = _RidgeCache()
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> "Wiener":
+        """A copy that shares the ridge statistics cache (a search fits copies on the same training data; the
+        statistics depend on the data only, and :meth:`fit` replaces, never mutates, the fitted arrays)."""
+        clone = copy.copy(self)
+        clone.params = copy.deepcopy(self.params, memo)
+        return clone
 
     def search_space(self) -> dict[str, Knob]:
         space: dict[str, Knob] = {"lags": Choice(self.lags), "alpha": Choice(self.alphas)}
@@ -202,20 +330,22 @@ class Wiener(Baseline):
             space["leads"] = Choice(self.leads)
         return space
 
-    def _features(self, counts: np.ndarray) -> np.ndarray:
+    def _lags_leads(self) -> tuple[int, int]:
         lags, leads = int(self.params["lags"]), int(self.params.get("leads", 0))
         if self.window_bins is not None and lags + leads > self.window_bins:
             lags = max(1, self.window_bins - leads)  # keep the read window within the model's
-        return lagged_features(counts, lags, leads)
+        return lags, leads
+
+    def _features(self, counts: np.ndarray) -> np.ndarray:
+        return lagged_features(counts, *self._lags_leads())
 
     def fit(self, train: Any, params: Mapping[str, Any]) -> "Wiener":
+        """Ridge on the lagged training counts; statistics are shared by every fit on the same training data."""
         self.params = self._check_params(params)
         if train.behavior is None:
             raise ValueError("the Wiener filter needs behaviour in the training data")
-        x = self._features(train.counts)
-        y = np.asarray(train.behavior, np.float64).reshape(x.shape[0], -1)  # [S, D]
-        keep = ~np.any(np.isnan(y), axis=1)
-        self.coef_, self.intercept_ = ridge_fit(x[keep], y[keep], float(self.params["alpha"]))
+        ridge = self._ridge.get(train.counts, train.behavior)
+        self.coef_, self.intercept_ = ridge.solve(*self._lags_leads(), float(self.params["alpha"]))
         return self
 
     def predict(self, data: Any) -> np.ndarray:
