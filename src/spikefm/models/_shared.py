@@ -125,6 +125,18 @@ class RegisteredCalibration:
 
     _calibration: dict[str, tuple[tuple[str, ...], Tensor]]
 
+    def forget(self, session: str | None = None) -> None:
+        """Drop the registered calibration of ``session`` (or of every session)."""
+        if session is None:
+            self._calibration.clear()
+        else:
+            self._calibration.pop(session, None)
+
+    @property
+    def calibrated_sessions(self) -> list[str]:
+        """Sessions with registered calibration."""
+        return sorted(self._calibration)
+
     def get_extra_state(self) -> dict[str, Any]:
         return {s: {"keys": list(k), "counts": c.cpu()} for s, (k, c) in self._calibration.items()}
 

@@ -295,17 +295,6 @@ class SPINT(RegisteredCalibration, nn.Module):
             table = self._registered_identities(recording.session)
             return torch.stack([table[k] for k in recording.unit_keys()])
 
-    def forget(self, session: str | None = None) -> None:
-        """Drop the registered calibration of ``session`` (or of every session)."""
-        if session is None:
-            self._calibration.clear()
-        else:
-            self._calibration.pop(session, None)
-
-    @property
-    def calibrated_sessions(self) -> list[str]:
-        return sorted(self._calibration)
-
 
 
 def _token_keys(batch: Batch) -> list[list[str | None]]:

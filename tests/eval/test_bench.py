@@ -1,0 +1,121 @@
+"""`spikefm bench` suites: every model row of the synthetic suites runs end to end; results from several
+sittings merge into one table; the model candidate passes its searched knobs to the trainer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from spikefm.cli import app
+from spikefm.eval.bench import MODEL_TASKS, SyntheticSettings, synthetic_suite
+from spikefm.eval.cache import ResultCache
+from spikefm.eval.candidates import Task
+from spikefm.eval.model_candidate import ModelCandidate
+from spikefm.eval.protocol import Budget
+from spikefm.eval.protocol_report import merge, merged_markdown
+
+TINY = Budget(trials=1, seeds=1, max_steps=2, bootstrap=10)
+#: Rows added for issue 15 (the first suite had NDT1, STNDT, MtM, POYO, POYO+, POSSM).
+NEW_ROWS = {"ndt2": "rotational", "ndt3": "rotational", "neds": "rotational", "unified": "rotational",
+            "spint": "lorenz"}
+
+
+@pytest.mark.parametrize("model", sorted(NEW_ROWS))
+def test_each_new_synthetic_row_runs_end_to_end(model: str, tmp_path: Path) -> None:
+    settings = SyntheticSettings(n_trials=30, units=(12, 12), system=NEW_ROWS[model])
+    result = synthetic_suite([model], TINY, tmp_path, ResultCache(tmp_path / "cache"), settings, draws=(1001,),
+                             log=lambda *_: None).to_json()
+    (row,) = [r for r in result["rows"] if r["role"] == "model"]
+    assert row["name"] == model and row["metric"] == MODEL_TASKS[model]
+    assert np.isfinite(row["score"]) and row["data"][0]["name"] == settings.name(1001)
+    assert row["selected_on"]["data"] == settings.name(0)
+    compared = {c["baseline"] for c in result["comparisons"] if c["model"] == model}
+    baselines = {r["name"] for r in result["rows"] if r["role"] == "baseline"}
+    assert compared and compared <= baselines
+    assert all(r["causal"] for r in result["rows"] if r["name"] in compared) or not row["causal"]
+
+
+def test_lorenz_suite_from_the_command_line(tmp_path: Path) -> None:
+    """`spikefm bench synthetic-lorenz --quick`: SPINT (its default model) on Lorenz draws, its own files."""
+    result = CliRunner().invoke(app, ["bench", "synthetic-lorenz", "--quick", "--budget", "1", "--seeds", "1",
+                                      "--steps", "2", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    payload = json.loads((tmp_path / "synthetic_lorenz_quick.json").read_text())
+    assert {r["name"] for r in payload["rows"] if r["role"] == "model"} == {"spint"}
+    assert {r["data"][0]["name"] for r in payload["rows"]} == {"lorenz-1001"}
+    assert json.loads((tmp_path / "synthetic_lorenz_frozen_recipes.json").read_text())["selected_on"] == "lorenz-0"
+
+
+def test_the_searched_ema_reaches_the_trainer() -> None:
+    """Regression: the EMA knob used to sit inside a comment, so every trial trained without an EMA."""
+    candidate = ModelCandidate("ndt1", Task("co-bps", window=1.0, bin_size=0.02), max_steps=4)
+    params = {**candidate.default(), "ema_decay": 0.99, "keep_best": "val/loss"}
+    trainer = candidate._config(params, seed=1).trainer
+    assert trainer.ema_decay == 0.99 and trainer.keep_best == "val/loss"
+
+
+def test_a_multi_task_decoder_is_told_its_behaviour_key() -> None:
+    candidate = ModelCandidate("unified", Task("decode R2", window=1.0, bin_size=0.02, behavior_key="cursor_vel"))
+    overrides = candidate._config(candidate.default(), seed=1).model.overrides
+    assert list(overrides["behavior_keys"]) == ["cursor_vel"] and "behavior_key" not in overrides
+
+
+# ----------------------------------------------------------------------------- merging results
+def _row(name: str, role: str, metric: str, score: float, draws=("synth-1001", "synth-1002")) -> dict[str, Any]:
+    return {"name": name, "role": role, "metric": metric, "information": f"{name} reads", "causal": False,
+            "score": score, "interval": [score - 0.01, score + 0.01], "seeds": [1, 2, 3],
+            "chosen_config": {"alpha": 1.0}, "cpu_hours": 0.01,
+            "data": [{"name": d, "split_sizes": {"test": 20}} for d in draws]}
+
+
+def _result(rows: list[dict], comparisons: list[dict]) -> dict[str, Any]:
+    env = {"commit": "abc", "cpu": "cpu", "cores": 2, "torch_threads": 1, "torch": "2", "gpu": None}
+    budget = {"trials": 6, "seeds": 3, "max_steps": 600, "bootstrap": 1000, "pruner": "median"}
+    return {"suite": "synthetic", "budget": budget, "environment": env, "wall_seconds": 60.0, "cpu_hours": 0.1,
+            "notes": [], "rows": rows, "comparisons": comparisons}
+
+
+def _diff(model: str, baseline: str, lo: float, hi: float) -> dict[str, Any]:
+    return {"metric": "decode R2", "model": model, "baseline": baseline, "baseline_information": "",
+            "difference": (lo + hi) / 2, "interval": [lo, hi], "beats": lo > 0}
+
+
+def test_merge_keeps_each_models_own_comparison_against_its_best_baseline() -> None:
+    first = _result([_row("wiener", "baseline", "decode R2", 0.80), _row("kalman", "baseline", "decode R2", 0.70),
+                     _row("poyo", "model", "decode R2", 0.90)],
+                    [_diff("poyo", "wiener", 0.05, 0.15), _diff("poyo", "kalman", 0.15, 0.25)])
+    second = _result([_row("wiener", "baseline", "decode R2", 0.80), _row("kalman", "baseline", "decode R2", 0.70),
+                      _row("possm", "model", "decode R2", 0.79)],
+                     [_diff("possm", "wiener", -0.03, 0.01), _diff("possm", "kalman", 0.05, 0.13)])
+    merged = merge([first, second], sources=["a.json", "b.json"])
+    best = {m["name"]: m["best_baseline"] for m in merged["models"]}
+    assert best["poyo"]["name"] == best["possm"]["name"] == "wiener"  # the strongest, not the one beaten most
+    assert best["poyo"]["difference_interval"] == [0.05, 0.15]
+    assert [b["name"] for b in merged["baselines"]] == ["wiener", "kalman"]  # the same rows appear once
+    assert merged["baselines"][0]["sources"] == ["a.json", "b.json"]
+    table = merged_markdown(merged)
+    poyo_line, possm_line = (line for line in table.splitlines() if line.startswith(("| poyo", "| possm")))
+    assert "**0.900" in poyo_line and "**+0.100 [+0.050, +0.150]**" in poyo_line
+    assert "**" not in possm_line  # its difference interval includes zero
+    assert "synth-1001/1002" in poyo_line and "(one budget)" in table
+
+
+def test_merge_refuses_one_model_twice_on_the_same_data() -> None:
+    rows = [_row("wiener", "baseline", "decode R2", 0.8), _row("poyo", "model", "decode R2", 0.9)]
+    result = _result(rows, [_diff("poyo", "wiener", 0.05, 0.15)])
+    with pytest.raises(ValueError, match="poyo .* keep one"):
+        merge([result, result])
+
+
+def test_bench_merge_command_writes_one_table(tmp_path: Path) -> None:
+    rows = [_row("wiener", "baseline", "decode R2", 0.8), _row("poyo", "model", "decode R2", 0.9)]
+    (tmp_path / "a.json").write_text(json.dumps(_result(rows, [_diff("poyo", "wiener", 0.05, 0.15)])))
+    result = CliRunner().invoke(app, ["bench", "--merge", str(tmp_path / "a.json"), "--out", str(tmp_path / "m")])
+    assert result.exit_code == 0, result.output
+    assert "| poyo | synth-1001/1002 |" in (tmp_path / "m" / "merged.md").read_text()
+    assert json.loads((tmp_path / "m" / "merged.json").read_text())["models"][0]["name"] == "poyo"
