@@ -454,6 +454,8 @@ def bench(
     out: Path = typer.Option(Path("runs/bench"), help="Results folder (JSON + markdown); cache under it."),
     merge: Optional[List[Path]] = typer.Option(
         None, "--merge", help="Combine these results JSONs into one table (<out>/merged.json and .md); repeatable."),
+    into: Optional[List[Path]] = typer.Option(
+        None, "--into", help="With --merge: rewrite the marked model table of this markdown file; repeatable."),
 ) -> None:
     """Choose on validation, score the test split once, with seeds and 95% intervals (spikefm.eval.protocol)."""
     from spikefm.data.recording import DataError
@@ -461,7 +463,7 @@ def bench(
 
     if merge:
         try:
-            json_path, md_path, _ = merge_results(merge, out)
+            json_path, md_path, _ = merge_results(merge, out, into or [])
         except (ValueError, FileNotFoundError, KeyError) as error:
             _fail(str(error))
         console.print(md_path.read_text())

@@ -119,3 +119,17 @@ def test_bench_merge_command_writes_one_table(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "| poyo | synth-1001/1002 |" in (tmp_path / "m" / "merged.md").read_text()
     assert json.loads((tmp_path / "m" / "merged.json").read_text())["models"][0]["name"] == "poyo"
+
+
+def test_merge_rewrites_only_the_marked_table_of_a_document(tmp_path: Path) -> None:
+    rows = [_row("wiener", "baseline", "decode R2", 0.8), _row("poyo", "model", "decode R2", 0.9)]
+    (tmp_path / "a.json").write_text(json.dumps(_result(rows, [_diff("poyo", "wiener", 0.05, 0.15)])))
+    readme = tmp_path / "README.md"
+    readme.write_text("# Results\nintro\n<!-- merged table: generated -->\nold row\n<!-- end merged table -->\nrest\n")
+    result = CliRunner().invoke(app, ["bench", "--merge", str(tmp_path / "a.json"), "--into", str(readme),
+                                      "--out", str(tmp_path / "m")])
+    assert result.exit_code == 0, result.output
+    text = readme.read_text()
+    assert "old row" not in text and "| poyo | synth-1001/1002 |" in text
+    assert text.startswith("# Results\nintro\n<!-- merged table") and text.endswith("<!-- end merged table -->\nrest\n")
+    assert "| baseline |" not in text  # the README shows the models' table only

@@ -220,14 +220,18 @@ def run_bench(target: str | None, *, data: Path | None = None, quick: bool = Fal
     return json_path, md_path, payload
 
 
-def merge_results(paths: Sequence[Path], out: Path) -> tuple[Path, Path, dict[str, Any]]:
+def merge_results(paths: Sequence[Path], out: Path, into: Sequence[Path] = ()) -> tuple[Path, Path, dict[str, Any]]:
     """One table from several results JSONs (:func:`spikefm.eval.protocol_report.merge`); writes
-    ``<out>/merged.json`` and ``<out>/merged.md`` and returns (JSON path, markdown path, merged rows)."""
-    from spikefm.eval.protocol_report import merge, merged_markdown
+    ``<out>/merged.json`` and ``<out>/merged.md``, rewrites the marked model table of each document in ``into``
+    (:func:`~spikefm.eval.protocol_report.embed_table`), and returns (JSON path, markdown path, merged rows)."""
+    from spikefm.eval.protocol_report import embed_table, merge, merged_markdown, model_table
 
     merged = merge([json.loads(Path(p).read_text()) for p in paths], sources=[str(p) for p in paths])
+    documents = {Path(d): embed_table(Path(d).read_text(), model_table(merged)) for d in into}  # all or none
     out.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out / "merged.json", out / "merged.md"
     json_path.write_text(json.dumps(merged, indent=2, default=str))
     md_path.write_text(merged_markdown(merged))
+    for document, text in documents.items():
+        document.write_text(text)
     return json_path, md_path, merged

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-__all__ = ["markdown", "merge", "merged_markdown"]
+__all__ = ["markdown", "merge", "merged_markdown", "model_table", "embed_table", "TABLE_START", "TABLE_END"]
+
+#: A document's generated table sits between these two lines (:func:`embed_table` rewrites it).
+TABLE_START, TABLE_END = "<!-- merged table", "<!-- end merged table -->"
 
 
 def _config(params: dict[str, Any]) -> str:
@@ -123,6 +126,25 @@ def merge(results: Sequence[dict[str, Any]], sources: Sequence[str] | None = Non
                                        "sources": []})["sources"].append(source)
     return {"sources": [_source_summary(r, s) for r, s in zip(results, sources)],
             "models": list(models.values()), "baselines": list(baselines.values())}
+
+
+def model_table(merged: dict[str, Any]) -> str:
+    """The models' table of :func:`merged_markdown` alone (what the README shows)."""
+    return merged_markdown(merged).split("\n\n", 1)[0] + "\n"
+
+
+def embed_table(document: str, table: str) -> str:
+    """``document`` with the lines between its :data:`TABLE_START` line and :data:`TABLE_END` replaced by ``table``.
+
+    Raises:
+        ValueError: the document lacks the markers.
+    """
+    lines = document.splitlines(keepends=True)
+    starts = [i for i, line in enumerate(lines) if line.startswith(TABLE_START)]
+    ends = [i for i, line in enumerate(lines) if line.startswith(TABLE_END)]
+    if len(starts) != 1 or len(ends) != 1 or ends[0] < starts[0]:
+        raise ValueError(f"the document needs one '{TABLE_START} ... -->' line, then one '{TABLE_END}' line")
+    return "".join(lines[: starts[0] + 1]) + table + "".join(lines[ends[0]:])
 
 
 def merged_markdown(merged: dict[str, Any]) -> str:
