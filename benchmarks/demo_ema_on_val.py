@@ -97,7 +97,8 @@ def main() -> None:
     dataset = generate(SyntheticConfig(seed=0))
     wall = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        results = {("quick" if quick else "full"): one_step_count(quick, dataset, Path(tmp), args.steps) for quick in (True, False)}
+        results = {("quick" if quick else "full"): one_step_count(quick, dataset, Path(tmp), args.steps)
+                   for quick in (True, False)}
     payload = {"results": results, "wall_minutes": round((time.perf_counter() - wall) / 60, 2),
                "load_after": os.getloadavg(), "cpu": platform.processor() or platform.machine(),
                "torch": torch.__version__, "torch_threads": torch.get_num_threads(),

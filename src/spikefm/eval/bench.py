@@ -34,8 +34,8 @@ from spikefm.eval.metrics import CO_BPS, DECODE_R2, POSITION_R2
 from spikefm.eval.model_candidate import ModelCandidate
 from spikefm.eval.protocol import Budget, DataSpec, ProtocolResult, run, select_all
 
-__all__ = ["SEALED_DRAWS", "MODEL_TASKS", "SYNTHETIC_SUITES", "SyntheticSettings", "synthetic_suite", "file_suite", "recipe_suite", "run_bench",
-           "merge_results"]
+__all__ = ["SEALED_DRAWS", "MODEL_TASKS", "SYNTHETIC_SUITES", "SyntheticSettings", "synthetic_suite", "file_suite",
+           "recipe_suite", "run_bench", "merge_results"]
 
 SEALED_DRAWS = (1001, 1002, 1003)  # generator seeds never used during development
 DEV_DRAW = 0

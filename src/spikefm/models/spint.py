@@ -296,7 +296,6 @@ class SPINT(RegisteredCalibration, nn.Module):
             return torch.stack([table[k] for k in recording.unit_keys()])
 
 
-
 def _token_keys(batch: Batch) -> list[list[str | None]]:
     index = batch.unit_index.tolist()  # [B][U]
     mask = batch.mask.tolist()
