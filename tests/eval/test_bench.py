@@ -133,3 +133,17 @@ def test_merge_rewrites_only_the_marked_table_of_a_document(tmp_path: Path) -> N
     assert "old row" not in text and "| poyo | synth-1001/1002 |" in text
     assert text.startswith("# Results\nintro\n<!-- merged table") and text.endswith("<!-- end merged table -->\nrest\n")
     assert "| baseline |" not in text  # the README shows the models' table only
+
+
+def test_an_interrupted_training_is_never_scored(monkeypatch, tmp_path: Path) -> None:
+    """Regression: a SIGTERM during a search trial returned the half-trained model, which was validated and cached."""
+    import spikefm.train.fit as fit_module
+
+    class Stopped:
+        interrupted, run_dir = True, tmp_path
+
+    monkeypatch.setattr(fit_module, "fit", lambda *args, **kwargs: Stopped())
+    candidate = ModelCandidate("ndt1", Task("co-bps", window=1.0, bin_size=0.02), max_steps=4, out_dir=tmp_path)
+    dev = SyntheticSettings(n_trials=30, units=(12, 12)).draw(0)
+    with pytest.raises(KeyboardInterrupt, match="stopped by a signal"):
+        candidate.fit(dev, candidate.default(), seed=1)

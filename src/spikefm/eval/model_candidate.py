@@ -142,6 +142,8 @@ class ModelCandidate:
         train_on = merge_split_runs(dev) if self.task.continuous else dev  # random windows may straddle blocks
         callbacks = [_ReportValLoss(report)] if report is not None else []
         result = fit(config, recordings=[train_on], callbacks=callbacks)
+        if result.interrupted:  # a stopped run must not be validated, scored or cached as if it had finished
+            raise KeyboardInterrupt(f"{self.model}: training stopped by a signal (run folder {result.run_dir})")
         spec = get_spec(self.model)
         tokenizer = spec.make_tokenizer(build_config(self.model, self.preset, **config.model.overrides))
         return {"model": result.module.model, "tokenizer": tokenizer, "pack": spec.pack}
