@@ -147,3 +147,17 @@ def test_an_interrupted_training_is_never_scored(monkeypatch, tmp_path: Path) ->
     dev = SyntheticSettings(n_trials=30, units=(12, 12)).draw(0)
     with pytest.raises(KeyboardInterrupt, match="stopped by a signal"):
         candidate.fit(dev, candidate.default(), seed=1)
+
+
+def test_a_run_table_bolds_a_model_only_when_it_beats_every_baseline() -> None:
+    """Regression: STNDT was bold for beating the causal smoothing while tying the acausal one."""
+    from spikefm.eval.protocol_report import markdown
+
+    rows = [_row("smoothing", "baseline", "decode R2", 0.80), _row("smoothing causal", "baseline", "decode R2", 0.7),
+            _row("stndt", "model", "decode R2", 0.81), _row("mtm", "model", "decode R2", 0.9)]
+    for row in rows:
+        row |= {"selected_on": {"data": "synth-0"}, "per_seed_scores": [[row["score"]]]}
+    result = _result(rows, [_diff("stndt", "smoothing", -0.01, 0.03), _diff("stndt", "smoothing causal", 0.05, 0.2),
+                            _diff("mtm", "smoothing", 0.05, 0.15), _diff("mtm", "smoothing causal", 0.1, 0.3)])
+    lines = {line.split(" | ")[0]: line for line in markdown(result).splitlines() if line.startswith("| ")}
+    assert "**" not in lines["| stndt"] and "**0.900" in lines["| mtm"]

@@ -16,9 +16,12 @@ def _config(params: dict[str, Any]) -> str:
 
 
 def markdown(result: dict[str, Any]) -> str:
-    """Rows with score and 95% interval, then model - baseline differences; bold only where the model beats."""
+    """Rows with score and 95% interval, then model - baseline differences; a model's score is bold only where it
+    beats every baseline it is compared with."""
     env, budget = result["environment"], result["budget"]
-    beaten = {(c["model"], c["metric"]) for c in result["comparisons"] if c["beats"]}
+    # A model row is bold only when it beats every baseline it is compared with (one loss or tie: not bold).
+    compared = {(c["model"], c["metric"]) for c in result["comparisons"]}
+    beaten = compared - {(c["model"], c["metric"]) for c in result["comparisons"] if not c["beats"]}
     lines = [
         f"# Protocol results: {result['suite']}", "",
         f"Commit {env['commit']}; {env['cpu']} ({env['cores']} cores, {env['torch_threads']} torch thread(s))"
