@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 from rich.console import Console
@@ -441,7 +441,8 @@ def demo(
 
 @app.command()
 def bench(
-    target: Optional[str] = typer.Argument(None, help="'synthetic' (sealed synthetic test) or a recipe .yaml."),
+    target: Optional[str] = typer.Argument(
+        None, help="'synthetic' or 'synthetic-lorenz' (sealed synthetic tests) or a recipe .yaml."),
     data: Optional[Path] = typer.Option(None, "--data", help="Run the protocol on this recording file instead."),
     quick: bool = typer.Option(False, "--quick", help="CI-sized budget (a few steps, 2 trials, 2 seeds)."),
     budget: Optional[int] = typer.Option(None, "--budget", help="Search trials per candidate (default 8)."),
@@ -451,11 +452,23 @@ def bench(
     behavior: Optional[str] = typer.Option(None, help="Behaviour to decode with --data (default the first)."),
     block: float = typer.Option(1.0, help="Block length (s) for a continuous --data recording."),
     out: Path = typer.Option(Path("runs/bench"), help="Results folder (JSON + markdown); cache under it."),
+    merge: Optional[List[Path]] = typer.Option(
+        None, "--merge", help="Combine these results JSONs into one table (<out>/merged.json and .md); repeatable."),
+    into: Optional[List[Path]] = typer.Option(
+        None, "--into", help="With --merge: rewrite the marked model table of this markdown file; repeatable."),
 ) -> None:
     """Choose on validation, score the test split once, with seeds and 95% intervals (spikefm.eval.protocol)."""
     from spikefm.data.recording import DataError
-    from spikefm.eval.bench import run_bench
+    from spikefm.eval.bench import merge_results, run_bench
 
+    if merge:
+        try:
+            json_path, md_path, _ = merge_results(merge, out, into or [])
+        except (ValueError, FileNotFoundError, KeyError) as error:
+            _fail(str(error))
+        console.print(md_path.read_text())
+        console.print(f"merged table written to {json_path} and {md_path}")
+        return
     if target is None and data is None:
         _fail("give a suite ('synthetic'), a recipe .yaml, or --data FILE")
     try:

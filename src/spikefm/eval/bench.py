@@ -3,7 +3,10 @@
 * ``synthetic`` (the sealed synthetic test): every choice is made on synthetic draw 0 (train / val only);
   the chosen recipes are frozen (written to the results folder) before the fresh draws
   :data:`SEALED_DRAWS` are generated with the same generator settings, and the table is scored on those.
-  Rows: NDT1 co-bps vs NLB smoothing; POYO decode R2 vs causal and acausal Wiener filters and a Kalman filter.
+  Each model is scored on its task (:data:`MODEL_TASKS`): co-bps against NLB smoothing (acausal and causal),
+  decode R2 against causal and acausal Wiener filters and a Kalman filter (a causal model: causal ones only).
+* ``synthetic-lorenz``: the same protocol on the Lorenz latent system (:data:`SYNTHETIC_SUITES`); SPINT's
+  row is scored here (trial-structured data, where its calibration from train trials identifies the units).
 * ``--data FILE`` (:func:`file_suite`): a user's recording (NWB, .mat, .npz, spikefm store). A continuous
   one is cut into contiguous blocks (:mod:`spikefm.eval.blocks`); a trial-structured one keeps its trial
   ``split`` column. Rows: the Wiener filters, the Kalman filter and the models asked for, decoding its behaviour.
@@ -11,7 +14,8 @@
   baselines of its task.
 
 Every suite writes ``<out>/<suite>.json`` (see :class:`~spikefm.eval.protocol.ProtocolResult`) and
-``<out>/<suite>.md`` in one table layout.
+``<out>/<suite>.md`` in one table layout; :func:`merge_results` combines several such files (rows from separate
+sittings) into one table.
 """
 
 from __future__ import annotations
@@ -32,12 +36,14 @@ from spikefm.eval.metrics import CO_BPS, DECODE_R2, POSITION_R2
 from spikefm.eval.model_candidate import ModelCandidate
 from spikefm.eval.protocol import Budget, DataSpec, ProtocolResult, run, select_all
 
-__all__ = ["SEALED_DRAWS", "SyntheticSettings", "synthetic_suite", "file_suite", "recipe_suite", "run_bench"]
+__all__ = ["SEALED_DRAWS", "MODEL_TASKS", "SYNTHETIC_SUITES", "SyntheticSettings", "synthetic_suite", "file_suite",
+           "recipe_suite", "run_bench", "merge_results"]
 
 SEALED_DRAWS = (1001, 1002, 1003)  # generator seeds never used during development
 DEV_DRAW = 0
-MODEL_TASKS = {"ndt1": CO_BPS, "stndt": CO_BPS, "mtm": CO_BPS, "poyo": DECODE_R2, "poyo_plus": DECODE_R2,
-               "possm": DECODE_R2}
+MODEL_TASKS = {"ndt1": CO_BPS, "stndt": CO_BPS, "mtm": CO_BPS, "ndt2": CO_BPS, "poyo": DECODE_R2,
+               "poyo_plus": DECODE_R2, "possm": DECODE_R2, "ndt3": DECODE_R2, "neds": DECODE_R2,
+               "unified": DECODE_R2, "spint": DECODE_R2}
 RANDOM_SAMPLER = {"poyo", "poyo_plus", "possm", "spint"}  # per-spike decoders train on random windows
 
 
@@ -50,15 +56,29 @@ class SyntheticSettings:
     system: str = "rotational"
 
     @classmethod
-    def quick(cls) -> "SyntheticSettings":
-        return cls(n_trials=30, units=(16, 16))
+    def quick(cls, system: str = "rotational") -> "SyntheticSettings":
+        return cls(n_trials=30, units=(16, 16), system=system)
+
+    @property
+    def prefix(self) -> str:
+        """Session names of the draws: ``synth-<seed>`` (rotational), ``<system>-<seed>`` otherwise."""
+        return "synth" if self.system == "rotational" else self.system
+
+    def name(self, seed: int) -> str:
+        return f"{self.prefix}-{seed}"
 
     def draw(self, seed: int) -> Recording:
         from spikefm.data.synthetic import SyntheticConfig, generate
 
         config = SyntheticConfig(n_sessions=1, n_trials=self.n_trials, units_per_session=self.units,
                                  latent_system=self.system, seed=seed)
-        return replace(generate(config).recordings[0], session=f"synth-{seed}")
+        return replace(generate(config).recordings[0], session=self.name(seed))
+
+
+#: Synthetic suites by name: the latent system each one draws (same trial count and unit range).
+SYNTHETIC_SUITES = {"synthetic": "rotational", "synthetic-lorenz": "lorenz"}
+#: The models a suite scores when ``--models`` is not given.
+SUITE_MODELS = {"synthetic": ("ndt1", "poyo"), "synthetic-lorenz": ("spint",)}
 
 
 def _baselines(task: Task, models: Sequence[str]) -> list[BaselineCandidate]:
@@ -93,19 +113,26 @@ def synthetic_suite(models: Sequence[str], budget: Budget, out: Path, cache: Res
     candidates: list = [b for metric in metrics
                         for b in _baselines(tasks[metric], [m for m in models if MODEL_TASKS[m] == metric])]
     candidates += _models(models, lambda m: tasks[MODEL_TASKS[m]], budget, out)
-    dev = DataSpec(f"synth-{DEV_DRAW}", settings.draw(DEV_DRAW), "development draw (selection only)")
+    dev = DataSpec(settings.name(DEV_DRAW), settings.draw(DEV_DRAW), "development draw (selection only)")
     # Selection alone first: the recipes are frozen to disk before any sealed draw exists.
     selections = select_all(candidates, dev, budget, cache, log)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "synthetic_frozen_recipes.json").write_text(json.dumps(
-        {"frozen_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "selected_on": dev.name,
-         "settings": asdict(settings), "recipes": {name: s.params for name, s in selections.items()}}, indent=2))
-    sealed = [DataSpec(f"synth-{seed}", settings.draw(seed), "fresh draw, same generator settings")
+    frozen = json.dumps({"frozen_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "selected_on": dev.name,
+                         "settings": asdict(settings), "recipes": {name: s.params for name, s in selections.items()}},
+                        indent=2)
+    (out / f"{_stem(settings)}_frozen_recipes.json").write_text(frozen)
+    sealed = [DataSpec(settings.name(seed), settings.draw(seed), "fresh draw, same generator settings")
               for seed in draws]
-    result = run("synthetic", candidates, select_on=dev, score_on=sealed, budget=budget, cache=cache,
+    suite = "synthetic" if settings.system == "rotational" else f"synthetic ({settings.system})"
+    result = run(suite, candidates, select_on=dev, score_on=sealed, budget=budget, cache=cache,
                  selections=selections, log=log)
     result.notes.append(f"Selection on {dev.name} (train/val); recipes frozen before drawing {list(draws)}.")
     return result
+
+
+def _stem(settings: SyntheticSettings) -> str:
+    """Results file stem of a synthetic suite: ``synthetic`` (rotational), ``synthetic_<system>`` otherwise."""
+    return "synthetic" if settings.system == "rotational" else f"synthetic_{settings.system}"
 
 
 DECODE, CO_SMOOTHING = "decode", "co-bps"  # file_suite's tasks
@@ -232,17 +259,19 @@ def run_bench(target: str | None, *, data: Path | None = None, quick: bool = Fal
         chosen = list(models) if models is not None else ["poyo"]
         result = file_suite(data, chosen, budget, out, cache, behavior_key=behavior_key, block=block, log=log)
         stem = f"file_{data.stem}"
-    elif target == "synthetic":
-        settings = SyntheticSettings.quick() if quick else SyntheticSettings()
+    elif target in SYNTHETIC_SUITES:
+        system = SYNTHETIC_SUITES[target]
+        settings = SyntheticSettings.quick(system) if quick else SyntheticSettings(system=system)
         draws = SEALED_DRAWS[:1] if quick else SEALED_DRAWS
-        chosen = list(models) if models is not None else ["ndt1", "poyo"]
+        chosen = list(models) if models is not None else list(SUITE_MODELS[target])
         result = synthetic_suite(chosen, budget, out, cache, settings, draws, log=log)
-        stem = "synthetic"
+        stem = _stem(settings)
     elif target is not None and Path(target).suffix in (".yaml", ".yml"):
         result = recipe_suite(Path(target), budget, out, cache, log=log)
         stem = f"recipe_{Path(target).stem}"
     else:
-        raise ValueError(f"bench target {target!r}: give 'synthetic', a recipe (.yaml) or --data FILE")
+        raise ValueError(f"bench target {target!r}: give a synthetic suite ({', '.join(SYNTHETIC_SUITES)}), "
+                         "a recipe (.yaml) or --data FILE")
     result.wall_seconds = time.perf_counter() - start  # selection + scoring, this sitting
     stem += "_quick" if quick else ""
     out.mkdir(parents=True, exist_ok=True)
@@ -251,3 +280,20 @@ def run_bench(target: str | None, *, data: Path | None = None, quick: bool = Fal
     json_path.write_text(json.dumps(payload, indent=2, default=str))
     md_path.write_text(result.markdown())
     return json_path, md_path, payload
+
+
+def merge_results(paths: Sequence[Path], out: Path, into: Sequence[Path] = ()) -> tuple[Path, Path, dict[str, Any]]:
+    """One table from several results JSONs (:func:`spikefm.eval.protocol_report.merge`); writes
+    ``<out>/merged.json`` and ``<out>/merged.md``, rewrites the marked model table of each document in ``into``
+    (:func:`~spikefm.eval.protocol_report.embed_table`), and returns (JSON path, markdown path, merged rows)."""
+    from spikefm.eval.protocol_report import embed_table, merge, merged_markdown, model_table
+
+    merged = merge([json.loads(Path(p).read_text()) for p in paths], sources=[str(p) for p in paths])
+    documents = {Path(d): embed_table(Path(d).read_text(), model_table(merged)) for d in into}  # all or none
+    out.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = out / "merged.json", out / "merged.md"
+    json_path.write_text(json.dumps(merged, indent=2, default=str))
+    md_path.write_text(merged_markdown(merged))
+    for document, text in documents.items():
+        document.write_text(text)
+    return json_path, md_path, merged

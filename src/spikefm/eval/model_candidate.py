@@ -25,6 +25,10 @@ from spikefm.eval.evaluate import predict
 
 __all__ = ["ModelCandidate"]
 
+# Bumped when a searched knob starts (or stops) reaching the trainer, so cached runs of the old code are not reused:
+# 2 = ema_decay is passed to the trainer (format 1 left it in a comment, so the EMA knob was a no-op).
+FIT_FORMAT = 2
+
 
 class _ReportValLoss(L.Callback):
     """Passes ``-val/loss`` after each validation to ``report`` (which may raise optuna's TrialPruned)."""
@@ -36,6 +40,19 @@ class _ReportValLoss(L.Callback):
         loss = trainer.callback_metrics.get("val/loss")
         if loss is not None and not trainer.sanity_checking:
             self.report(int(trainer.global_step), -float(loss))
+
+
+def _behavior_override(model: str, preset: str, key: str) -> dict[str, Any]:
+    """The config override that makes ``model`` decode ``key``: ``behavior_key``, or ``behavior_keys`` (a
+    multi-task decoder such as unified, whose first key is the one ``behavior`` decodes)."""
+    from dataclasses import fields
+
+    from spikefm.models.registry import build_config
+
+    names = {f.name for f in fields(build_config(model, preset))}
+    if "behavior_keys" in names and "behavior_key" not in names:
+        return {"behavior_keys": [key]}
+    return {"behavior_key": key}
 
 
 @dataclass
@@ -81,7 +98,8 @@ class ModelCandidate:
     def key(self) -> dict[str, Any]:
         return {"kind": "model", "model": self.model, "preset": self.preset, "overrides": self.overrides,
                 "task": self.task.__dict__, "max_steps": self.max_steps, "sampler": self.sampler,
-                "batch_size": self.batch_size, "space": [self.lr, self.weight_decay]}
+                "batch_size": self.batch_size, "space": [self.lr, self.weight_decay],
+                "fit_format": FIT_FORMAT}
 
     def default(self) -> dict[str, Any]:
         """The tiny recipes' trainer settings at the budget's step count."""
@@ -102,14 +120,16 @@ class ModelCandidate:
         steps = int(params["steps"])
         overrides = dict(self.overrides)
         if self.task.behavior_key is not None and self.task.metric != CO_BPS:
-            overrides.setdefault("behavior_key", self.task.behavior_key)
+            for name, value in _behavior_override(self.model, self.preset, self.task.behavior_key).items():
+                overrides.setdefault(name, value)
         return RunConfig.from_dict({
             "name": f"{self.model}-seed{seed}-" + cache_key(params=params, data=data)[:8],  # one folder per run
             "model": {"name": self.model, "preset": self.preset, "overrides": overrides},
             "data": {"window": self.task.window, "sampler": self.sampler, "windows_per_epoch": 512},
             "trainer": {"max_steps": steps, "batch_size": self.batch_size, "lr": params["lr"],
                         "weight_decay": params["weight_decay"], "warmup_steps": min(100, max(steps // 10, 1)),
-                        "val_every": max(self.max_steps // 4, 1),  # same steps for every trial (pruner) "ema_decay": params["ema_decay"],
+                        "val_every": max(self.max_steps // 4, 1),  # same steps for every trial (pruner)
+                        "ema_decay": params["ema_decay"],
                         "keep_best": params["keep_best"], "seed": seed, "out_dir": str(self.out_dir),
                         "progress": False},
         })
@@ -122,6 +142,8 @@ class ModelCandidate:
         train_on = merge_split_runs(dev) if self.task.continuous else dev  # random windows may straddle blocks
         callbacks = [_ReportValLoss(report)] if report is not None else []
         result = fit(config, recordings=[train_on], callbacks=callbacks)
+        if result.interrupted:  # a stopped run must not be validated, scored or cached as if it had finished
+            raise KeyboardInterrupt(f"{self.model}: training stopped by a signal (run folder {result.run_dir})")
         spec = get_spec(self.model)
         tokenizer = spec.make_tokenizer(build_config(self.model, self.preset, **config.model.overrides))
         return {"model": result.module.model, "tokenizer": tokenizer, "pack": spec.pack}
