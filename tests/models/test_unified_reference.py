@@ -4,6 +4,8 @@
 its general pieces moved into ``nn/`` and ``objectives/``), on fixed seeds: evaluation with
 in-batch and with registered calibration, a training pass (scheme draw, unit dropout, count-row
 sampling, dropout) and a streamed decode. The refactored model must reproduce them to 1e-6.
+The reference's dropout masks were drawn by torch's kernel; ``FastDropout`` (nn/dropout.py, its own
+tests) draws other masks from the same RNG, so the comparison puts torch's kernel back in its place.
 
 Regenerate only when the model's behaviour is meant to change:
 
@@ -19,6 +21,7 @@ import torch
 
 from spikefm.data.synthetic import SyntheticConfig, generate
 from spikefm.models.registry import build_config, get_spec
+from spikefm.nn.dropout import FastDropout
 from spikefm.objectives.unit_masking import UnitMasks
 from spikefm.realtime import StreamingDecoder
 from spikefm.tokenize.base import TokenType, collate
@@ -81,7 +84,12 @@ def _streamed(model, tokenizer, recording) -> torch.Tensor:
     return torch.cat(streamed)
 
 
-def test_refactored_model_reproduces_the_reference_outputs():
+def _torch_dropout(self, x: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.dropout(x, self.p, self.training)
+
+
+def test_refactored_model_reproduces_the_reference_outputs(monkeypatch):
+    monkeypatch.setattr(FastDropout, "forward", _torch_dropout)
     expected = torch.load(REFERENCE)
     actual = reference_outputs()
     assert sorted(actual) == sorted(expected)
@@ -90,5 +98,6 @@ def test_refactored_model_reproduces_the_reference_outputs():
 
 
 if __name__ == "__main__":
+    FastDropout.forward = _torch_dropout
     torch.save(reference_outputs(), REFERENCE)
     print(f"wrote {REFERENCE}")
