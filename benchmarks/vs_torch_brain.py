@@ -835,8 +835,8 @@ def report(rows: dict[str, Row], args: argparse.Namespace, recording: Recording,
         "per window). spikefm without unit dropout (torch_brain does it as a data transform, not here).",
         f"- Data: synthetic, {recording.duration:.0f} s, {recording.n_units} units cosine-tuned to a 2-D velocity, "
         f"{s.rate_hz:g} Hz mean ({recording.n_spikes:,} spikes, ~{recording.n_spikes / recording.duration:,.0f} per "
-        "1 s window), written once to a spikefm store (`write_recording`, lzf) and once to a torch_brain `Data` HDF5 "
-        "file; random 1 s windows read lazily from each.",
+        "1 s window), written once to a spikefm store (`write_recording`, default layout: contiguous, memory-mapped "
+        "on read) and once to a torch_brain `Data` HDF5 file; random 1 s windows read lazily from each.",
         "- Pipeline: per batch, 16 lazy window reads + tokenize + collate on 1 thread, alternating implementations "
         "batch by batch; spikes/s counts spike tokens (not START/END).",
         f"- Training step: forward + backward + AdamW on pre-collated batches at 2 and 1 torch threads, median of "
