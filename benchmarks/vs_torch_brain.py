@@ -61,7 +61,7 @@ STEP_TARGET = 0.33  # x torch_brain's float32 training-step time
 INFER_TARGET = 0.2  # x torch_brain's inference time
 STREAM_TARGET_MS = 1.0  # ms per 50 ms chunk at 200 units, one thread
 
-# Where the time goes (torch.profiler, 1 thread, 2026-12-04 on the 2-core AMD EPYC at load 3-6; kept here because
+# Where the time goes (torch.profiler, 1 thread, 2026-12-04 on the 2-core AMD EPYC; kept here because
 # this script reports end-to-end numbers only). Percentages are of self CPU time of spikefm's packed step.
 PROFILE_NOTES = [
     "- Issue 20 changes (spikefm POYO step, 1 thread, CPU time per step at load ~5: 322 -> ~265 ms; inference "
@@ -75,15 +75,26 @@ PROFILE_NOTES = [
     "dropout RNG 8.8% -> 1.9% of the step), keep probability rounded to 2^-16, exact inverse scaling; (4) the "
     "per-spike rotary table's cos / sin are written into their interleaved slots instead of stacked "
     "(13.7 -> 4.6 ms per 34,000-spike batch, bit-identical).",
-    "- What remains between the step and the matmul peak (profile after): `mm` + `addmm` ~30% (latent / query "
-    "feed-forwards and projections, near the peak rate on their own), fused attention forward + backward ~26% "
-    "(16 per-sample calls with 64 queries against ~2,000 keys: a short-M shape on which the flash kernel runs well "
-    "under the square-matmul peak, and its backward recomputes the scores), copies ~8% (per-sample gradient "
-    "clones, GEGLU's non-contiguous halves), elementwise `mul` / `mul_` ~7% (rotations, GEGLU gating, dropout), "
-    "GELU forward + backward ~4%, row gathers + scatter-adds ~6%, dropout RNG ~2%, AdamW ~2%. The elementwise and "
-    "copy work (~25%) is memory-bound: it is what a fusing compiler would remove, but `torch.compile` took ~8 min "
-    "to compile the first step here and ran slower after (graph breaks at per-sample lengths), and bf16 autocast "
-    "runs ~9x slower than float32 on AVX2 (no native bf16 matmul: every op converts).",
+    "- What remains between the step and the matmul peak (torch.profiler, 1 thread, quiet machine, load 0.3-1.0, "
+    "2026-12-04; self CPU per training step of ~276 ms under the profiler): `mm` (backward of the linears) 64 ms, "
+    "flash attention backward 54 ms and forward 24 ms, `addmm` (forward linears) 28 ms: the matmul-class kernels "
+    "are 170 ms (62%); elementwise `mul` / `mul_` 21 ms (rotations, GEGLU gating, dropout), `copy_` 15 ms "
+    "(per-sample gradient clones, GEGLU's non-contiguous halves), GELU forward + backward 13 ms, `cat` 6.5 ms, "
+    "dropout RNG 4.4 ms, row gathers + scatter-adds 6.4 ms, AdamW 6.6 ms. The linears run at ~72-82 GFLOP/s "
+    "(0.8-0.9 of the 1024^3 peak); the encoder's 16 per-sample attentions (64 queries against ~2,000 keys) at "
+    "~42 GFLOP/s forward, and their backward recomputes the scores. Inference (~84 ms per batch under the "
+    "profiler): `addmm` 28 ms, flash attention 25 ms, k/v row gathers 6 ms, GELU 4.8 ms, rotary sin / cos / "
+    "remainder 5.3 ms, copies 3.6 ms.",
+    "- Why the step and inference targets are not met on this CPU (quiet run, 1 thread): torch_brain's step is "
+    "612 ms and its inference 254 ms, so 0.33x is 202 ms for 11.67 GFLOP (58 GFLOP/s = 0.63 of the measured "
+    "91 GFLOP/s peak) and 0.2x is 51 ms for 3.67 GFLOP (72 GFLOP/s = 0.79 of peak). spikefm runs both at ~0.52 "
+    "of peak (244 ms, 78 ms). The floor at 100% of peak is 128 ms (0.21x) and 40 ms (0.16x): the inference "
+    "target needs every kernel, attention on its short-M shapes included, within ~20% of a square matmul's rate; "
+    "the step target needs the ~100 ms of memory-bound elementwise / copy / RNG work (~38%) cut by three "
+    "quarters, which is a fusing compiler's job. `torch.compile` cannot do it here (above: ~8 min to compile, "
+    "slower after) and this CPU has no bf16 matrix units. Under load (2026-12-04 morning, load ~3) the ratios "
+    "read 0.34x / 0.25x because other jobs slowed torch_brain's larger, many-thread-friendly ops more than "
+    "spikefm's; the quiet runs are the honest ones.",
     "- 2-thread timings under load: when other jobs share the 2 cores, every 2-thread parallel region waits for a "
     "descheduled second thread, so a step of many small ops (spikefm: 16 per-sample attention calls and row "
     "gathers per layer, forward and backward) loses more than one of few large ops (torch_brain's padded batch): "
@@ -92,8 +103,10 @@ PROFILE_NOTES = [
     "- torch_brain 0.2.1, one training step: `mm` on every padded spike token's k/v projection, `cat` for its "
     "rotary tables and `rotate_half`, float64 `sin`/`cos`; it computes 1.7x spikefm's model FLOPs per step "
     "(k/v projection per token instead of per distinct row; padded keys).",
-    "- Data pipeline, spikefm (1 thread, per batch of 16): lazy store reads, tokenize and collate; being reworked "
-    "by the data-path change of issue 20 (not part of this step / inference work).",
+    "- Data pipeline, spikefm (1 thread, per batch of 16): memory-mapped window reads validated once at open, "
+    "tokenize and collate without per-unit Python loops (`benchmarks/data_path.py` has the stage breakdown). "
+    "Alone in a process on a quiet machine it reads ~21.7M spikes/s (packed); alternating batch by batch with "
+    "torch_brain here (which evicts its caches) it reads ~19.5-19.8M.",
 ]
 
 
