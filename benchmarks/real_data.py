@@ -66,6 +66,7 @@ M1_MODELS = ("poyo", "possm")  # NDT1 is not a decoder: rates -> Wiener is not a
 MAZE_MODELS = ("ndt1", "stndt", "mtm")
 HIPPO_BASELINES = ("wiener causal", "wiener acausal", "kalman")
 NOT_PROTOCOL = "not yet under the protocol: fixed settings, one seed, no validation search"
+TRANSFER_SEED = 0  # the transfer task (not under the protocol) trains one fixed seed
 # The transfer experiment's own step counts (it is not under the protocol yet).
 TRANSFER_STEPS = {"pretrain": 1000, "adapt": 150, "scratch": 400, "k": [32, 256]}
 TRANSFER_QUICK = {"pretrain": 3, "adapt": 2, "scratch": 2, "k": [8, 16]}
@@ -185,7 +186,7 @@ def run_transfer_task(quick: bool, out: Path) -> dict[str, Any]:
         models=["poyo", "possm", "spint"], held_out="lineartrack", window=1.0, batch_size=16,
         model_overrides={m: {"behavior_key": "position"} for m in ("poyo", "possm", "spint")},
         calibration_trials=steps["k"], pretrain_steps=steps["pretrain"],
-        adapt_steps=steps["adapt"], scratch_steps=steps["scratch"], seed=SEED,
+        adapt_steps=steps["adapt"], scratch_steps=steps["scratch"], seed=TRANSFER_SEED,
         sessions_per_batch=0, out_dir=str(out / "transfer"),
     )
     start = time.perf_counter()
