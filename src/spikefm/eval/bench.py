@@ -33,7 +33,7 @@ from spikefm.eval.cache import ResultCache
 from spikefm.eval.baselines import baselines_for, make_baseline
 from spikefm.eval.candidates import BaselineCandidate, Task
 from spikefm.eval.metrics import CO_BPS, DECODE_R2, POSITION_R2
-from spikefm.eval.model_candidate import ModelCandidate
+from spikefm.eval.model_candidate import ModelCandidate, config_fields
 from spikefm.eval.protocol import Budget, DataSpec, ProtocolResult, run, select_all
 
 __all__ = ["SEALED_DRAWS", "MODEL_TASKS", "SYNTHETIC_SUITES", "SyntheticSettings", "synthetic_suite", "file_suite",
@@ -66,6 +66,16 @@ class SyntheticSettings:
 
     def name(self, seed: int) -> str:
         return f"{self.prefix}-{seed}"
+
+    @property
+    def suite(self) -> str:
+        """The suite's label in results: ``synthetic`` (rotational), ``synthetic (<system>)`` otherwise."""
+        return "synthetic" if self.system == "rotational" else f"synthetic ({self.system})"
+
+    @property
+    def stem(self) -> str:
+        """Results file stem: ``synthetic`` (rotational), ``synthetic_<system>`` otherwise."""
+        return "synthetic" if self.system == "rotational" else f"synthetic_{self.system}"
 
     def draw(self, seed: int) -> Recording:
         from spikefm.data.synthetic import SyntheticConfig, generate
@@ -120,19 +130,13 @@ def synthetic_suite(models: Sequence[str], budget: Budget, out: Path, cache: Res
     frozen = json.dumps({"frozen_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "selected_on": dev.name,
                          "settings": asdict(settings), "recipes": {name: s.params for name, s in selections.items()}},
                         indent=2)
-    (out / f"{_stem(settings)}_frozen_recipes.json").write_text(frozen)
+    (out / f"{settings.stem}_frozen_recipes.json").write_text(frozen)
     sealed = [DataSpec(settings.name(seed), settings.draw(seed), "fresh draw, same generator settings")
               for seed in draws]
-    suite = "synthetic" if settings.system == "rotational" else f"synthetic ({settings.system})"
-    result = run(suite, candidates, select_on=dev, score_on=sealed, budget=budget, cache=cache,
+    result = run(settings.suite, candidates, select_on=dev, score_on=sealed, budget=budget, cache=cache,
                  selections=selections, log=log)
     result.notes.append(f"Selection on {dev.name} (train/val); recipes frozen before drawing {list(draws)}.")
     return result
-
-
-def _stem(settings: SyntheticSettings) -> str:
-    """Results file stem of a synthetic suite: ``synthetic`` (rotational), ``synthetic_<system>`` otherwise."""
-    return "synthetic" if settings.system == "rotational" else f"synthetic_{settings.system}"
 
 
 DECODE, CO_SMOOTHING = "decode", "co-bps"  # file_suite's tasks
@@ -185,7 +189,7 @@ def _decoding_data(rec: Recording, path: Path, behavior_key: str | None, block: 
     key = behavior_key or next(iter(rec.behavior))
     if key not in rec.behavior:
         raise DataError(f"{path}: no behaviour {key!r}; available: {sorted(rec.behavior)}")
-    has_splits = rec.trials is not None and len(rec.trials) and "split" in rec.trials.columns
+    has_splits = _has_splits(rec, needed=())  # any split column: the file's own trial splits
     if not has_splits:
         rec = block_recording(rec, block=block, behavior_key=key)
     window = block if not has_splits else float(min(rec.trials.end - rec.trials.start))
@@ -214,11 +218,7 @@ def _cosmoothing_data(rec: Recording, bin_size: float | None, fraction: float,
 
 def _binned_overrides(model: str, task: Task) -> dict[str, Any]:
     """A binned model's bin width and (for fixed-width models such as STNDT) window length in bins, from ``task``."""
-    from dataclasses import fields
-
-    from spikefm.models.registry import build_config
-
-    names = {f.name for f in fields(build_config(model, "tiny"))}
+    names = config_fields(model)
     return {k: v for k, v in {"bin_size": task.bin_size, "n_bins": task.window_bins}.items() if k in names}
 
 
@@ -265,7 +265,7 @@ def run_bench(target: str | None, *, data: Path | None = None, quick: bool = Fal
         draws = SEALED_DRAWS[:1] if quick else SEALED_DRAWS
         chosen = list(models) if models is not None else list(SUITE_MODELS[target])
         result = synthetic_suite(chosen, budget, out, cache, settings, draws, log=log)
-        stem = _stem(settings)
+        stem = settings.stem
     elif target is not None and Path(target).suffix in (".yaml", ".yml"):
         result = recipe_suite(Path(target), budget, out, cache, log=log)
         stem = f"recipe_{Path(target).stem}"

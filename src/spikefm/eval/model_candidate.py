@@ -42,14 +42,19 @@ class _ReportValLoss(L.Callback):
             self.report(int(trainer.global_step), -float(loss))
 
 
-def _behavior_override(model: str, preset: str, key: str) -> dict[str, Any]:
-    """The config override that makes ``model`` decode ``key``: ``behavior_key``, or ``behavior_keys`` (a
-    multi-task decoder such as unified, whose first key is the one ``behavior`` decodes)."""
+def config_fields(model: str, preset: str = "tiny") -> set[str]:
+    """The field names of ``model``'s config (what an override may set)."""
     from dataclasses import fields
 
     from spikefm.models.registry import build_config
 
-    names = {f.name for f in fields(build_config(model, preset))}
+    return {f.name for f in fields(build_config(model, preset))}
+
+
+def _behavior_override(model: str, preset: str, key: str) -> dict[str, Any]:
+    """The config override that makes ``model`` decode ``key``: ``behavior_key``, or ``behavior_keys`` (a
+    multi-task decoder such as unified, whose first key is the one ``behavior`` decodes)."""
+    names = config_fields(model, preset)
     if "behavior_keys" in names and "behavior_key" not in names:
         return {"behavior_keys": [key]}
     return {"behavior_key": key}
