@@ -4,7 +4,10 @@
   the chosen recipes are frozen (written to the results folder) before the fresh draws
   :data:`SEALED_DRAWS` are generated with the same generator settings, and the table is scored on those.
   Each model is scored on its task (:data:`MODEL_TASKS`): co-bps against NLB smoothing (acausal and causal),
-  decode R2 against causal and acausal Wiener filters and a Kalman filter (a causal model: causal ones only).
+  decode R2 against causal and acausal Wiener filters and a Kalman filter (a causal model: causal ones only),
+  Neuroformer's generation (bits/spike of all units over whole trials, each 50 ms chunk conditioned on the recorded
+  spikes before it and the behaviour; :mod:`spikefm.eval.generation_candidate`) against a Poisson GLM on the same
+  recorded past and behaviour.
 * ``synthetic-lorenz``: the same protocol on the Lorenz latent system (:data:`SYNTHETIC_SUITES`); SPINT's
   row is scored here (trial-structured data, where its calibration from train trials identifies the units).
 * ``--data FILE`` (:func:`file_suite`): a user's recording (NWB, .mat, .npz, spikefm store). A continuous
@@ -32,7 +35,8 @@ from spikefm.data.recording import DataError, Recording
 from spikefm.eval.cache import ResultCache
 from spikefm.eval.baselines import baselines_for, make_baseline
 from spikefm.eval.candidates import BaselineCandidate, Task
-from spikefm.eval.metrics import CO_BPS, DECODE_R2, POSITION_R2
+from spikefm.eval.generation_candidate import GenerationCandidate, generation_task
+from spikefm.eval.metrics import BITS_PER_SPIKE, CO_BPS, DECODE_R2, POSITION_R2
 from spikefm.eval.model_candidate import ModelCandidate, config_fields
 from spikefm.eval.protocol import Budget, DataSpec, ProtocolResult, run, select_all
 
@@ -43,7 +47,10 @@ SEALED_DRAWS = (1001, 1002, 1003)  # generator seeds never used during developme
 DEV_DRAW = 0
 MODEL_TASKS = {"ndt1": CO_BPS, "stndt": CO_BPS, "mtm": CO_BPS, "ndt2": CO_BPS, "poyo": DECODE_R2,
                "poyo_plus": DECODE_R2, "possm": DECODE_R2, "ndt3": DECODE_R2, "neds": DECODE_R2,
-               "unified": DECODE_R2, "spint": DECODE_R2}
+               "unified": DECODE_R2, "spint": DECODE_R2, "neuroformer": BITS_PER_SPIKE}
+#: The kind of baseline each metric is compared with (:func:`spikefm.eval.baselines.baselines_for`).
+METRIC_KIND = {CO_BPS: "self_supervised", BITS_PER_SPIKE: "generation", DECODE_R2: "decoding",
+               POSITION_R2: "decoding"}
 RANDOM_SAMPLER = {"poyo", "poyo_plus", "possm", "spint"}  # per-spike decoders train on random windows
 
 
@@ -94,28 +101,37 @@ SUITE_MODELS = {"synthetic": ("ndt1", "poyo"), "synthetic-lorenz": ("spint",)}
 def _baselines(task: Task, models: Sequence[str]) -> list[BaselineCandidate]:
     """The baselines the ``models`` are compared with on ``task`` (causal models: causal baselines only);
     with no model, every baseline of the task. The acausal Wiener filter reads at most the model's window."""
-    from spikefm.models.registry import get_spec, is_causal
+    from spikefm.models.registry import is_causal
 
-    kind = "self_supervised" if task.metric == CO_BPS else "decoding"
+    kind = METRIC_KIND[task.metric]
     names = baselines_for(kind, causal=False)
     if models:
-        names = [n for n in names if any(n in baselines_for(get_spec(m).task, causal=is_causal(m)) for m in models)]
+        names = [n for n in names if any(n in baselines_for(kind, causal=is_causal(m)) for m in models)]
     return [BaselineCandidate(make_baseline(n, **({"window_bins": task.window_bins} if n == "wiener acausal" else {})),
                               task) for n in names]
 
 
 def _models(models: Sequence[str], task_of: Callable[[str], Task], budget: Budget, out: Path,
             batch_size: int = 32) -> list[ModelCandidate]:
-    return [ModelCandidate(m, task_of(m), max_steps=budget.max_steps, out_dir=out / "runs" / m,
-                           sampler="random" if m in RANDOM_SAMPLER else "trials",
-                           batch_size=16 if m in RANDOM_SAMPLER else batch_size) for m in models]
+    out_models = []
+    for m in models:
+        task = task_of(m)
+        if task.metric == BITS_PER_SPIKE:  # generative: trains on its own chunks, scored by generating trials
+            out_models.append(GenerationCandidate(m, task, max_steps=budget.max_steps, out_dir=out / "runs" / m,
+                                                  sampler="random", batch_size=batch_size))
+            continue
+        out_models.append(ModelCandidate(m, task, max_steps=budget.max_steps, out_dir=out / "runs" / m,
+                                         sampler="random" if m in RANDOM_SAMPLER else "trials",
+                                         batch_size=16 if m in RANDOM_SAMPLER else batch_size))
+    return out_models
 
 
 def synthetic_suite(models: Sequence[str], budget: Budget, out: Path, cache: ResultCache,
                     settings: SyntheticSettings, draws: Sequence[int] = SEALED_DRAWS, log=print) -> ProtocolResult:
     """Select on draw 0, freeze the recipes, then generate ``draws`` and score on them."""
     tasks = {CO_BPS: Task(CO_BPS, window=1.0, bin_size=0.02),
-             DECODE_R2: Task(DECODE_R2, window=1.0, bin_size=0.02, behavior_key="hand_vel")}
+             DECODE_R2: Task(DECODE_R2, window=1.0, bin_size=0.02, behavior_key="hand_vel"),
+             BITS_PER_SPIKE: generation_task("neuroformer", window=1.0, behavior_key="hand_vel")}
     unknown = [m for m in models if m not in MODEL_TASKS]
     if unknown:
         raise ValueError(f"synthetic suite: no task for model(s) {unknown}; known: {sorted(MODEL_TASKS)}")
@@ -216,6 +232,15 @@ def _cosmoothing_data(rec: Recording, bin_size: float | None, fraction: float,
     return rec, task, "; ".join(notes) or "its held-out units and trial splits"
 
 
+def config_defaults(model: str, preset: str = "tiny") -> dict[str, Any]:
+    """``model``'s ``preset`` config as a dict."""
+    from dataclasses import asdict as as_dict
+
+    from spikefm.models.registry import build_config
+
+    return as_dict(build_config(model, preset))
+
+
 def _binned_overrides(model: str, task: Task) -> dict[str, Any]:
     """A binned model's bin width and (for fixed-width models such as STNDT) window length in bins, from ``task``."""
     names = config_fields(model)
@@ -231,17 +256,23 @@ def recipe_suite(path: Path, budget: Budget, out: Path, cache: ResultCache, log=
     config = load_recipe(path, [])
     rec = load_recordings(config.data, seed=config.trainer.seed)[0][0]
     spec = get_spec(config.model.name)
-    if spec.task == "self_supervised":
+    name, overrides = config.model.name, dict(config.model.overrides)
+    kind, fixed = ModelCandidate, {}
+    if MODEL_TASKS.get(name) == BITS_PER_SPIKE:  # generative: scored by generating whole trials
+        key = overrides.get("behavior_key") or config_defaults(name, config.model.preset)["behavior_key"]
+        trial_length = float(min(rec.trials.end - rec.trials.start))
+        task = generation_task(name, trial_length, key, config.model.preset, **overrides)
+        kind, fixed = GenerationCandidate, {"train_window": config.data.window}
+    elif spec.task == "self_supervised":
         task = Task(CO_BPS, window=config.data.window, bin_size=0.02)
     else:
-        key = config.model.overrides.get("behavior_key") or next(iter(rec.behavior))
+        key = overrides.get("behavior_key") or next(iter(rec.behavior))
         task = Task(POSITION_R2 if "pos" in key else DECODE_R2, window=config.data.window, bin_size=0.02,
                     behavior_key=key)
-    candidates: list = _baselines(task, [config.model.name])
-    candidates.append(ModelCandidate(config.model.name, task, max_steps=min(budget.max_steps, config.trainer.max_steps),
-                                     sampler=config.data.sampler, batch_size=config.trainer.batch_size,
-                                     preset=config.model.preset, overrides=dict(config.model.overrides),
-                                     out_dir=out / "runs" / config.model.name))
+    candidates: list = _baselines(task, [name])
+    candidates.append(kind(name, task, max_steps=min(budget.max_steps, config.trainer.max_steps),
+                           sampler=config.data.sampler, batch_size=config.trainer.batch_size,
+                           preset=config.model.preset, overrides=overrides, out_dir=out / "runs" / name, **fixed))
     data = DataSpec(rec.session, rec, f"recipe {path.name}'s data")
     return run(f"recipe {path.stem}", candidates, select_on=data, score_on=[data], budget=budget, cache=cache, log=log)
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from spikefm.data.recording import Recording
 from spikefm.eval.baselines import Baseline, Choice, suggest
-from spikefm.eval.metrics import CO_BPS, DECODE_R2, POSITION_R2, co_bps, decoding_r2
+from spikefm.eval.metrics import BITS_PER_SPIKE, CO_BPS, DECODE_R2, POSITION_R2, bits_per_spike, co_bps, decoding_r2
 from spikefm.eval.samples import BehaviorSamples, at_samples, bin_centres
 from spikefm.eval.trials import TrialArrays, trial_arrays
 
@@ -45,9 +45,11 @@ def _decode_r2(pred: np.ndarray, truth: np.ndarray) -> float:
 
 # metric name -> f(pred [S, F], truth [S, F]) -> float. "decode R2" / "position R2": direct decoding R2 at the
 # recorded behaviour samples, variance-weighted over behaviour dimensions (not NLB's ridge-from-rates "vel R2");
-# "co-bps": NLB's co-smoothing bits per spike on held-out units, pooled over the scored bins.
+# "co-bps": NLB's co-smoothing bits per spike on held-out units, pooled over the scored bins; "bits/spike": the same
+# pooled definition over all units (a generative model's expected counts given the recorded past).
 METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
     CO_BPS: co_bps,
+    BITS_PER_SPIKE: bits_per_spike,
     DECODE_R2: _decode_r2,
     POSITION_R2: _decode_r2,
 }
@@ -61,7 +63,7 @@ class Task:
         metric: a key of :data:`METRICS`.
         window: seconds per trial window (trial data) or per block (block data).
         bin_size: seconds per bin for the binned baselines.
-        behavior_key: behaviour to decode (decoding metrics), else None.
+        behavior_key: behaviour to decode (decoding metrics) or to condition on (bits/spike), else None.
         continuous: blocks are back-to-back pieces of one stretch (history crosses block edges).
     """
 
@@ -173,6 +175,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "wiener causal": {"lags": 5, "alpha": 100.0},
     "wiener acausal": {"lags": 5, "alpha": 100.0, "leads": 10},
     "kalman": {"lag": 0, "alpha": 1.0},
+    "history GLM": {"history": 3, "alpha": 1e-2},
 }
 
 
@@ -200,6 +203,9 @@ class BaselineCandidate:
                          + (f" (within the model's {self.task.window:g} s window)" if not self.causal else ""))
         elif self.name.startswith("kalman"):
             self.info = f"causal, {ms:g} ms bins, state = behaviour"
+        elif self.name.startswith("history"):
+            self.info = (f"causal: recorded spikes of up to {reads['history'] * ms:.0f} ms before each {ms:g} ms bin"
+                         " + the bin's behaviour")
         else:
             self.info = f"{'causal' if self.causal else 'acausal'}: Gaussian kernel, {ms:g} ms bins"
 
@@ -228,6 +234,8 @@ class BaselineCandidate:
         arrays = task_arrays(self.task, rec, split)
         if self.metric == CO_BPS:
             return TrialScores.binned(self.metric, fitted.predict(arrays)[1], arrays.heldout_counts)
+        if self.metric == BITS_PER_SPIKE:
+            return TrialScores.binned(self.metric, fitted.predict(arrays), arrays.counts)
         k, t = arrays.counts.shape[:2]
         pred = fitted.predict(_as_stretch(arrays) if self.task.continuous else arrays).reshape(k, t, -1)
         return decoder_scores(self.metric, pred, bin_centres(k, t, self.task.bin_size), arrays.samples, k,

@@ -73,6 +73,8 @@ class ModelCandidate:
         overrides: fixed model config overrides (not searched).
         lr, weight_decay: search ranges (log-uniform).
         out_dir: where training runs write their folders (a temporary folder by default).
+        train_window: seconds per training window when it differs from the scored ``task.window`` (Neuroformer
+            trains on 100 ms past + current chunks and is scored over whole trials).
     """
 
     model: str
@@ -85,6 +87,7 @@ class ModelCandidate:
     lr: tuple[float, float] = (5e-4, 5e-3)
     weight_decay: tuple[float, float] = (1e-3, 0.1)
     out_dir: Path | None = None
+    train_window: float | None = None
     deterministic: bool = False
     name: str = field(init=False)
     metric: str = field(init=False)
@@ -104,7 +107,7 @@ class ModelCandidate:
         return {"kind": "model", "model": self.model, "preset": self.preset, "overrides": self.overrides,
                 "task": self.task.__dict__, "max_steps": self.max_steps, "sampler": self.sampler,
                 "batch_size": self.batch_size, "space": [self.lr, self.weight_decay],
-                "fit_format": FIT_FORMAT}
+                "fit_format": FIT_FORMAT, **({"train_window": self.train_window} if self.train_window else {})}
 
     def default(self) -> dict[str, Any]:
         """The tiny recipes' trainer settings at the budget's step count."""
@@ -130,7 +133,7 @@ class ModelCandidate:
         return RunConfig.from_dict({
             "name": f"{self.model}-seed{seed}-" + cache_key(params=params, data=data)[:8],  # one folder per run
             "model": {"name": self.model, "preset": self.preset, "overrides": overrides},
-            "data": {"window": self.task.window, "sampler": self.sampler, "windows_per_epoch": 512},
+            "data": {"window": self.train_window or self.task.window, "sampler": self.sampler, "windows_per_epoch": 512},
             "trainer": {"max_steps": steps, "batch_size": self.batch_size, "lr": params["lr"],
                         "weight_decay": params["weight_decay"], "warmup_steps": min(100, max(steps // 10, 1)),
                         "val_every": max(self.max_steps // 4, 1),  # same steps for every trial (pruner)
