@@ -452,6 +452,8 @@ def bench(
     behavior: Optional[str] = typer.Option(None, help="Behaviour to decode with --data (default the first)."),
     block: float = typer.Option(1.0, help="Block length (s) for a continuous --data recording."),
     out: Path = typer.Option(Path("runs/bench"), help="Results folder (JSON + markdown); cache under it."),
+    draws: Optional[str] = typer.Option(
+        None, help="Comma-separated generator seeds of a synthetic suite's sealed draws (default 1001,1002,1003)."),
     merge: Optional[List[Path]] = typer.Option(
         None, "--merge", help="Combine these results JSONs into one table (<out>/merged.json and .md); repeatable."),
     into: Optional[List[Path]] = typer.Option(
@@ -475,12 +477,19 @@ def bench(
         json_path, md_path, _ = run_bench(
             target, data=data, quick=quick, trials=budget, seeds=seeds, max_steps=steps,
             models=[m for m in models.split(",") if m] if models is not None else None, out=out, behavior_key=behavior, block=block,
-            log=console.print,
+            draws=_int_list(draws, "--draws") if draws is not None else None, log=console.print,
         )
     except (DataError, ValueError, FileNotFoundError) as error:
         _fail(str(error))
     console.print(md_path.read_text())
     console.print(f"results written to {json_path} and {md_path}")
+
+
+def _int_list(text: str, option: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        _fail(f"{option} takes comma-separated integers, got {text!r}")
 
 
 def main() -> None:
