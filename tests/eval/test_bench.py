@@ -22,7 +22,7 @@ from spikefm.eval.protocol_report import merge, merged_markdown
 TINY = Budget(trials=1, seeds=1, max_steps=2, bootstrap=10)
 #: Rows added for issue 15 (the first suite had NDT1, STNDT, MtM, POYO, POYO+, POSSM).
 NEW_ROWS = {"ndt2": "rotational", "ndt3": "rotational", "neds": "rotational", "unified": "rotational",
-            "spint": "lorenz"}
+            "spint": "lorenz", "neuroformer": "rotational"}
 
 
 @pytest.mark.parametrize("model", sorted(NEW_ROWS))
@@ -49,6 +49,32 @@ def test_lorenz_suite_from_the_command_line(tmp_path: Path) -> None:
     assert {r["name"] for r in payload["rows"] if r["role"] == "model"} == {"spint"}
     assert {r["data"][0]["name"] for r in payload["rows"]} == {"lorenz-1001"}
     assert json.loads((tmp_path / "synthetic_lorenz_frozen_recipes.json").read_text())["selected_on"] == "lorenz-0"
+
+
+def test_fresh_draws_from_the_command_line(tmp_path: Path) -> None:
+    """`--draws` scores on other generator seeds (a re-run after a test split was read); bad seeds fail clearly."""
+    runner = CliRunner()
+    args = ["bench", "synthetic-lorenz", "--quick", "--budget", "1", "--seeds", "1", "--steps", "2", "--models", ""]
+    result = runner.invoke(app, [*args, "--draws", "2001", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    payload = json.loads((tmp_path / "synthetic_lorenz_quick.json").read_text())
+    assert {r["data"][0]["name"] for r in payload["rows"]} == {"lorenz-2001"}
+    for bad in ("0,2001", "2001,2001", "x"):
+        result = runner.invoke(app, [*args, "--draws", bad, "--out", str(tmp_path / "bad")])
+        assert result.exit_code == 2 and "draws" in result.output, result.output
+
+
+def test_spint_trains_in_the_suite_as_its_recipe() -> None:
+    """SPINT calibrates each window from the other windows of its batch: the suite trains it on 64 trial windows
+    (its recipe), not on 16 random windows as the per-spike decoders."""
+    from spikefm.eval.bench import _models
+    from spikefm.train.config import load_recipe
+
+    task = Task("decode R2", window=1.0, bin_size=0.02, behavior_key="hand_vel")
+    spint, poyo = _models(["spint", "poyo"], lambda m: task, TINY, Path("unused"))
+    recipe = load_recipe(Path(__file__).parents[2] / "configs" / "spint_tiny.yaml", [])
+    assert (spint.sampler, spint.batch_size) == (recipe.data.sampler, recipe.trainer.batch_size) == ("trials", 64)
+    assert (poyo.sampler, poyo.batch_size) == ("random", 16)
 
 
 def test_the_searched_ema_reaches_the_trainer() -> None:
