@@ -22,7 +22,7 @@ from spikefm.eval.protocol_report import merge, merged_markdown
 TINY = Budget(trials=1, seeds=1, max_steps=2, bootstrap=10)
 #: Rows added for issue 15 (the first suite had NDT1, STNDT, MtM, POYO, POYO+, POSSM).
 NEW_ROWS = {"ndt2": "rotational", "ndt3": "rotational", "neds": "rotational", "unified": "rotational",
-            "spint": "lorenz", "neuroformer": "rotational"}
+            "spint": "lorenz", "neuroformer": "rotational", "ndt2_decoder": "rotational"}
 
 
 @pytest.mark.parametrize("model", sorted(NEW_ROWS))

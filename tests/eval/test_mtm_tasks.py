@@ -8,6 +8,7 @@ import torch
 from spikefm.data.synthetic import SyntheticConfig, generate
 from spikefm.eval.metrics import bits_per_spike
 from spikefm.eval import mtm_tasks
+from spikefm.eval.baselines.masked import GLMTask
 from spikefm.eval.mtm_tasks import TASKS, mtm_task_scores, smoothing_task_scores, task_predictions
 from spikefm.eval.scoreboard import baseline_scores, split_arrays
 from spikefm.models.mtm import MtM
@@ -95,13 +96,13 @@ def test_smoothing_tasks_never_read_a_target_and_keep_to_the_task_regions(datase
     rec = dataset.recordings[0]
     labels = np.asarray(rec.units.region).astype(str)
     calls = []
-    real_predict = mtm_tasks._GLMTask.predict
+    real_predict = GLMTask.predict
 
-    def spy(self, inputs, targets):
+    def spy(self, test, inputs, targets):
         calls.append((inputs.copy(), targets.copy()))
-        return real_predict(self, inputs, targets)
+        return real_predict(self, test, inputs, targets)
 
-    monkeypatch.setattr(mtm_tasks._GLMTask, "predict", spy)
+    monkeypatch.setattr(GLMTask, "predict", spy)
     scores = smoothing_task_scores(rec)
     assert set(scores) == {"neuron_pred", "intra_region", "inter_region"}
     assert all(np.isfinite(v) for v in scores.values())
@@ -121,6 +122,6 @@ def test_smoothing_held_out_part_is_the_nlb_smoothing_baseline(dataset):
     rec = dataset.recordings[0]
     train, test = split_arrays(rec, bin_size=0.02, window=1.0)
     heldout = np.asarray(rec.units.heldout, bool)
-    task = mtm_tasks._GLMTask(train.counts, test.counts, heldout, 0.02)
-    ours = bits_per_spike(task.predict(~heldout, heldout), test.heldout_counts.astype(float))
+    task = GLMTask(train.counts, heldout, 0.02)
+    ours = bits_per_spike(task.predict(test.counts, ~heldout, heldout), test.heldout_counts.astype(float))
     assert ours == pytest.approx(baseline_scores(train, test)["smoothing"]["co-bps"], abs=1e-9)

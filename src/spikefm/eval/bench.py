@@ -34,10 +34,12 @@ import numpy as np
 from spikefm.data.recording import DataError, Recording
 from spikefm.eval.cache import ResultCache
 from spikefm.eval.baselines import baselines_for, make_baseline
-from spikefm.eval.candidates import BaselineCandidate, Task
+from spikefm.eval.candidates import BaselineCandidate, Task, masked_metric
 from spikefm.eval.generation_candidate import GenerationCandidate, generation_task
 from spikefm.eval.metrics import BITS_PER_SPIKE, CO_BPS, DECODE_R2, POSITION_R2
 from spikefm.eval.model_candidate import ModelCandidate, config_fields
+from spikefm.eval.mtm_candidate import MaskedTaskCandidate, masked_task
+from spikefm.eval.mtm_tasks import TASKS as MTM_TASKS
 from spikefm.eval.protocol import Budget, DataSpec, ProtocolResult, run, select_all
 
 __all__ = ["SEALED_DRAWS", "MODEL_TASKS", "SYNTHETIC_SUITES", "SyntheticSettings", "synthetic_suite", "file_suite",
@@ -47,10 +49,13 @@ SEALED_DRAWS = (1001, 1002, 1003)  # generator seeds never used during developme
 DEV_DRAW = 0
 MODEL_TASKS = {"ndt1": CO_BPS, "stndt": CO_BPS, "mtm": CO_BPS, "ndt2": CO_BPS, "poyo": DECODE_R2,
                "poyo_plus": DECODE_R2, "possm": DECODE_R2, "ndt3": DECODE_R2, "neds": DECODE_R2,
-               "unified": DECODE_R2, "spint": DECODE_R2, "neuroformer": BITS_PER_SPIKE}
+               "unified": DECODE_R2, "spint": DECODE_R2, "neuroformer": BITS_PER_SPIKE,
+               "ndt2_decoder": DECODE_R2,
+               # MtM's four masked-prediction tasks, one row each (``--models mtm:tasks`` runs all four)
+               **{f"mtm:{task}": masked_metric(task) for task in MTM_TASKS}}
 #: The kind of baseline each metric is compared with (:func:`spikefm.eval.baselines.baselines_for`).
 METRIC_KIND = {CO_BPS: "self_supervised", BITS_PER_SPIKE: "generation", DECODE_R2: "decoding",
-               POSITION_R2: "decoding"}
+               POSITION_R2: "decoding", **{masked_metric(task): task for task in MTM_TASKS}}
 #: How a model trains in the suites when it differs from trial windows, 32 a batch: (sampler, windows per batch).
 #: The per-spike decoders train on random windows. SPINT trains as its recipe does (``configs/spint_tiny.yaml``):
 #: 64 trial windows a batch, since each window's identities are calibrated from the other windows of its session
@@ -110,9 +115,19 @@ def _baselines(task: Task, models: Sequence[str]) -> list[BaselineCandidate]:
     kind = METRIC_KIND[task.metric]
     names = baselines_for(kind, causal=False)
     if models:
-        names = [n for n in names if any(n in baselines_for(kind, causal=is_causal(m)) for m in models)]
+        names = [n for n in names if any(n in baselines_for(kind, causal=is_causal(_base(m))) for m in models)]
     return [BaselineCandidate(make_baseline(n, **({"window_bins": task.window_bins} if n == "wiener acausal" else {})),
                               task) for n in names]
+
+
+def _base(model: str) -> str:
+    """The registered model of a suite entry (``"mtm:forward_pred"`` -> ``"mtm"``)."""
+    return model.partition(":")[0]
+
+
+def expand_models(models: Sequence[str]) -> list[str]:
+    """Suite entries with ``mtm:tasks`` expanded to MtM's four task rows."""
+    return [e for m in models for e in ([f"mtm:{t}" for t in MTM_TASKS] if m == "mtm:tasks" else [m])]
 
 
 def _models(models: Sequence[str], task_of: Callable[[str], Task], budget: Budget, out: Path,
@@ -120,6 +135,11 @@ def _models(models: Sequence[str], task_of: Callable[[str], Task], budget: Budge
     out_models = []
     for m in models:
         task = task_of(m)
+        if ":" in m:  # one of MtM's masked tasks, trained as the co-smoothing row, scored on its task
+            out_models.append(MaskedTaskCandidate(_base(m), task, max_steps=budget.max_steps,
+                                                  out_dir=out / "runs" / _base(m), batch_size=batch_size,
+                                                  mtm_task=m.partition(":")[2]))
+            continue
         if task.metric == BITS_PER_SPIKE:  # generative: trains on its own chunks, scored by generating trials
             out_models.append(GenerationCandidate(m, task, max_steps=budget.max_steps, out_dir=out / "runs" / m,
                                                   sampler="random", batch_size=batch_size))
@@ -135,7 +155,9 @@ def synthetic_suite(models: Sequence[str], budget: Budget, out: Path, cache: Res
     """Select on draw 0, freeze the recipes, then generate ``draws`` and score on them."""
     tasks = {CO_BPS: Task(CO_BPS, window=1.0, bin_size=0.02),
              DECODE_R2: Task(DECODE_R2, window=1.0, bin_size=0.02, behavior_key="hand_vel"),
-             BITS_PER_SPIKE: generation_task("neuroformer", window=1.0, behavior_key="hand_vel")}
+             BITS_PER_SPIKE: generation_task("neuroformer", window=1.0, behavior_key="hand_vel"),
+             **{masked_metric(t): masked_task(t, window=1.0, bin_size=0.02) for t in MTM_TASKS}}
+    models = expand_models(models)
     unknown = [m for m in models if m not in MODEL_TASKS]
     if unknown:
         raise ValueError(f"synthetic suite: no task for model(s) {unknown}; known: {sorted(MODEL_TASKS)}")

@@ -32,7 +32,7 @@ from spikefm.eval.metrics import BITS_PER_SPIKE, CO_BPS, DECODE_R2, POSITION_R2,
 from spikefm.eval.samples import BehaviorSamples, at_samples, bin_centres
 from spikefm.eval.trials import TrialArrays, trial_arrays
 
-__all__ = ["METRICS", "Task", "TrialScores", "Candidate", "Reporter", "BaselineCandidate", "task_arrays",
+__all__ = ["METRICS", "masked_metric", "Task", "TrialScores", "Candidate", "Reporter", "BaselineCandidate", "task_arrays",
            "decoder_scores"]
 
 Reporter = Callable[[int, float], None]
@@ -47,12 +47,23 @@ def _decode_r2(pred: np.ndarray, truth: np.ndarray) -> float:
 # recorded behaviour samples, variance-weighted over behaviour dimensions (not NLB's ridge-from-rates "vel R2");
 # "co-bps": NLB's co-smoothing bits per spike on held-out units, pooled over the scored bins; "bits/spike": the same
 # pooled definition over all units (a generative model's expected counts given the recorded past).
+# "<task> bps" (MtM's four tasks, :func:`masked_metric`): the pooled definition over the entries the task hides.
 METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
     CO_BPS: co_bps,
     BITS_PER_SPIKE: bits_per_spike,
     DECODE_R2: _decode_r2,
     POSITION_R2: _decode_r2,
+    **{f"{task} bps": bits_per_spike for task in ("forward_pred", "neuron_pred", "intra_region", "inter_region")},
 }
+DECODING_METRICS = (DECODE_R2, POSITION_R2)
+
+
+def masked_metric(task: str) -> str:
+    """The metric name of MtM task ``task`` (e.g. ``"forward_pred bps"``)."""
+    metric = f"{task} bps"
+    if metric not in METRICS:
+        raise ValueError(f"unknown MtM task {task!r}")
+    return metric
 
 
 @dataclass(frozen=True)
@@ -76,7 +87,7 @@ class Task:
     def __post_init__(self) -> None:
         if self.metric not in METRICS:
             raise ValueError(f"unknown metric {self.metric!r}; choose one of {sorted(METRICS)}")
-        if self.metric != CO_BPS and self.behavior_key is None:
+        if self.metric in DECODING_METRICS and self.behavior_key is None:
             raise ValueError(f"metric {self.metric!r} needs a behavior_key")
 
     @property
@@ -176,6 +187,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "wiener acausal": {"lags": 5, "alpha": 100.0, "leads": 10},
     "kalman": {"lag": 0, "alpha": 1.0},
     "history GLM": {"history": 3, "alpha": 1e-2},
+    "forward GLM": {"kernel_sd": 0.05, "alpha": 0.1},
+    **{f"smoothing {task}": {"kernel_sd": 0.05, "alpha": 0.01} for task in ("neuron_pred", "intra_region",
+                                                                            "inter_region")},
 }
 
 
@@ -203,6 +217,10 @@ class BaselineCandidate:
                          + (f" (within the model's {self.task.window:g} s window)" if not self.causal else ""))
         elif self.name.startswith("kalman"):
             self.info = f"causal, {ms:g} ms bins, state = behaviour"
+        elif self.name == "forward GLM":
+            self.info = f"causal: held-in units' smoothed counts up to the last visible {ms:g} ms bin"
+        elif self.name.startswith("smoothing ") and self.name != "smoothing causal":
+            self.info = f"acausal: Gaussian kernel, {ms:g} ms bins, the held-in units its task shows"
         elif self.name.startswith("history"):
             self.info = (f"causal: recorded spikes of up to {reads['history'] * ms:.0f} ms before each {ms:g} ms bin"
                          " + the bin's behaviour")
@@ -234,6 +252,8 @@ class BaselineCandidate:
         arrays = task_arrays(self.task, rec, split)
         if self.metric == CO_BPS:
             return TrialScores.binned(self.metric, fitted.predict(arrays)[1], arrays.heldout_counts)
+        if hasattr(fitted, "predict_entries"):  # MtM's masked tasks: the entries the task hides
+            return TrialScores.binned(self.metric, *fitted.predict_entries(arrays))
         if self.metric == BITS_PER_SPIKE:
             return TrialScores.binned(self.metric, fitted.predict(arrays), arrays.counts)
         k, t = arrays.counts.shape[:2]

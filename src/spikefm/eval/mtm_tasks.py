@@ -32,7 +32,7 @@ import torch
 
 from spikefm.data.recording import Recording
 from spikefm.data.sampling import TrialWindowSampler
-from spikefm.eval.baselines import SmoothingBaseline
+from spikefm.eval.baselines.masked import MASKED_TASKS, GLMTask
 from spikefm.eval.metrics import bits_per_spike, bits_per_spike_per_neuron
 from spikefm.objectives.masking import MaskingScheme
 from spikefm.tokenize.base import Batch, collate
@@ -106,7 +106,8 @@ def smoothing_task_scores(
     the MtM task shows the model: every other held-in unit (``neuron_pred``), the other held-in
     units of the same region (``intra_region``), the held-in units of the other regions
     (``inter_region``); held-out units are predicted from the task's whole context. Targets are
-    the entries :func:`task_predictions` scores, on ``split``'s trial-start windows.
+    the entries :func:`task_predictions` scores, on ``split``'s trial-start windows. The tuned form (kernel and
+    penalty chosen on validation) is :class:`~spikefm.eval.baselines.masked.MaskedSmoothing`.
 
     Returns:
         task -> pooled bits per spike (region tasks only with >= 1 / >= 2 labelled regions).
@@ -115,60 +116,16 @@ def smoothing_task_scores(
 
     train, test = (trial_arrays(recording, split=s, bin_size=bin_size, window=window, behavior_key=None)
                    for s in ("train", split))  # fmt: skip
-    heldout = np.asarray(recording.units.heldout, bool)
-    labels = np.asarray(recording.units.region if recording.units.region is not None else [""] * len(heldout))
-    labels = labels.astype(str)
+    labels = np.full(recording.n_units, "") if test.regions is None else test.regions
     regions = sorted(set(labels.tolist()) - {""})
-    fit = _GLMTask(train.counts, test.counts, heldout, bin_size)
-    everyone = np.ones_like(heldout)
-    scores = {"neuron_pred": fit.score(fit.one_by_one(everyone), everyone)}
-    labelled = labels != ""
-    if regions:
-        rates = np.zeros(test.counts.shape)
-        for region in regions:
-            members = labels == region
-            rates[..., members] = fit.one_by_one(members)[..., members]
-        scores["intra_region"] = fit.score(rates, labelled)
-    if len(regions) >= 2:
-        rates = np.zeros(test.counts.shape)
-        for region in regions:
-            members = labels == region
-            rates[..., members] = fit.predict(~members & ~heldout, members)
-        scores["inter_region"] = fit.score(rates, labelled)
+    fit = GLMTask(train.counts, train.heldout, bin_size)
+    scores = {}
+    for task in MASKED_TASKS:
+        if task != "neuron_pred" and len(regions) < (1 if task == "intra_region" else 2):
+            continue
+        rates, units = fit.task_rates(task, test.counts, labels)
+        scores[task] = fit.score(rates, test.counts, units)
     return scores
-
-
-class _GLMTask:
-    """Smoothing + Poisson GLM fits from chosen input units to chosen target units."""
-
-    def __init__(self, train: np.ndarray, test: np.ndarray, heldout: np.ndarray, bin_size: float) -> None:
-        self.train, self.test, self.heldout, self.bin_size = train, test, heldout, bin_size
-
-    def predict(self, inputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
-        """Test rates [K, T, n_targets] of ``targets`` (bool [N]) from ``inputs`` (bool [N])."""
-        if not inputs.any():  # nothing to read: each target's mean train count
-            mean = self.train[..., targets].mean(axis=(0, 1))
-            return np.broadcast_to(mean, (*self.test.shape[:2], int(targets.sum()))).copy()
-        model = SmoothingBaseline(bin_size=self.bin_size).fit(self.train[..., inputs], self.train[..., targets])
-        return model.predict(self.test[..., inputs])[1]
-
-    def one_by_one(self, context: np.ndarray) -> np.ndarray:
-        """Rates [K, T, N]: each held-in unit of ``context`` from the others, its held-out units from all."""
-        rates = np.zeros(self.test.shape)
-        heldin = context & ~self.heldout
-        for unit in np.flatnonzero(heldin):
-            others = heldin.copy()
-            others[unit] = False
-            target = np.zeros_like(heldin)
-            target[unit] = True
-            rates[..., unit] = self.predict(others, target)[..., 0]
-        held = context & self.heldout
-        if held.any():
-            rates[..., held] = self.predict(heldin, held)
-        return rates
-
-    def score(self, rates: np.ndarray, units: np.ndarray) -> float:
-        return bits_per_spike(rates[..., units], self.test[..., units].astype(float))
 
 
 def _trial_batch(recording: Recording, tokenizer: Callable, split: str | None, window: float) -> Batch:

@@ -26,6 +26,7 @@ class TrialArrays:
         bin_size: seconds per bin.
         samples: the recorded behaviour samples inside each trial window (decoders are scored there,
             :mod:`spikefm.eval.samples`), or None (then scores use ``behavior`` at bin centres).
+        regions: str [N] each unit's brain-region label ("" where unknown), or None when the recording has none.
     """
 
     counts: np.ndarray
@@ -35,6 +36,7 @@ class TrialArrays:
     heldout: np.ndarray
     bin_size: float
     samples: BehaviorSamples | None = None
+    regions: np.ndarray | None = None
 
     def take(self, index: np.ndarray) -> "TrialArrays":
         """The trials ``index`` (in that order, repeats allowed: a bootstrap resample), samples re-indexed."""
@@ -53,6 +55,7 @@ class TrialArrays:
             heldout=self.heldout,
             bin_size=self.bin_size,
             samples=samples,
+            regions=self.regions,
         )
 
     @property
@@ -104,4 +107,5 @@ def trial_arrays(
     if rec.trials is not None and "condition" in rec.trials.columns:
         keep = np.ones(len(rec.trials), bool) if split is None else rec.trials.columns["split"].astype(str) == split
         conditions = rec.trials.columns["condition"][keep]
-    return TrialArrays(counts, behavior, conditions, starts, rec.units.heldout.copy(), bin_size, samples)
+    regions = None if rec.units.region is None else np.asarray(rec.units.region).astype(str)
+    return TrialArrays(counts, behavior, conditions, starts, rec.units.heldout.copy(), bin_size, samples, regions)

@@ -9,6 +9,8 @@ One file per idea:
 - :mod:`~.kalman`: the Kalman-filter decoder, closed-form fit (:class:`KalmanDecoder`; tunable :class:`Kalman`).
 - :mod:`~.history_glm`: a Poisson GLM on the true past spikes and the behaviour (:class:`HistoryGLM`), the
   baseline with Neuroformer's conditioning.
+- :mod:`~.masked`: MtM's four masked-prediction tasks (:class:`MaskedSmoothing` for neuron / intra-region /
+  inter-region prediction, :class:`ForwardGLM` for forward prediction), reading what the model's task shows it.
 - :mod:`~.poisson_glm`: the Poisson GLM they share; :mod:`~.oracle`: synthetic data's true rates, the ceiling.
 - :mod:`~.tuning`: the interface a tunable baseline follows and :func:`tune_on_val`, its validation-only search.
 
@@ -24,6 +26,7 @@ from typing import Any
 
 from spikefm.eval.baselines.history_glm import HistoryGLM, history_features
 from spikefm.eval.baselines.kalman import Kalman, KalmanDecoder
+from spikefm.eval.baselines.masked import MASKED_TASKS, ForwardGLM, MaskedSmoothing
 from spikefm.eval.baselines.oracle import oracle_scores
 from spikefm.eval.baselines.poisson_glm import MAX_RATE, PoissonGLM
 from spikefm.eval.baselines.smoothing import (
@@ -40,6 +43,8 @@ __all__ = [
     "BASELINES",
     "Baseline",
     "Choice",
+    "ForwardGLM",
+    "MaskedSmoothing",
     "HistoryGLM",
     "Kalman",
     "KalmanDecoder",
@@ -73,6 +78,8 @@ BASELINES: dict[str, Any] = {
     "wiener acausal": lambda **kw: Wiener(causal=False, **kw),
     "kalman": lambda **kw: Kalman(**kw),
     "history GLM": lambda **kw: HistoryGLM(**kw),
+    "forward GLM": lambda **kw: ForwardGLM(**kw),
+    **{f"smoothing {task}": (lambda task: lambda **kw: MaskedSmoothing(task, **kw))(task) for task in MASKED_TASKS},
 }
 
 #: Which baselines score each kind of task.
@@ -80,6 +87,8 @@ _TASK_BASELINES = {
     "self_supervised": ("smoothing", "smoothing causal"),
     "decoding": ("wiener causal", "wiener acausal", "kalman"),
     "generation": ("history GLM",),
+    "forward_pred": ("forward GLM",),
+    **{task: (f"smoothing {task}",) for task in MASKED_TASKS},
 }
 
 
@@ -91,7 +100,8 @@ def make_baseline(name: str, **kwargs: Any) -> Baseline:
 
 
 def baselines_for(task: str, *, causal: bool) -> list[str]:
-    """The baselines a model of ``task`` ("self_supervised", "decoding" or "generation") is compared with.
+    """The baselines a model of ``task`` ("self_supervised", "decoding", "generation" or one of MtM's four masked
+    tasks, "forward_pred", "neuron_pred", "intra_region", "inter_region") is compared with.
 
     A causal model is compared with causal baselines only; an acausal one with both forms (the acausal form is
     the one with equal information, the causal one shows what reading the future is worth).
