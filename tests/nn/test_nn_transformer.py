@@ -166,3 +166,24 @@ def test_spatiotemporal_block_checks_length():
     block = SpatioTemporalBlock(dim=4, length=4, heads=2, ffn_dim=8)
     with pytest.raises(ValueError, match="bins wide"):
         block(torch.randn(1, 5, 4))
+
+
+def test_cached_context_kv_and_rotated_queries_reproduce_the_cross_attention_block():
+    # The streaming path (context_kv cached, rotated_queries once, attend_projected per chunk) must
+    # equal the block's forward (POSSM and unified stream with it).
+    from spikefm.nn import Attention, CrossAttentionBlock, attend_projected, context_kv, rotated_queries
+
+    torch.manual_seed(0)
+    attention = Attention(dim=8, heads=2, head_dim=4, context_dim=6, rotate_value=True)
+    block = CrossAttentionBlock(attention=attention, ffn=make_ffn("geglu", dim=8, hidden_dim=16), context_dim=6).eval()
+    rotary = RotaryTimeEmbedding(head_dim=4, t_min=1e-3, t_max=1.0)
+    x, context = torch.randn(3, 8), torch.randn(5, 6)  # [L, D], [n, Dc]
+    x_times, context_times = torch.rand(3), torch.rand(5)
+    kv = context_kv(block, context)
+    assert kv.shape == (5, 2 * 2 * 4)
+    q, unrotary = rotated_queries(block, x, rotary(x_times))
+    with torch.no_grad():
+        tables = {"rotary": rotary(x_times)[None], "context_rotary": rotary(context_times)[None]}
+        expected = block(x[None], context[None], **tables)  # [1, L, D]
+        cached = attend_projected(block, x, q, kv, rotary(context_times), unrotary, mask=None)
+    torch.testing.assert_close(cached, expected[0], atol=1e-6, rtol=1e-6)

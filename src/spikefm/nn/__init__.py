@@ -37,7 +37,7 @@ from spikefm.nn.position import (
     logspace_periods,
 )
 from spikefm.nn.calibration import pool_other_folds, session_folds
-from spikefm.nn.chunking import chunk_grid, chunk_index
+from spikefm.nn.chunking import chunk_grid, chunk_index, token_samples
 from spikefm.nn.recurrent import (
     CORES,
     GRU,
@@ -59,6 +59,7 @@ from spikefm.nn.transformer import (
     TransformerBlock,
     TransformerEncoder,
     attend_projected,
+    context_kv,
     rotated_queries,
     make_ffn,
     make_norm,
@@ -106,6 +107,7 @@ __all__ = [
     "TransformerEncoder",
     "TorchStyleBlock",
     "attend_projected",
+    "context_kv",
     "rotated_queries",
     "SpatioTemporalBlock",
     # perceiver
@@ -123,6 +125,7 @@ __all__ = [
     # chunking
     "chunk_index",
     "chunk_grid",
+    "token_samples",
     # calibration
     "session_folds",
     "pool_other_folds",

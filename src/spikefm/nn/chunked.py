@@ -1,9 +1,10 @@
 """The pieces of POSSM's chunked, causal pipeline around a recurrent core, for any model that cuts
-spike tokens into fixed-length chunks (unified; POSSM's own copies can move here).
+spike tokens into fixed-length chunks (POSSM, unified).
 
-Offline: a few latents per chunk read the chunk's tokens (:func:`encode_chunks`), a recurrent core
-runs over the chunks, and queries read the core outputs of their own chunk and the ones before it
-(:func:`context_mask`, :func:`read_chunks`), keyed at the chunks' end times (:func:`chunk_ends`).
+The two cross-attention blocks (:func:`chunk_blocks`). Offline: a few latents per chunk read the
+chunk's tokens (:func:`encode_chunks`), a recurrent core runs over the chunks, and queries read the
+core outputs of their own chunk and the ones before it (:func:`context_mask`,
+:func:`query_context_mask`, :func:`read_chunks`), keyed at the chunks' end times (:func:`chunk_ends`).
 Streaming: the same computation one chunk at a time, with the core outputs' decoder keys / values
 kept in a fixed-size history (:func:`push_history`, :func:`history_slot_ends`) and rotary tables
 from cached frequencies (:func:`stream_rotary`): :func:`stream_constants` once per stream, then
@@ -22,13 +23,30 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from spikefm.nn.attention import Attention
+from spikefm.nn.chunking import chunk_index
 from spikefm.nn.recurrent import gru_weights, step_core
-from spikefm.nn.transformer import attend_projected, rotated_queries
+from spikefm.nn.transformer import CrossAttentionBlock, attend_projected, context_kv, make_ffn, rotated_queries
 
 __all__ = [
-    "count_chunks", "chunk_ends", "context_mask", "encode_chunks", "read_chunks",
+    "chunk_blocks", "count_chunks", "chunk_ends", "context_mask", "query_context_mask", "encode_chunks", "read_chunks",
     "stream_rotary", "history_slot_ends", "push_history", "stream_constants", "stream_chunk", "ChunkStreamState",
 ]  # fmt: skip
+
+
+def chunk_blocks(
+    *, dim: int, heads: int, head_dim: int, core_dim: int, dropout: float
+) -> tuple[CrossAttentionBlock, CrossAttentionBlock]:
+    """The encoder (latents [.., D] <- a chunk's tokens [.., D]) and the decoder (queries [.., D] <- core
+    outputs [.., core_dim]): pre-norm cross-attention with rotated values and a GEGLU feed-forward of
+    width ``4 * dim`` (POSSM's blocks), built in that order (encoder first)."""
+
+    def block(context_dim: int) -> CrossAttentionBlock:
+        attention = Attention(dim=dim, heads=heads, head_dim=head_dim, context_dim=context_dim, rotate_value=True)
+        ffn = make_ffn("geglu", dim=dim, hidden_dim=4 * dim, dropout=dropout)
+        return CrossAttentionBlock(attention=attention, ffn=ffn, context_dim=context_dim)
+
+    return block(dim), block(core_dim)
 
 
 def count_chunks(duration: float, chunk: float) -> int:
@@ -52,6 +70,14 @@ def context_mask(query_chunk: Tensor, n_chunks: int, context: int, shift: int = 
     own = query_chunk[..., None] - shift  # [..., 1]
     seen = torch.arange(n_chunks, device=query_chunk.device)  # [C]
     return (seen <= own) & (seen > own - context)
+
+
+def query_context_mask(query_times: Tensor, chunk: float, n_chunks: int, context: int) -> Tensor:
+    """bool [..., Q, C]: a query at ``query_times`` [..., Q] (s) sees its own chunk and the
+    ``context - 1`` before it (:func:`context_mask` of its :func:`~spikefm.nn.chunking.chunk_index`; a
+    query past the last chunk counts to the last)."""
+    own = chunk_index(query_times, chunk).clamp(0, n_chunks - 1)  # [..., Q]
+    return context_mask(own, n_chunks, context)
 
 
 def encode_chunks(
@@ -102,7 +128,7 @@ def push_history(decoder: nn.Module, history: Tensor, core_out: Tensor, filled: 
         the new history, the number of slots holding real chunks, and bool [1, context] those slots.
     """
     context = history.shape[0]
-    history = torch.cat([history[1:], decoder.attention.to_kv(decoder.context_norm(core_out))])
+    history = torch.cat([history[1:], context_kv(decoder, core_out)])
     filled = min(filled + 1, context)
     visible = (torch.arange(context, device=history.device) >= context - filled)[None]
     return history, filled, visible

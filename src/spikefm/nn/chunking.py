@@ -4,7 +4,8 @@ Offline, a window's tokens are scattered into one padded row per (sample, chunk)
 attention call encodes every chunk; streaming, each chunk arrives on its own. Both must put a
 token into the same chunk, so both use :func:`chunk_index`.
 
-Shape legend: n tokens, B samples, C chunks, S most tokens in a chunk, D width.
+Shape legend: n tokens, B samples, L tokens per padded sample, N packed tokens, C chunks, S most
+tokens in a chunk, D width.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["CHUNK_SNAP", "chunk_index", "chunk_grid"]
+__all__ = ["CHUNK_SNAP", "chunk_index", "chunk_grid", "token_samples"]
 
 CHUNK_SNAP = 1e-4  # chunks; a time this close below a boundary belongs to the next chunk
 
@@ -21,6 +22,18 @@ def chunk_index(times: Tensor, chunk: float) -> Tensor:
     """Chunk of each time: ``floor(t / chunk)``, snapping times within ``CHUNK_SNAP`` chunks below a
     boundary up (float32 timestamps of boundary queries round down)."""
     return torch.floor(times.double() / chunk + CHUNK_SNAP).long()
+
+
+def token_samples(mask: Tensor, sample_index: Tensor | None) -> Tensor:
+    """long, shaped as ``mask``: the sample of every token slot, the ``sample`` :func:`chunk_grid` takes.
+
+    Args:
+        mask: the batch's token mask, padded [B, L] or packed [N].
+        sample_index: long [N] the sample of each packed token, or None for a padded batch.
+    """
+    if sample_index is not None:
+        return sample_index  # [N]
+    return torch.arange(mask.shape[0], device=mask.device)[:, None].expand_as(mask)  # [B, L]
 
 
 def chunk_grid(

@@ -29,6 +29,7 @@ __all__ = [
     "TransformerBlock",
     "CrossAttentionBlock",
     "attend_projected",
+    "context_kv",
     "rotated_queries",
     "TorchStyleBlock",
     "TransformerEncoder",
@@ -265,6 +266,12 @@ def rotated_queries(block: CrossAttentionBlock, x: Tensor, table: Tensor) -> tup
     attention = block.attention
     q = attention.to_q(block.query_norm(x)).view(1, x.shape[0], attention.heads, -1).transpose(1, 2)
     return apply_rotary(q, table), invert_rotary(table)
+
+
+def context_kv(block: CrossAttentionBlock, context: Tensor) -> Tensor:
+    """A block's key / value projections of context tokens [n, Dc] -> [n, 2 * H * Dh] (before rotation),
+    what :func:`attend_projected` takes as ``kv`` (cache it for context that does not change)."""
+    return block.attention.to_kv(block.context_norm(context))
 
 
 def attend_projected(
