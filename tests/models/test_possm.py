@@ -1,19 +1,19 @@
-"""POSSM: chunking, causality, the decoder's 3-chunk context, packed = padded, presets, recalibration.
+"""POSSM: causality, the decoder's 3-chunk context, packed = padded, presets, recalibration.
 
-Streaming equals the offline pass: tests/realtime/test_stream.py.
+Streaming equals the offline pass: tests/realtime/test_stream.py. Chunking: tests/nn/test_nn_chunking.py;
+the chunked pipeline's pieces: tests/nn/test_nn_chunked.py; outputs as before the move to nn/chunked:
+tests/models/test_possm_reference.py.
 """
 
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from spikefm.models.possm import POSSM, POSSMConfig
-from spikefm.nn.chunking import chunk_grid as _chunk_grid
-from spikefm.nn.chunking import chunk_index
 from spikefm.models.registry import build_config, get_spec
+from spikefm.nn.chunked import query_context_mask
 from spikefm.tokenize.base import collate
 from spikefm.train.config import load_recipe
 
@@ -32,26 +32,10 @@ def windows(dataset, n=3):
     return [rec.window(t0, t0 + 1.0) for rec in dataset.recordings for t0 in rec.trials.start[:n]]
 
 
-def test_chunk_grid_places_each_token_in_its_chunk_with_chunk_relative_time():
-    tokens = torch.arange(5, dtype=torch.float32)[:, None].repeat(1, 2)  # token i = [i, i]
-    times = torch.tensor([0.01, 0.06, 0.02, 0.149, 0.03])
-    sample = torch.tensor([0, 0, 1, 1, 1])
-    grid, rel, mask = _chunk_grid(tokens, times, sample, n_rows=2 * 3, n_chunks=3, chunk=0.05)
-    assert grid.shape == (6, 2, 2) and mask.sum() == 5
-    # sample 0: chunk 0 holds token 0, chunk 1 token 1; sample 1: chunk 0 tokens 2 and 4, chunk 2 token 3
-    assert mask.tolist() == [[True, False], [True, False], [False, False], [True, True], [False, False], [True, False]]
-    assert grid[3, :, 0].tolist() == [2.0, 4.0] and grid[5, 0, 0] == 3.0
-    np.testing.assert_allclose(rel[mask].numpy(), [0.01, 0.01, 0.02, 0.03, 0.049], atol=1e-6)
-
-
-def test_chunk_index_snaps_float32_boundaries_up():
-    times = torch.tensor([0.35, 0.3499, 0.0, 0.05], dtype=torch.float32)  # float32(0.35) < 0.35
-    assert chunk_index(times, 0.05).tolist() == [7, 6, 0, 1]
-
-
 def test_query_sees_its_chunk_and_two_before(small_dataset):
     model, _ = build(small_dataset)
-    mask = model.context_mask(torch.tensor([0.0, 0.12, 0.49]), n_chunks=10)
+    config = model.config  # the read-out window forward uses: 50 ms chunks, context_chunks = 3
+    mask = query_context_mask(torch.tensor([0.0, 0.12, 0.49]), config.chunk, 10, config.context_chunks)
     assert mask[0].nonzero().flatten().tolist() == [0]
     assert mask[1].nonzero().flatten().tolist() == [0, 1, 2]
     assert mask[2].nonzero().flatten().tolist() == [7, 8, 9]

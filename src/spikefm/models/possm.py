@@ -31,21 +31,20 @@ from torch import Tensor, nn
 
 from spikefm.models._shared import EMBEDDING_INIT_STD, UnitRecalibration, spike_decoder_sizes, unit_dropout_keep
 from spikefm.models.registry import ModelSpec, register
-from spikefm.nn.attention import Attention
+from spikefm.nn.chunked import (
+    ChunkStreamState, chunk_blocks, chunk_ends, count_chunks, encode_chunks, query_context_mask, read_chunks,
+    stream_chunk, stream_constants,
+)  # fmt: skip
+from spikefm.nn.chunking import chunk_grid, token_samples
 from spikefm.nn.identity import KeyedEmbedding, UnitEmbedding
 from spikefm.nn.position import RotaryTimeEmbedding
-from spikefm.nn.chunking import chunk_grid, chunk_index
-from spikefm.nn.recurrent import CORES, gru_weights, make_core, step_core
-from spikefm.nn.transformer import CrossAttentionBlock, attend_projected, make_ffn, rotated_queries
+from spikefm.nn.recurrent import CORES, make_core
+from spikefm.nn.transformer import context_kv
 from spikefm.objectives.behavior import behavior_mse, single_target
 from spikefm.tokenize.base import N_TOKEN_TYPES, Batch, TokenType
 from spikefm.tokenize.spikes import SpikeConfig, SpikeTokenizer
 
-__all__ = [
-    "POSSMConfig", "POSSM", "POSSMState", "POSSMStream", "chunk_index", "default_query_offsets", "possm_objective",
-    "PRESETS",
-]  # fmt: skip
-
+__all__ = ["POSSMConfig", "POSSM", "POSSMState", "default_query_offsets", "possm_objective", "PRESETS"]
 
 
 @dataclass
@@ -111,47 +110,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-@dataclass
-class POSSMState:
-    """Streaming state, fixed size: the core's state and its last ``context_chunks`` outputs.
-
-    Attributes:
-        core: the recurrent core's state (GRU [layers, 1, H]; SSM [layers, 1, E, S]).
-        history: [context_chunks, 2 * heads * head_dim] the decoder's key / value projections of
-            the last core outputs, oldest first.
-        filled: how many rows of ``history`` hold real chunks (the rest are zeros).
-    """
-
-    core: Tensor
-    history: Tensor
-    filled: int = 0
-
-
-@dataclass(frozen=True)
-class POSSMStream:
-    """Per-stream constants: every projection that does not depend on the spikes.
-
-    Attributes:
-        unit_kv: [U, 2 * H * Dh] encoder keys / values of each unit's spike token (unrotated).
-        latent: [K, D] latent tokens. latent_q: [1, H, K, Dh] their rotated encoder queries.
-        latent_unrot: [K, Dh/2, 2] inverse rotary at the latents' time (the chunk centre).
-        query: [Qc, D] output queries. query_q: [1, H, Qc, Dh] their rotated decoder queries.
-        query_unrot: [Qc, Dh/2, 2] inverse rotary at the query offsets.
-        slot_rot: [context_chunks, Dh/2, 2] rotary at the history slots' chunk ends.
-        omega: float64 [Dh/2] the rotary's angular frequencies.
-        gru_weights: per GRU layer (w_ih, w_hh, b_ih, b_hh), or None for the SSM core.
-    """
-
-    unit_kv: Tensor
-    latent: Tensor
-    latent_q: Tensor
-    latent_unrot: Tensor
-    query: Tensor
-    query_q: Tensor
-    query_unrot: Tensor
-    slot_rot: Tensor
-    omega: Tensor
-    gru_weights: tuple[tuple[Tensor, ...], ...] | None
+POSSMState = ChunkStreamState  # streaming state: core state, decoder-key/value history, chunks seen
 
 
 class POSSM(UnitRecalibration, nn.Module):
@@ -188,141 +147,70 @@ class POSSM(UnitRecalibration, nn.Module):
             config.core, input_dim=config.latents_per_chunk * dim, hidden_dim=config.rnn_dim, layers=config.rnn_layers,
             dropout=config.rnn_dropout, state_dim=config.ssm_state_dim, expand=config.ssm_expand,
         )  # fmt: skip
-        self.encoder = CrossAttentionBlock(
-            attention=Attention(dim=dim, heads=config.cross_heads, head_dim=config.head_dim, rotate_value=True),
-            ffn=make_ffn("geglu", dim=dim, hidden_dim=4 * dim, dropout=config.dropout),
-        )
-        self.decoder = CrossAttentionBlock(
-            attention=Attention(dim=dim, heads=config.cross_heads, head_dim=config.head_dim, context_dim=self.core_dim,
-                                rotate_value=True),
-            ffn=make_ffn("geglu", dim=dim, hidden_dim=4 * dim, dropout=config.dropout),
-            context_dim=self.core_dim,
-        )  # fmt: skip
+        self.encoder, self.decoder = chunk_blocks(dim=dim, heads=config.cross_heads, head_dim=config.head_dim,
+                                                  core_dim=self.core_dim, dropout=config.dropout)  # fmt: skip
         self.readout = nn.Linear(dim, behavior_dim)
 
     # ------------------------------------------------------------------ offline pass
     def forward(self, batch: Batch) -> dict[str, Tensor]:
         if batch.query_timestamps is None:
             raise ValueError("POSSM needs output queries: tokenize with SpikeConfig(query='rate' or 'behavior')")
+        c, b, times = self.config, batch.batch_size, batch.query_timestamps  # times [B, Q]
         rows = self.unit_embedding.lookup(batch.unit_keys)[batch.unit_index.clamp(min=0)]  # [*P]
         tokens = self.unit_embedding(rows) + self.token_type_embedding(batch.token_type)  # [*P, D]
         keep = batch.mask
-        if self.training and self.config.unit_dropout:
-            keep = keep & unit_dropout_keep(batch, self.config.min_units)
-        b, chunk = batch.batch_size, self.config.chunk
-        n_chunks = max(1, math.ceil(float(batch.duration.max()) / chunk - 1e-6))
-        if batch.packed:
-            sample = batch.sample_index  # [N]
-        else:
-            sample = torch.arange(b, device=keep.device)[:, None].expand_as(keep)  # [B, L]
-        grid = chunk_grid(tokens[keep], batch.timestamps[keep], sample[keep], b * n_chunks, n_chunks, chunk)
-        latents = self._encode(*grid)  # [B * C, K * D]
+        if self.training and c.unit_dropout:
+            keep = keep & unit_dropout_keep(batch, c.min_units)
+        n_chunks = count_chunks(float(batch.duration.max()), c.chunk)
+        sample = token_samples(keep, batch.sample_index)  # [*P]
+        grid = chunk_grid(tokens[keep], batch.timestamps[keep], sample[keep], b * n_chunks, n_chunks, c.chunk)
+        latents = encode_chunks(self.encoder, self.latent_embedding.weight, self.rotary, *grid, c.chunk)  # [B*C, K*D]
         core_out, _ = self.core(latents.view(b, n_chunks, -1))  # [B, C, H]
-        key_times = (torch.arange(n_chunks, device=keep.device, dtype=torch.float64) + 1) * chunk  # chunk ends [C]
-        mask = self.context_mask(batch.query_timestamps, n_chunks)  # [B, Q, C]
         session = self.session_embedding(self.session_embedding.lookup(batch.sessions))  # [B, D]
-        behavior = self._decode(core_out, key_times[None].float(), session, batch.query_timestamps, mask)
-        return {"behavior": behavior}  # [B, Q, behavior_dim]
-
-    def context_mask(self, query_times: Tensor, n_chunks: int) -> Tensor:
-        """bool [..., Q, C]: a query sees its own chunk and the ``context_chunks - 1`` before it."""
-        own = chunk_index(query_times, self.config.chunk).clamp(0, n_chunks - 1)[..., None]  # [..., Q, 1]
-        seen = torch.arange(n_chunks, device=query_times.device)  # [C]
-        return (seen <= own) & (seen > own - self.config.context_chunks)
-
-    def _encode(self, tokens: Tensor, times: Tensor, mask: Tensor) -> Tensor:
-        """Per chunk, the latents read its spike tokens: [N, S, D] -> [N, K * D]."""
-        n, k = tokens.shape[0], self.config.latents_per_chunk
-        latents = self.latent_embedding.weight[None].expand(n, -1, -1)  # [N, K, D]
-        centre = torch.full((1, k), self.config.chunk / 2, device=tokens.device)  # [1, K]
-        out = self.encoder(
-            latents, tokens, key_mask=mask, rotary=self.rotary(centre), context_rotary=self.rotary(times.float())
-        )  # [N, K, D]
-        return out.flatten(1)
-
-    def _decode(self, context: Tensor, context_times: Tensor, session: Tensor, times: Tensor, mask: Tensor) -> Tensor:
-        """Queries (session embedding at ``times`` [B, Q]) read the core outputs [B, C, H] -> [B, Q, out]."""
         queries = session[:, None, :].expand(-1, times.shape[1], -1)  # [B, Q, D]
-        out = self.decoder(
-            queries, context, attn_mask=mask, rotary=self.rotary(times.float()),
-            context_rotary=self.rotary(context_times.float()),
-        )  # fmt: skip
-        return self.readout(out)
+        mask = query_context_mask(times, c.chunk, n_chunks, c.context_chunks)  # [B, Q, C]
+        ends = chunk_ends(n_chunks, c.chunk, keep.device)[None]  # [1, C]
+        out = read_chunks(self.decoder, self.rotary, queries, times, core_out, ends, mask)  # [B, Q, D]
+        return {"behavior": self.readout(out)}  # [B, Q, behavior_dim]
 
     # ------------------------------------------------------------------ streaming
-    def prepare_stream(self, unit_keys: Sequence[str], session: str, query_offsets: Tensor) -> POSSMStream:
-        """:meth:`stream_constants` for units and a session named by key (the streaming protocol)."""
-        rows = self.unit_embedding.lookup(list(unit_keys))  # KeyError names the missing keys
-        return self.stream_constants(rows, self.session_embedding.lookup([session]), query_offsets)
-
     @torch.no_grad()
-    def stream_constants(self, unit_rows: Tensor, session_row: Tensor, query_offsets: Tensor) -> POSSMStream:
-        """Everything a stream needs that does not depend on its spikes (rebuild after changing weights).
+    def prepare_stream(self, unit_keys: Sequence[str], session: str, query_offsets: Tensor) -> dict[str, Any]:
+        """Per-stream constants (the streaming protocol; rebuild after changing weights).
 
         Args:
-            unit_rows: long [U] unit-embedding rows of the stream's units.
-            session_row: long [1] session-embedding row.
+            unit_keys: the stream's units, in the order ``stream_step``'s ``units`` index them.
+            session: the session whose embedding makes the output queries.
             query_offsets: float64 [Qc] query times relative to the chunk start.
         """
-        chunk, ctx, k = self.config.chunk, self.config.context_chunks, self.config.latents_per_chunk
-        device = self.readout.weight.device
-        units = self.unit_embedding(unit_rows) + self.token_type_embedding.weight[TokenType.SPIKE]  # [U, D]
-        latent = self.latent_embedding.weight  # [K, D]
-        centre = self.rotary(torch.full((k,), chunk / 2, device=device))
-        latent_q, latent_unrot = rotated_queries(self.encoder, latent, centre)
-        query = self.session_embedding(session_row).expand(query_offsets.shape[0], -1)  # [Qc, D]
-        query_q, query_unrot = rotated_queries(self.decoder, query, self.rotary(query_offsets.float().to(device)))
-        slot_ends = (torch.arange(ctx, dtype=torch.float64) - (ctx - 2)) * chunk  # history slots' chunk ends
-        return POSSMStream(
-            unit_kv=self._context_kv(units), latent=latent, latent_q=latent_q,
-            latent_unrot=latent_unrot, query=query, query_q=query_q, query_unrot=query_unrot,
-            slot_rot=self.rotary(slot_ends.float().to(device)),
-            omega=torch.tensor(self.rotary.omega, dtype=torch.float64, device=device),
-            gru_weights=gru_weights(self.core),
-        )  # fmt: skip
+        rows = self.unit_embedding.lookup(list(unit_keys))  # KeyError names the missing keys
+        units = self.unit_embedding(rows) + self.token_type_embedding.weight[TokenType.SPIKE]  # [U, D]
+        query = self.session_embedding(self.session_embedding.lookup([session])).expand(query_offsets.shape[0], -1)
+        constants = stream_constants(self.encoder, self.decoder, self.rotary, self.core, self.latent_embedding.weight,
+                                     query, query_offsets, self.config.chunk, self.config.context_chunks)  # fmt: skip
+        return {**constants, "unit_kv": context_kv(self.encoder, units)}  # unit_kv [U, 2 * heads * head_dim]
 
     def initial_stream_state(self) -> POSSMState:
         """The state before the first chunk (zeros, empty history)."""
-        weight = self.readout.weight
-        core = self.core.initial_state(1, weight.device, weight.dtype)
-        history = weight.new_zeros(self.config.context_chunks, 2 * self.config.cross_heads * self.config.head_dim)
-        return POSSMState(core=core, history=history, filled=0)
+        return POSSMState.initial(self.core, self.decoder, self.config.context_chunks, self.readout.weight)
 
     @torch.no_grad()
     def stream_step(
-        self, units: Tensor, times: Tensor, stream: POSSMStream, state: POSSMState
+        self, units: Tensor, times: Tensor, stream: dict[str, Any], state: POSSMState
     ) -> tuple[Tensor, POSSMState]:
         """Decode one chunk: :meth:`forward`'s computation for that chunk's queries, in eval mode.
 
         Args:
-            units: long [n] index of each spike's unit in the stream's units (``stream.unit_kv``).
+            units: long [n] index of each spike's unit in the stream's units.
             times: float64 [n] spike times relative to the chunk start, in [0, chunk).
-            stream: from :meth:`stream_constants`.
+            stream: from :meth:`prepare_stream`.
             state: from :meth:`initial_stream_state` or the previous step (not modified).
 
         Returns:
             behaviour [Qc, behavior_dim] and the new state.
         """
-        ctx = self.config.context_chunks
-        # RotaryTimeEmbedding's table for float32 times, from the cached frequencies.
-        angles = times.float().double()[:, None] * stream.omega  # [n, Dh/2]
-        rotary = torch.stack((angles.cos(), angles.sin()), dim=-1).float()  # [n, Dh/2, 2]
-        kv = stream.unit_kv[units]  # [n, 2 * H * Dh]
-        latent = attend_projected(
-            self.encoder, stream.latent, stream.latent_q, kv, rotary, stream.latent_unrot, mask=None
-        )  # [K, D]
-        y, core = step_core(self.core, latent.reshape(1, -1), state.core, stream.gru_weights)  # [1, H]
-        history = torch.cat([state.history[1:], self.decoder.attention.to_kv(self.decoder.context_norm(y))])
-        filled = min(state.filled + 1, ctx)
-        visible = (torch.arange(ctx, device=y.device) >= ctx - filled)[None]  # [1, ctx] slots holding real chunks
-        out = attend_projected(self.decoder, stream.query, stream.query_q, history, stream.slot_rot, stream.query_unrot,
-                      mask=visible)  # [Qc, D]  # fmt: skip
-        return self.readout(out), POSSMState(core=core, history=history, filled=filled)
-
-    def _context_kv(self, tokens: Tensor) -> Tensor:
-        """The encoder's key / value projections of context tokens [n, D] -> [n, 2 * H * Dh]."""
-        return self.encoder.attention.to_kv(self.encoder.context_norm(tokens))
-
+        out, state = stream_chunk(self.encoder, self.decoder, self.core, stream, stream["unit_kv"][units], times, state)
+        return self.readout(out), state
 
 
 def possm_objective(outputs: dict[str, Tensor], batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
