@@ -33,16 +33,16 @@ from torch import Tensor, nn
 from spikefm.data.recording import Recording
 from spikefm.models._shared import EMBEDDING_INIT_STD, RegisteredCalibration, behavior_width, unit_dropout_keep
 from spikefm.models.registry import ModelSpec, register
-from spikefm.nn import Attention, CrossAttentionBlock, IDEncoder, KeyedEmbedding, RotaryTimeEmbedding
+from spikefm.nn import IDEncoder, KeyedEmbedding, RotaryTimeEmbedding
 from spikefm.nn.calibration import calibration_window_counts, in_batch_identities, with_registered
 from spikefm.nn.chunked import (
-    ChunkStreamState, chunk_ends, context_mask, count_chunks, encode_chunks, read_chunks, stream_chunk,
-    stream_constants,
+    ChunkStreamState, chunk_blocks, chunk_ends, context_mask, count_chunks, encode_chunks, query_context_mask,
+    read_chunks, stream_chunk, stream_constants,
 )  # fmt: skip
-from spikefm.nn.chunking import chunk_grid, chunk_index
+from spikefm.nn.chunking import chunk_grid, chunk_index, token_samples
 from spikefm.nn.identity_offsets import IdentityOffsets
 from spikefm.nn.recurrent import make_core
-from spikefm.nn.transformer import make_ffn
+from spikefm.nn.transformer import context_kv
 from spikefm.objectives.multitask import multitask_objective
 from spikefm.objectives.unit_counts import binned_spike_counts
 from spikefm.objectives.unit_masking import UnitMasks, draw_unit_masks, flat_units
@@ -172,14 +172,8 @@ class Unified(RegisteredCalibration, nn.Module):
             config.core, input_dim=config.latents_per_chunk * dim, hidden_dim=config.rnn_dim, layers=config.rnn_layers,
             dropout=config.rnn_dropout, state_dim=config.ssm_state_dim, expand=config.ssm_expand,
         )  # fmt: skip
-        self.encoder, self.decoder = (
-            CrossAttentionBlock(
-                attention=Attention(dim=dim, heads=config.heads, head_dim=config.head_dim, context_dim=width,
-                                    rotate_value=True),
-                ffn=make_ffn("geglu", dim=dim, hidden_dim=4 * dim, dropout=config.dropout), context_dim=width,
-            )  # fmt: skip
-            for width in (dim, core_dim)
-        )
+        self.encoder, self.decoder = chunk_blocks(dim=dim, heads=config.heads, head_dim=config.head_dim,
+                                                  core_dim=core_dim, dropout=config.dropout)  # fmt: skip
         self.readout = nn.ModuleDict({key: nn.Linear(dim, width) for key, width in behavior_dims.items()})
         self.count_readout = nn.Linear(dim, 1)
         self.count_embedding = nn.Linear(1, dim) if config.token_counts else None
@@ -224,8 +218,7 @@ class Unified(RegisteredCalibration, nn.Module):
         keep = batch.mask & (batch.token_type != TokenType.END) & ~hidden[units]  # [*P]
         if self.training and c.unit_dropout:
             keep = keep & unit_dropout_keep(batch, c.min_units)
-        rows_of = torch.arange(batch.batch_size, device=keep.device)[:, None]
-        sample = batch.sample_index if batch.packed else rows_of.expand_as(keep)  # window of each token
+        sample = token_samples(keep, batch.sample_index)  # window of each token
         times = batch.timestamps[keep]
         tokens = identity[units[keep]] + self.token_type_embedding(batch.token_type[keep])  # [n, D]
         if self.count_embedding is not None:  # + the unit's spike count in the token's chunk
@@ -238,8 +231,7 @@ class Unified(RegisteredCalibration, nn.Module):
         if batch.query_timestamps is None:
             raise ValueError("Unified decodes behaviour at queries: tokenize with SpikeConfig(query='rate')")
         times = batch.query_timestamps  # [B, Q]
-        own = chunk_index(times, self.config.chunk).clamp(0, ends.shape[0] - 1)  # [B, Q]
-        mask = context_mask(own, ends.shape[0], self.config.context_chunks)  # [B, Q, C]
+        mask = query_context_mask(times, self.config.chunk, ends.shape[0], self.config.context_chunks)  # [B, Q, C]
         outputs = {}
         for key, head in self.readout.items():
             query = self.task_embedding.embed([key])[None].expand(*times.shape, -1)  # [B, Q, D]
@@ -311,8 +303,9 @@ class Unified(RegisteredCalibration, nn.Module):
         query = self.task_embedding.embed([self.config.behavior_key]).expand(query_offsets.shape[0], -1)  # [Qc, D]
         constants = stream_constants(self.encoder, self.decoder, self.rotary, self.core, self.latent_embedding.weight,
                                      query, query_offsets, self.config.chunk, self.config.context_chunks)  # fmt: skip
-        return {**constants, "spike": spike, "start": start, "spike_kv": self._token_kv(spike),
-                "start_kv": self._token_kv(start), "head": self.readout[self.config.behavior_key]}  # fmt: skip
+        spike_kv, start_kv = context_kv(self.encoder, spike), context_kv(self.encoder, start)  # [U, 2 * heads * Dh]
+        return {**constants, "spike": spike, "start": start, "spike_kv": spike_kv, "start_kv": start_kv,
+                "head": self.readout[self.config.behavior_key]}  # fmt: skip
 
     def initial_stream_state(self) -> UnifiedState:
         """The state before a stream's first chunk (zeros, empty history)."""
@@ -326,16 +319,12 @@ class Unified(RegisteredCalibration, nn.Module):
         else:  # + each unit's count in this chunk
             counts = torch.bincount(units, minlength=stream["spike"].shape[0]).float()  # [U]
             feature = self.count_embedding(torch.log1p(counts)[:, None])  # [U, D]
-            kv = self._token_kv(stream["spike"][units] + feature[units])
-            start = self._token_kv(stream["start"] + feature)
+            kv = context_kv(self.encoder, stream["spike"][units] + feature[units])
+            start = context_kv(self.encoder, stream["start"] + feature)
         if state.filled == 0:  # a stream's first chunk holds every unit's START token at time 0
             kv, times = torch.cat([start, kv]), torch.cat([times.new_zeros(start.shape[0]), times])
         out, state = stream_chunk(self.encoder, self.decoder, self.core, stream, kv, times, state)
         return stream["head"](out), state
-
-    def _token_kv(self, tokens: Tensor) -> Tensor:
-        """The encoder's key / value projections of tokens [n, D] -> [n, 2 * heads * head_dim]."""
-        return self.encoder.attention.to_kv(self.encoder.context_norm(tokens))
 
 
 unified_objective = multitask_objective  # behaviour MSE per key + count_weight x masked Poisson NLL
