@@ -21,7 +21,6 @@ import torch
 
 from spikefm.data.synthetic import SyntheticConfig, generate
 from spikefm.models.registry import build_config, get_spec
-from spikefm.nn.dropout import FastDropout
 from spikefm.realtime import StreamingDecoder
 from spikefm.tokenize.base import collate
 
@@ -63,30 +62,14 @@ def _streamed(model, recording) -> torch.Tensor:
     tokens = get_spec("possm").make_tokenizer(model.config)(recording.window(0.0, 1.0))  # spike tokens only
     times = tokens.timestamps.astype(np.float32).astype(np.float64)
     decoder = StreamingDecoder(model, recording.unit_keys(), recording.session)
-    chunk, streamed = model.config.chunk, []
-    for k in range(16):
-        inside = (times >= k * chunk) & (times < (k + 1) * chunk)
-        streamed.append(decoder.step(times[inside], tokens.unit_index[inside], (k + 1) * chunk))
-    return torch.cat(streamed)
+    return decoder.run(times, tokens.unit_index, start=0.0, n_chunks=16)
 
 
-def _torch_dropout(self, x: torch.Tensor) -> torch.Tensor:
-    return torch.nn.functional.dropout(x, self.p, self.training)
-
-
-def test_refactored_possm_reproduces_the_reference_outputs(monkeypatch):
-    monkeypatch.setattr(FastDropout, "forward", _torch_dropout)
-    expected = torch.load(REFERENCE)
-    actual = reference_outputs()
-    assert sorted(actual) == sorted(expected)
-    for key, value in expected.items():
-        if key.endswith("/state_dict"):
-            assert actual[key] == value, key
-            continue
-        torch.testing.assert_close(actual[key], value, atol=1e-6, rtol=1e-6, msg=lambda m, key=key: f"{key}: {m}")
+def test_refactored_possm_reproduces_the_reference_outputs(assert_matches_reference):
+    assert_matches_reference(REFERENCE, reference_outputs)
 
 
 if __name__ == "__main__":
-    FastDropout.forward = _torch_dropout
-    torch.save(reference_outputs(), REFERENCE)
-    print(f"wrote {REFERENCE}")
+    from conftest import regenerate  # this folder's conftest (the script's own folder is on sys.path)
+
+    regenerate(REFERENCE, reference_outputs)

@@ -95,12 +95,9 @@ def test_streaming_equals_offline_pass(dataset, core, token_counts):
     spikes = (tokens.token_type == TokenType.SPIKE) & np.isin(tokens.unit_index, inputs)
     times, units = batch.timestamps.double().numpy()[spikes], np.searchsorted(inputs, tokens.unit_index[spikes])
     decoder = StreamingDecoder(model, [rec.unit_keys()[i] for i in inputs], rec.session)
-    chunk, streamed = model.config.chunk, []
-    for k in range(16):
-        inside = (times >= k * chunk) & (times < (k + 1) * chunk)
-        streamed.append(decoder.step(times[inside], units[inside], (k + 1) * chunk))
+    streamed = decoder.run(times, units, start=0.0, n_chunks=16)
     assert offline.shape == (64, 2)
-    torch.testing.assert_close(torch.cat(streamed), offline, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(streamed, offline, atol=1e-5, rtol=1e-5)
 
 
 def test_streaming_needs_a_calibrated_session(dataset):

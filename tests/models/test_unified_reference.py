@@ -5,7 +5,8 @@ its general pieces moved into ``nn/`` and ``objectives/``), on fixed seeds: eval
 in-batch and with registered calibration, a training pass (scheme draw, unit dropout, count-row
 sampling, dropout) and a streamed decode. The refactored model must reproduce them to 1e-6.
 The reference's dropout masks were drawn by torch's kernel; ``FastDropout`` (nn/dropout.py, its own
-tests) draws other masks from the same RNG, so the comparison puts torch's kernel back in its place.
+tests) draws other masks from the same RNG, so the comparison (``assert_matches_reference`` in
+conftest.py) puts torch's kernel back in its place.
 
 Regenerate only when the model's behaviour is meant to change:
 
@@ -21,7 +22,6 @@ import torch
 
 from spikefm.data.synthetic import SyntheticConfig, generate
 from spikefm.models.registry import build_config, get_spec
-from spikefm.nn.dropout import FastDropout
 from spikefm.objectives.unit_masking import UnitMasks
 from spikefm.realtime import StreamingDecoder
 from spikefm.tokenize.base import TokenType, collate
@@ -77,27 +77,14 @@ def _streamed(model, tokenizer, recording) -> torch.Tensor:
     times = tokens.timestamps.astype(np.float32).astype(np.float64)[spikes]
     units = np.searchsorted(inputs, tokens.unit_index[spikes])
     decoder = StreamingDecoder(model, [recording.unit_keys()[i] for i in inputs], recording.session)
-    chunk, streamed = model.config.chunk, []
-    for k in range(16):
-        inside = (times >= k * chunk) & (times < (k + 1) * chunk)
-        streamed.append(decoder.step(times[inside], units[inside], (k + 1) * chunk))
-    return torch.cat(streamed)
+    return decoder.run(times, units, start=0.0, n_chunks=16)
 
 
-def _torch_dropout(self, x: torch.Tensor) -> torch.Tensor:
-    return torch.nn.functional.dropout(x, self.p, self.training)
-
-
-def test_refactored_model_reproduces_the_reference_outputs(monkeypatch):
-    monkeypatch.setattr(FastDropout, "forward", _torch_dropout)
-    expected = torch.load(REFERENCE)
-    actual = reference_outputs()
-    assert sorted(actual) == sorted(expected)
-    for key, value in expected.items():
-        torch.testing.assert_close(actual[key], value, atol=1e-6, rtol=1e-6, msg=lambda m, key=key: f"{key}: {m}")
+def test_refactored_model_reproduces_the_reference_outputs(assert_matches_reference):
+    assert_matches_reference(REFERENCE, reference_outputs)
 
 
 if __name__ == "__main__":
-    FastDropout.forward = _torch_dropout
-    torch.save(reference_outputs(), REFERENCE)
-    print(f"wrote {REFERENCE}")
+    from conftest import regenerate  # this folder's conftest (the script's own folder is on sys.path)
+
+    regenerate(REFERENCE, reference_outputs)

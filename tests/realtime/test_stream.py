@@ -44,12 +44,8 @@ def offline_and_streamed(model, tokenizer, recording, t0, drop=None):
     with torch.no_grad():
         offline = model(batch)["behavior"][0]  # [Q, D]
     decoder = StreamingDecoder(model, recording.unit_keys(), recording.session)
-    chunk = model.config.chunk
-    streamed = []
-    for k in range(int(round(1.0 / chunk))):
-        inside = (times >= k * chunk) & (times < (k + 1) * chunk)
-        streamed.append(decoder.step(times[inside] + t0, units[inside], t0 + (k + 1) * chunk))
-    return offline, torch.cat(streamed)[: offline.shape[0]], decoder
+    streamed = decoder.run(times + t0, units, start=t0, n_chunks=int(round(1.0 / model.config.chunk)))
+    return offline, streamed[: offline.shape[0]], decoder
 
 
 @pytest.mark.parametrize("core", ["gru", "ssm"])
@@ -95,6 +91,24 @@ def test_reset_restarts_the_stream_and_the_state_stays_constant(dataset):
     assert torch.isfinite(first).all()
     decoder.reset()
     torch.testing.assert_close(run(3), first[:3])
+
+
+def test_run_steps_consecutive_chunks_and_continues_the_stream(dataset):
+    model, _ = build(dataset, **EXACT)
+    rec = dataset.recordings[0]
+    lo, hi = np.searchsorted(rec.spikes.times, [2.0, 3.0])
+    times, units = rec.spikes.times[lo:hi], rec.spikes.units[lo:hi]
+    whole = StreamingDecoder(model, rec.unit_keys(), rec.session).run(times, units, start=2.0, n_chunks=16)
+    decoder, stepped = StreamingDecoder(model, rec.unit_keys(), rec.session), []
+    for k in range(6):  # the first 6 chunks one by one, then run on from there
+        inside = (times >= 2.0 + k / 16) & (times < 2.0 + (k + 1) / 16)
+        stepped.append(decoder.step(times[inside], units[inside], 2.0 + (k + 1) / 16))
+    half = times < 2.375
+    rest = decoder.run(times[~half], units[~half], start=2.375, n_chunks=10)
+    assert whole.shape == (16 * 4, 2)
+    torch.testing.assert_close(torch.cat([*stepped, rest]), whole, atol=0, rtol=0)
+    with pytest.raises(ValueError, match="must lie in"):
+        decoder.run(times, units, start=3.0, n_chunks=2)  # spikes before the first chunk
 
 
 def test_clear_errors(dataset):

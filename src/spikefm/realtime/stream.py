@@ -52,6 +52,8 @@ class StreamingDecoder:
     Shapes:
         step(spike_times [n] seconds, spike_units [n] int, chunk_end) -> behaviour [Qc, D]
         at ``chunk_end - chunk + query_offsets`` (see :attr:`last_query_times`).
+        run(spike_times [n], spike_units [n], start=, n_chunks=) -> [n_chunks * Qc, D]: ``step``
+        over consecutive chunks.
     """
 
     def __init__(
@@ -114,6 +116,29 @@ class StreamingDecoder:
         self.last_end = float(chunk_end)
         self.last_query_times = start + self.query_offsets.cpu().numpy()
         return behavior
+
+    def run(self, spike_times: np.ndarray, spike_units: np.ndarray, *, start: float, n_chunks: int) -> Tensor:
+        """Decode ``n_chunks`` consecutive chunks from ``start``: :meth:`step` on each chunk
+        ``[start + k * chunk, start + (k + 1) * chunk)`` with its own spikes.
+
+        Args:
+            spike_times: float [n] sorted spike times in seconds (the stream's clock), all inside
+                ``[start, start + n_chunks * chunk)``.
+            spike_units: int [n] unit index of each spike.
+            start: the first chunk's start (after a previous step: that chunk's end).
+
+        Returns:
+            float [n_chunks * Qc, D] behaviour at the chunks' query times, in order.
+        """
+        if n_chunks < 1:
+            raise ValueError(f"n_chunks must be >= 1, got {n_chunks}")
+        times, units = np.asarray(spike_times, dtype=np.float64), np.asarray(spike_units)
+        edges = np.searchsorted(times, start + np.arange(n_chunks + 1) * self.chunk)  # chunk k: edges[k]:edges[k + 1]
+        if edges[0] > 0 or edges[-1] < times.size:
+            raise ValueError(f"spike_times must lie in [{start}, {start + n_chunks * self.chunk}) s, the chunks run")
+        outputs = [self.step(times[lo:hi], units[lo:hi], start + (k + 1) * self.chunk)
+                   for k, (lo, hi) in enumerate(zip(edges[:-1], edges[1:]))]  # fmt: skip
+        return torch.cat(outputs)
 
     def _chunk_start(self, chunk_end: float) -> float:
         if not math.isfinite(chunk_end):
