@@ -181,6 +181,48 @@ def synthetic_suite(models: Sequence[str], budget: Budget, out: Path, cache: Res
     return result
 
 
+#: Transfer suites by name: the latent system of their worlds (:class:`~spikefm.eval.transfer_candidate.TransferWorld`).
+TRANSFER_SUITES = {"transfer-lorenz": "lorenz"}
+#: Worlds never generated during development (a 5-session world's first sessions equal the 1-session draws of the
+#: same seed, so the synthetic suites' seeds are not reused).
+TRANSFER_DRAWS = (3001, 3002, 3003)
+TRANSFER_ROWS = ("spint:zero_shot", "unified:zero_shot", "poyo:recalibrate")
+TRANSFER_K = (8, 32)
+
+
+def transfer_suite(rows: Sequence[str], budget: Budget, out: Path, cache: ResultCache, world: Any,
+                   draws: Sequence[int] = TRANSFER_DRAWS, ks: Sequence[int] = TRANSFER_K,
+                   log=print) -> ProtocolResult:
+    """Transfer to a new session (:mod:`spikefm.eval.transfer_candidate`): ``rows`` are ``model:condition``; each is
+    pretrained on a world's other sessions (``budget.max_steps`` steps, a fixed recipe), adapted with the first k
+    train trials of the new session (every k of ``ks``), its adaptation chosen on world 0's new session's
+    validation trials, and scored on the new sessions of the fresh worlds ``draws``."""
+    from spikefm.eval.transfer_candidate import Pretraining, TransferCandidate, transfer_task
+
+    task = transfer_task()
+    worlds = {seed: world.draw(seed) for seed in (DEV_DRAW, *draws)}
+    sources = {target.session: pretrain for pretrain, target in worlds.values()}
+    pretraining = Pretraining(steps=budget.max_steps)
+    candidates: list = []
+    for k in ks:
+        for name in ("wiener causal", "wiener acausal", "kalman"):
+            extra = {"window_bins": task.window_bins} if name == "wiener acausal" else {}
+            candidates.append(BaselineCandidate(make_baseline(name, **extra), task, train_trials=k))
+        for row in rows:
+            model, _, condition = row.partition(":")
+            candidates.append(TransferCandidate(model, condition or "zero_shot", k, task, sources, pretraining))
+    dev_target = worlds[DEV_DRAW][1]
+    select_on = DataSpec(dev_target.session, dev_target, "world 0's new session (selection only)")
+    score_on = [DataSpec(target.session, target, f"new session of fresh world {seed}; pretrained on its other "
+                         f"{len(pretrain)} sessions") for seed, (pretrain, target) in worlds.items() if seed != DEV_DRAW]
+    result = run(f"transfer ({world.system})", candidates, select_on=select_on, score_on=score_on, budget=budget,
+                 cache=cache, log=log)
+    result.notes.append(f"Pretraining (fixed, not searched): {asdict(pretraining)} on the train trials of each "
+                        f"world's first {world.n_sessions - 1} sessions; adaptation chosen on {dev_target.session}'s "
+                        f"val trials; scored on the new sessions of worlds {list(draws)}.")
+    return result
+
+
 DECODE, CO_SMOOTHING = "decode", "co-bps"  # file_suite's tasks
 
 
@@ -327,11 +369,20 @@ def run_bench(target: str | None, *, data: Path | None = None, quick: bool = Fal
         chosen = list(models) if models is not None else list(SUITE_MODELS[target])
         result = synthetic_suite(chosen, budget, out, cache, settings, draws, log=log)
         stem = settings.stem
+    elif target in TRANSFER_SUITES:
+        from spikefm.eval.transfer_candidate import TransferWorld
+
+        world = TransferWorld.quick() if quick else TransferWorld(system=TRANSFER_SUITES[target])
+        chosen = list(models) if models is not None else list(TRANSFER_ROWS)
+        fresh = _check_draws(draws) if draws is not None else TRANSFER_DRAWS[:1] if quick else TRANSFER_DRAWS
+        result = transfer_suite(chosen, budget, out, cache, world, fresh, ks=(2,) if quick else TRANSFER_K, log=log)
+        stem = target.replace("-", "_")
     elif target is not None and Path(target).suffix in (".yaml", ".yml"):
         result = recipe_suite(Path(target), budget, out, cache, log=log)
         stem = f"recipe_{Path(target).stem}"
     else:
         raise ValueError(f"bench target {target!r}: give a synthetic suite ({', '.join(SYNTHETIC_SUITES)}), "
+                         f"a transfer suite ({', '.join(TRANSFER_SUITES)}), "
                          "a recipe (.yaml) or --data FILE")
     result.wall_seconds = time.perf_counter() - start  # selection + scoring, this sitting
     stem += "_quick" if quick else ""

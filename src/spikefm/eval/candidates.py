@@ -195,11 +195,16 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 
 @dataclass
 class BaselineCandidate:
-    """A tunable baseline of :mod:`spikefm.eval.baselines` as a protocol candidate."""
+    """A tunable baseline of :mod:`spikefm.eval.baselines` as a protocol candidate.
+
+    ``train_trials`` (k) fits it on the first k trials of the train split only (the labelled trials a transfer
+    method may use on a new session); its row is then named ``"<baseline> k=<k>"``.
+    """
 
     baseline: Baseline
     task: Task
     deterministic: bool = True
+    train_trials: int | None = None
     name: str = field(init=False)
     metric: str = field(init=False)
     causal: bool = field(init=False)
@@ -226,14 +231,20 @@ class BaselineCandidate:
                          " + the bin's behaviour")
         else:
             self.info = f"{'causal' if self.causal else 'acausal'}: Gaussian kernel, {ms:g} ms bins"
+        if self.train_trials is not None:
+            if self.train_trials < 1:
+                raise ValueError(f"train_trials must be >= 1, got {self.train_trials}")
+            self.name = f"{self.name} k={self.train_trials}"
+            self.info = f"{self.info}; fitted on {self.train_trials} labelled trials of the session"
 
     def key(self) -> dict[str, Any]:
         space = {k: repr(v) for k, v in self.baseline.search_space().items()}
-        return {"kind": "baseline", "name": self.name, "task": self.task.__dict__, "space": space}
+        return {"kind": "baseline", "name": self.name, "task": self.task.__dict__, "space": space,
+                **({"train_trials": self.train_trials} if self.train_trials is not None else {})}
 
     def default(self) -> dict[str, Any]:
         space = self.baseline.search_space()
-        chosen = DEFAULTS.get(self.name, {})
+        chosen = DEFAULTS.get(self.baseline.name, {})
         return {k: chosen[k] if k in chosen and (not isinstance(v, Choice) or chosen[k] in v.values)
                 else (v.values[len(v.values) // 2] if isinstance(v, Choice) else v.low)
                 for k, v in space.items()}
@@ -246,7 +257,12 @@ class BaselineCandidate:
         return _as_stretch(arrays) if self.task.continuous else arrays
 
     def fit(self, dev: Recording, params: dict[str, Any], seed: int, report: Reporter | None = None) -> Baseline:
-        return copy.deepcopy(self.baseline).fit(self._arrays(dev, "train"), params)
+        if self.train_trials is None:
+            return copy.deepcopy(self.baseline).fit(self._arrays(dev, "train"), params)
+        train = task_arrays(self.task, dev, "train")
+        if train.counts.shape[0] < self.train_trials:
+            raise ValueError(f"{self.name}: the session has {train.counts.shape[0]} train trials")
+        return copy.deepcopy(self.baseline).fit(train.take(np.arange(self.train_trials)), params)
 
     def _scores(self, fitted: Baseline, rec: Recording, split: str) -> TrialScores:
         arrays = task_arrays(self.task, rec, split)

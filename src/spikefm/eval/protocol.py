@@ -321,11 +321,18 @@ def _rows(candidates, selections, scored, wall, select_on, score_on, budget):
                 "cpu_hours": round(cpu / 3600, 4),
             })
         for model in (c for c in group if _role(c) == "model"):
-            for base in (c for c in group if _role(c) == "baseline" and (c.causal or not model.causal)):
+            for base in (c for c in group if _role(c) == "baseline" and (c.causal or not model.causal)
+                         and _comparable(model, c)):
                 comparisons.append({"metric": metric, "model": model.name, "baseline": base.name,
                                     "baseline_information": base.info,
                                     **compare(replicates[model.name], replicates[base.name])})
     return rows, comparisons
+
+
+def _comparable(model: Candidate, baseline: Candidate) -> bool:
+    """Candidates compare when they read the same data budget: the same ``train_trials`` (k labelled or unlabeled
+    trials of a new session, transfer rows) or neither has one."""
+    return getattr(model, "train_trials", None) == getattr(baseline, "train_trials", None)
 
 
 def _role(candidate: Candidate) -> str:

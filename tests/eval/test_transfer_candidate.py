@@ -1,0 +1,62 @@
+"""Transfer rows under the protocol: pretraining on a world's other sessions, adaptation with k trials of the new
+one, each row compared only with baselines fitted on the same k trials."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from spikefm.eval import transfer_candidate
+from spikefm.eval.bench import transfer_suite
+from spikefm.eval.cache import ResultCache
+from spikefm.eval.protocol import Budget
+from spikefm.eval.sealed import seal
+from spikefm.eval.transfer_candidate import Pretraining, TransferCandidate, TransferWorld, transfer_task
+
+TINY = Budget(trials=1, seeds=1, max_steps=3, bootstrap=10)
+
+
+@pytest.fixture(scope="module")
+def world():
+    return TransferWorld.quick().draw(11)
+
+
+def test_worlds_name_their_sessions_apart() -> None:
+    a, b = TransferWorld.quick().draw(1), TransferWorld.quick().draw(2)
+    names = [r.session for r in (*a[0], a[1], *b[0], b[1])]
+    assert len(set(names)) == len(names) and a[1].session == "lorenzw1-2"
+
+
+def test_a_model_without_the_conditions_hook_is_refused(world) -> None:
+    pretrain, target = world
+    with pytest.raises(ValueError, match="cannot run zero_shot"):
+        TransferCandidate("poyo", "zero_shot", 2, transfer_task(), {target.session: pretrain})
+    with pytest.raises(ValueError, match="unknown transfer condition"):
+        TransferCandidate("spint", "scratch", 2, transfer_task(), {target.session: pretrain})
+
+
+def test_zero_shot_reads_no_label_of_the_new_session(world) -> None:
+    pretrain, target = world
+    candidate = TransferCandidate("spint", "zero_shot", 4, transfer_task(), {target.session: pretrain},
+                                  Pretraining(steps=3, batch_size=8))
+    dev, _ = seal(target, name="t")
+    scrambled = replace(dev, behavior={k: replace(v, values=np.zeros_like(v.values)) for k, v in dev.behavior.items()})
+    first = candidate._scores(candidate.fit(dev, {}, seed=1), dev, "val")
+    again = candidate._scores(candidate.fit(scrambled, {}, seed=1), dev, "val")
+    np.testing.assert_array_equal(first.pred, again.pred)
+
+
+def test_the_suite_pairs_each_row_with_baselines_of_its_k_and_pretrains_once_per_seed(tmp_path: Path) -> None:
+    transfer_candidate._PRETRAINED.clear()
+    result = transfer_suite(["spint:zero_shot", "poyo:recalibrate"], TINY, tmp_path, ResultCache(tmp_path / "c"),
+                            TransferWorld.quick(), draws=(3001,), ks=(2, 3), log=lambda *_: None).to_json()
+    models = {r["name"] for r in result["rows"] if r["role"] == "model"}
+    assert models == {f"{m} k={k}" for m in ("spint zero_shot", "poyo recalibrate") for k in (2, 3)}
+    assert all(np.isfinite(r["score"]) for r in result["rows"])
+    for c in result["comparisons"]:
+        assert c["model"].rsplit(" ", 1)[1] == c["baseline"].rsplit(" ", 1)[1]  # same k=...
+    # 2 models x (the search seed on world 0 + the one final seed on world 3001), shared by every k and trial
+    assert len(transfer_candidate._PRETRAINED) == 2 * 2
