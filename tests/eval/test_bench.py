@@ -187,3 +187,17 @@ def test_a_run_table_bolds_a_model_only_when_it_beats_every_baseline() -> None:
                             _diff("mtm", "smoothing", 0.05, 0.15), _diff("mtm", "smoothing causal", 0.1, 0.3)])
     lines = {line.split(" | ")[0]: line for line in markdown(result).splitlines() if line.startswith("| ")}
     assert "**" not in lines["| stndt"] and "**0.900" in lines["| mtm"]
+
+
+def test_a_sitting_records_the_commit_it_started_on(monkeypatch, tmp_path: Path) -> None:
+    """A long sitting imports the tree as it was when it started; a later HEAD is recorded beside it."""
+    from spikefm.eval import bench, protocol
+
+    commits = iter(["start", "end", "end", "end"])
+    real = protocol.environment
+    monkeypatch.setattr(bench, "environment", lambda: {**real(), "commit": next(commits)})
+    monkeypatch.setattr(protocol, "environment", lambda: {**real(), "commit": next(commits)})
+    _, md_path, payload = bench.run_bench("synthetic", quick=True, models=[], trials=1, seeds=1, out=tmp_path,
+                                          log=lambda *_: None)
+    assert payload["environment"]["commit"] == "start" and payload["environment"]["commit_at_end"] == "end"
+    assert "Commit start (the tree was at end when it ended)" in md_path.read_text()

@@ -40,7 +40,7 @@ from spikefm.eval.metrics import BITS_PER_SPIKE, CO_BPS, DECODE_R2, POSITION_R2
 from spikefm.eval.model_candidate import ModelCandidate, config_fields
 from spikefm.eval.mtm_candidate import MaskedTaskCandidate, masked_task
 from spikefm.eval.mtm_tasks import TASKS as MTM_TASKS
-from spikefm.eval.protocol import Budget, DataSpec, ProtocolResult, run, select_all
+from spikefm.eval.protocol import Budget, DataSpec, ProtocolResult, environment, run, select_all
 
 __all__ = ["SEALED_DRAWS", "MODEL_TASKS", "SYNTHETIC_SUITES", "SyntheticSettings", "synthetic_suite", "file_suite",
            "recipe_suite", "run_bench", "merge_results"]
@@ -357,7 +357,7 @@ def run_bench(target: str | None, *, data: Path | None = None, quick: bool = Fal
     changes = {k: v for k, v in {"trials": trials, "seeds": seeds, "max_steps": max_steps}.items() if v is not None}
     budget = Budget.quick(**changes) if quick else Budget(**changes)
     cache = ResultCache(cache_dir or out / "cache")
-    start = time.perf_counter()
+    start, started_at = time.perf_counter(), environment()["commit"]  # the code a long sitting imported
     if data is not None:
         chosen = list(models) if models is not None else ["poyo"]
         result = file_suite(data, chosen, budget, out, cache, behavior_key=behavior_key, block=block, log=log)
@@ -385,6 +385,8 @@ def run_bench(target: str | None, *, data: Path | None = None, quick: bool = Fal
                          f"a transfer suite ({', '.join(TRANSFER_SUITES)}), "
                          "a recipe (.yaml) or --data FILE")
     result.wall_seconds = time.perf_counter() - start  # selection + scoring, this sitting
+    if result.environment["commit"] != started_at:  # the tree changed while it ran: say which code it started on
+        result.environment = {**result.environment, "commit": started_at, "commit_at_end": result.environment["commit"]}
     stem += "_quick" if quick else ""
     out.mkdir(parents=True, exist_ok=True)
     payload = result.to_json()

@@ -24,7 +24,9 @@ def markdown(result: dict[str, Any]) -> str:
     beaten = compared - {(c["model"], c["metric"]) for c in result["comparisons"] if not c["beats"]}
     lines = [
         f"# Protocol results: {result['suite']}", "",
-        f"Commit {env['commit']}; {env['cpu']} ({env['cores']} cores, {env['torch_threads']} torch thread(s))"
+        f"Commit {env['commit']}"
+        + (f" (the tree was at {env['commit_at_end']} when it ended)" if env.get("commit_at_end") else "")
+        + f"; {env['cpu']} ({env['cores']} cores, {env['torch_threads']} torch thread(s))"
         + (f", GPU {env['gpu']}" if env.get("gpu") else "") + f"; torch {env['torch']}. "
         f"Wall time {result['wall_seconds'] / 60:.1f} min, {result['cpu_hours']:.3f} CPU-hours.", "",
         f"Budget (every candidate with knobs alike): {budget['trials']} search trials on validation "
