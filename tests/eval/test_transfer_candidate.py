@@ -60,3 +60,18 @@ def test_the_suite_pairs_each_row_with_baselines_of_its_k_and_pretrains_once_per
         assert c["model"].rsplit(" ", 1)[1] == c["baseline"].rsplit(" ", 1)[1]  # same k=...
     # 2 models x (the search seed on world 0 + the one final seed on world 3001), shared by every k and trial
     assert len(transfer_candidate._PRETRAINED) == 2 * 2
+
+
+def test_transfer_suite_from_the_command_line(tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from spikefm.cli import app
+
+    result = CliRunner().invoke(app, ["bench", "transfer-lorenz", "--quick", "--budget", "1", "--seeds", "1",
+                                      "--steps", "2", "--models", "spint:zero_shot", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    payload = json.loads((tmp_path / "transfer_lorenz_quick.json").read_text())
+    assert {r["name"] for r in payload["rows"] if r["role"] == "model"} == {"spint zero_shot k=2"}
+    assert {r["data"][0]["name"] for r in payload["rows"]} == {"lorenzw3001-2"}
