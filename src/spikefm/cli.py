@@ -452,6 +452,7 @@ def bench(
     behavior: Optional[str] = typer.Option(None, help="Behaviour to decode with --data (default the first)."),
     block: float = typer.Option(1.0, help="Block length (s) for a continuous --data recording."),
     out: Path = typer.Option(Path("runs/bench"), help="Results folder (JSON + markdown); cache under it."),
+    co_bps_bin: float = typer.Option(0.02, help="Seconds per co-smoothing bin in a synthetic suite (0.05 for unified:co-bps)."),
     draws: Optional[str] = typer.Option(
         None, help="Comma-separated generator seeds of a synthetic suite's sealed draws (default 1001,1002,1003)."),
     merge: Optional[List[Path]] = typer.Option(
@@ -477,7 +478,8 @@ def bench(
         json_path, md_path, _ = run_bench(
             target, data=data, quick=quick, trials=budget, seeds=seeds, max_steps=steps,
             models=[m for m in models.split(",") if m] if models is not None else None, out=out, behavior_key=behavior, block=block,
-            draws=_int_list(draws, "--draws") if draws is not None else None, log=console.print,
+            draws=_int_list(draws, "--draws") if draws is not None else None, co_bps_bin=co_bps_bin,
+            log=console.print,
         )
     except (DataError, ValueError, FileNotFoundError) as error:
         _fail(str(error))

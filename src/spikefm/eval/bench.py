@@ -40,6 +40,7 @@ from spikefm.eval.metrics import BITS_PER_SPIKE, CO_BPS, DECODE_R2, POSITION_R2
 from spikefm.eval.model_candidate import ModelCandidate, config_fields
 from spikefm.eval.mtm_candidate import MaskedTaskCandidate, masked_task
 from spikefm.eval.mtm_tasks import TASKS as MTM_TASKS
+from spikefm.eval.unit_rate_candidate import UnitRateCandidate
 from spikefm.eval.protocol import Budget, DataSpec, ProtocolResult, environment, run, select_all
 
 __all__ = ["SEALED_DRAWS", "MODEL_TASKS", "SYNTHETIC_SUITES", "SyntheticSettings", "synthetic_suite", "file_suite",
@@ -52,7 +53,9 @@ MODEL_TASKS = {"ndt1": CO_BPS, "stndt": CO_BPS, "mtm": CO_BPS, "ndt2": CO_BPS, "
                "unified": DECODE_R2, "spint": DECODE_R2, "neuroformer": BITS_PER_SPIKE,
                "ndt2_decoder": DECODE_R2,
                # MtM's four masked-prediction tasks, one row each (``--models mtm:tasks`` runs all four)
-               **{f"mtm:{task}": masked_metric(task) for task in MTM_TASKS}}
+               **{f"mtm:{task}": masked_metric(task) for task in MTM_TASKS},
+               # the unified model's held-out unit rates per 50 ms chunk (run with co_bps_bin = 0.05)
+               "unified:co-bps": CO_BPS}
 #: The kind of baseline each metric is compared with (:func:`spikefm.eval.baselines.baselines_for`).
 METRIC_KIND = {CO_BPS: "self_supervised", BITS_PER_SPIKE: "generation", DECODE_R2: "decoding",
                POSITION_R2: "decoding", **{masked_metric(task): task for task in MTM_TASKS}}
@@ -135,6 +138,11 @@ def _models(models: Sequence[str], task_of: Callable[[str], Task], budget: Budge
     out_models = []
     for m in models:
         task = task_of(m)
+        if m.endswith(":co-bps"):  # a spike-token model's held-out unit rates per chunk
+            sampler, batch = TRAINING.get(_base(m), ("trials", batch_size))  # as its decoding row trains
+            out_models.append(UnitRateCandidate(_base(m), task, max_steps=budget.max_steps,
+                                                out_dir=out / "runs" / _base(m), sampler=sampler, batch_size=batch))
+            continue
         if ":" in m:  # one of MtM's masked tasks, trained as the co-smoothing row, scored on its task
             out_models.append(MaskedTaskCandidate(_base(m), task, max_steps=budget.max_steps,
                                                   out_dir=out / "runs" / _base(m), batch_size=batch_size,
@@ -145,15 +153,21 @@ def _models(models: Sequence[str], task_of: Callable[[str], Task], budget: Budge
                                                   sampler="random", batch_size=batch_size))
             continue
         sampler, batch = TRAINING.get(m, ("trials", batch_size))
+        overrides = _binned_overrides(m, task) if task.metric == CO_BPS and task.bin_size != 0.02 else {}
         out_models.append(ModelCandidate(m, task, max_steps=budget.max_steps, out_dir=out / "runs" / m,
-                                         sampler=sampler, batch_size=batch))
+                                         sampler=sampler, batch_size=batch, overrides=overrides))
     return out_models
 
 
 def synthetic_suite(models: Sequence[str], budget: Budget, out: Path, cache: ResultCache,
-                    settings: SyntheticSettings, draws: Sequence[int] = SEALED_DRAWS, log=print) -> ProtocolResult:
-    """Select on draw 0, freeze the recipes, then generate ``draws`` and score on them."""
-    tasks = {CO_BPS: Task(CO_BPS, window=1.0, bin_size=0.02),
+                    settings: SyntheticSettings, draws: Sequence[int] = SEALED_DRAWS, log=print,
+                    co_bps_bin: float = 0.02) -> ProtocolResult:
+    """Select on draw 0, freeze the recipes, then generate ``draws`` and score on them.
+
+    ``co_bps_bin``: seconds per co-smoothing bin; binned models are set to it (``unified:co-bps`` needs its 50 ms
+    chunk, so a sitting comparing it with MtM / NDT1 uses 0.05 for all of them).
+    """
+    tasks = {CO_BPS: Task(CO_BPS, window=1.0, bin_size=co_bps_bin),
              DECODE_R2: Task(DECODE_R2, window=1.0, bin_size=0.02, behavior_key="hand_vel"),
              BITS_PER_SPIKE: generation_task("neuroformer", window=1.0, behavior_key="hand_vel"),
              **{masked_metric(t): masked_task(t, window=1.0, bin_size=0.02) for t in MTM_TASKS}}
@@ -348,7 +362,8 @@ def recipe_suite(path: Path, budget: Budget, out: Path, cache: ResultCache, log=
 def run_bench(target: str | None, *, data: Path | None = None, quick: bool = False, trials: int | None = None,
               seeds: int | None = None, max_steps: int | None = None, models: Sequence[str] | None = None,
               out: Path = Path("runs/bench"), cache_dir: Path | None = None, behavior_key: str | None = None,
-              block: float = 1.0, draws: Sequence[int] | None = None, log=print) -> tuple[Path, Path, dict[str, Any]]:
+              block: float = 1.0, draws: Sequence[int] | None = None, co_bps_bin: float = 0.02,
+              log=print) -> tuple[Path, Path, dict[str, Any]]:
     """Run one suite; returns (results JSON path, markdown path, results).
 
     ``draws`` replaces a synthetic suite's sealed draws (:data:`SEALED_DRAWS`): a re-run whose recipe changed
@@ -367,7 +382,7 @@ def run_bench(target: str | None, *, data: Path | None = None, quick: bool = Fal
         settings = SyntheticSettings.quick(system) if quick else SyntheticSettings(system=system)
         draws = _check_draws(draws) if draws is not None else SEALED_DRAWS[:1] if quick else SEALED_DRAWS
         chosen = list(models) if models is not None else list(SUITE_MODELS[target])
-        result = synthetic_suite(chosen, budget, out, cache, settings, draws, log=log)
+        result = synthetic_suite(chosen, budget, out, cache, settings, draws, log=log, co_bps_bin=co_bps_bin)
         stem = settings.stem
     elif target in TRANSFER_SUITES:
         from spikefm.eval.transfer_candidate import TransferWorld
