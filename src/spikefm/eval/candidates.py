@@ -58,6 +58,34 @@ METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
 DECODING_METRICS = (DECODE_R2, POSITION_R2)
 
 
+def _bps_resample(pred: np.ndarray, truth: np.ndarray, null: np.ndarray) -> float:
+    return bits_per_spike(pred, truth, null_rates=null)
+
+
+def _r2_resample(pred: np.ndarray, truth: np.ndarray, mean: np.ndarray) -> float:
+    """Variance-weighted R2 with the sum of squares taken about ``mean`` (the whole evaluation set's)."""
+    valid = np.all(np.isfinite(truth), axis=-1)
+    pred, truth = pred[valid], truth[valid]
+    total = float(np.sum((truth - mean) ** 2))
+    return 1.0 - float(np.sum((truth - pred) ** 2)) / total if total > 0 else float("nan")
+
+
+def _reference(metric: str, truth: np.ndarray) -> np.ndarray:
+    """What a resample keeps from the whole evaluation set: the null's mean counts (bits per spike) or the
+    behaviour's mean (R2). Refitting it to each resample of few trials biases the replicates low."""
+    if metric in DECODING_METRICS:
+        valid = np.all(np.isfinite(truth), axis=-1)
+        return truth[valid].mean(axis=0)
+    return np.nanmean(truth, axis=0)
+
+
+#: metric -> f(pred, truth, reference) scoring a bootstrap resample against the whole set's reference.
+RESAMPLED: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray], float]] = {
+    **{m: _r2_resample for m in DECODING_METRICS},
+    **{m: _bps_resample for m in METRICS if m not in DECODING_METRICS},
+}
+
+
 def masked_metric(task: str) -> str:
     """The metric name of MtM task ``task`` (e.g. ``"forward_pred bps"``)."""
     metric = f"{task} bps"
@@ -114,16 +142,22 @@ class TrialScores:
     trial: np.ndarray
     n: int
     _rows: list[np.ndarray] | None = field(default=None, repr=False)
+    _reference: np.ndarray | None = field(default=None, repr=False)
 
     def score(self, index: np.ndarray | None = None) -> float:
-        """The metric over all trials, or over the trials ``index`` (with repeats, for the bootstrap)."""
+        """The metric over all trials, or over the trials ``index`` (with repeats, for the bootstrap).
+
+        A resample is scored against the whole set's reference (:data:`RESAMPLED`: the null's mean counts, or
+        the behaviour's mean for R2), so replicates centre on the point estimate.
+        """
         if index is None:
             return METRICS[self.metric](self.pred, self.truth)
         if self._rows is None:
             order = np.argsort(self.trial, kind="stable")
             self._rows = np.split(order, np.searchsorted(self.trial[order], np.arange(1, self.n)))
+            self._reference = _reference(self.metric, self.truth)
         rows = np.concatenate([self._rows[k] for k in index])
-        return METRICS[self.metric](self.pred[rows], self.truth[rows])
+        return RESAMPLED[self.metric](self.pred[rows], self.truth[rows], self._reference)
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {"pred": self.pred, "truth": self.truth, "trial": self.trial, "n": np.array(self.n)}

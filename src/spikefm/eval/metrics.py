@@ -207,7 +207,7 @@ def _total_spikes(counts: np.ndarray) -> float:
     return total
 
 
-def bits_per_spike(rates: np.ndarray, counts: np.ndarray) -> float:
+def bits_per_spike(rates: np.ndarray, counts: np.ndarray, *, null_rates: np.ndarray | None = None) -> float:
     """NLB bits per spike, pooled over all neurons.
 
     ``(NLL_null - NLL_model) / total spikes / ln 2``, where the null predicts each neuron's mean count over all
@@ -216,6 +216,9 @@ def bits_per_spike(rates: np.ndarray, counts: np.ndarray) -> float:
     Args:
         rates: predicted expected counts per bin, ``[B, T, N]`` or ``[S, N]``.
         counts: observed counts, same shape (NaN = unobserved bin).
+        null_rates: the null's expected count per neuron, ``[N]`` (default: each neuron's mean of ``counts``). A
+            bootstrap passes the whole evaluation set's means, so a resample is scored against the null of the
+            point estimate rather than a null refitted to the resample (which biases the replicates low).
 
     Returns:
         Bits per spike (float).
@@ -226,7 +229,8 @@ def bits_per_spike(rates: np.ndarray, counts: np.ndarray) -> float:
     counts = _as_float(counts, "counts")
     total = _total_spikes(counts)
     nll_model = poisson_nll_total(rates, counts)
-    lam_null, y = _observed(_null_rates(counts), counts, warn_zero=False)
+    null = _null_rates(counts) if null_rates is None else np.broadcast_to(np.asarray(null_rates, float), counts.shape)
+    lam_null, y = _observed(null, counts, warn_zero=False)
     nll_null = float(np.sum(_nll_terms(lam_null, y)))
     return float((nll_null - nll_model) / total / np.log(2.0))
 
