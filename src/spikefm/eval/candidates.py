@@ -32,7 +32,7 @@ from spikefm.eval.metrics import BITS_PER_SPIKE, CO_BPS, DECODE_R2, POSITION_R2,
 from spikefm.eval.samples import BehaviorSamples, at_samples, bin_centres
 from spikefm.eval.trials import TrialArrays, trial_arrays
 
-__all__ = ["METRICS", "masked_metric", "Task", "TrialScores", "Candidate", "Reporter", "BaselineCandidate", "task_arrays",
+__all__ = ["METRICS", "masked_metric", "predicted_decoder_scores", "ScoredBySplit", "Task", "TrialScores", "Candidate", "Reporter", "BaselineCandidate", "task_arrays",
            "decoder_scores"]
 
 Reporter = Callable[[int, float], None]
@@ -182,6 +182,30 @@ def decoder_scores(metric: str, pred: np.ndarray, query_times: np.ndarray, sampl
     return TrialScores(metric, pred[mask], truth_at_queries[mask], trial, n)
 
 
+def predicted_decoder_scores(metric: str, out: Any) -> TrialScores:
+    """:func:`decoder_scores` of a decoder's :class:`~spikefm.eval.evaluate.Predictions`."""
+    return decoder_scores(metric, out.behavior, out.query_times, out.samples, out.behavior.shape[0], out.query_mask,
+                          out.behavior_true)
+
+
+@dataclass
+class ScoredBySplit:
+    """What every candidate class shares: the row's ``name``, ``metric``, ``causal`` flag and ``info`` (set in
+    ``__post_init__``), and ``validate`` / ``predict`` as its ``_scores(fitted, recording, split) -> TrialScores``
+    (which every subclass defines) on the val / test split."""
+
+    name: str = field(init=False)
+    metric: str = field(init=False)
+    causal: bool = field(init=False)
+    info: str = field(init=False)
+
+    def validate(self, fitted: Any, dev: Recording) -> float:
+        return self._scores(fitted, dev, "val").score()
+
+    def predict(self, fitted: Any, rec: Recording) -> TrialScores:
+        return self._scores(fitted, rec, "test")
+
+
 class Candidate(Protocol):
     """What the protocol needs from a baseline or a model (see the module docstring)."""
 
@@ -228,7 +252,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 
 
 @dataclass
-class BaselineCandidate:
+class BaselineCandidate(ScoredBySplit):
     """A tunable baseline of :mod:`spikefm.eval.baselines` as a protocol candidate.
 
     ``train_trials`` (k) fits it on the first k trials of the train split only (the labelled trials a transfer
@@ -239,10 +263,6 @@ class BaselineCandidate:
     task: Task
     deterministic: bool = True
     train_trials: int | None = None
-    name: str = field(init=False)
-    metric: str = field(init=False)
-    causal: bool = field(init=False)
-    info: str = field(init=False)
 
     def __post_init__(self) -> None:
         self.name, self.metric, self.causal = self.baseline.name, self.task.metric, self.baseline.causal
@@ -310,9 +330,3 @@ class BaselineCandidate:
         pred = fitted.predict(_as_stretch(arrays) if self.task.continuous else arrays).reshape(k, t, -1)
         return decoder_scores(self.metric, pred, bin_centres(k, t, self.task.bin_size), arrays.samples, k,
                               truth_at_queries=arrays.behavior)
-
-    def validate(self, fitted: Baseline, dev: Recording) -> float:
-        return self._scores(fitted, dev, "val").score()
-
-    def predict(self, fitted: Baseline, rec: Recording) -> TrialScores:
-        return self._scores(fitted, rec, "test")

@@ -18,7 +18,7 @@ import lightning as L
 from spikefm.data.recording import Recording
 from spikefm.data.splits import merge_split_runs
 from spikefm.eval.cache import cache_key
-from spikefm.eval.candidates import Reporter, Task, TrialScores, decoder_scores
+from spikefm.eval.candidates import Reporter, ScoredBySplit, Task, TrialScores, predicted_decoder_scores
 from spikefm.eval.metrics import CO_BPS
 from spikefm.eval.sealed import fingerprint
 from spikefm.eval.evaluate import predict
@@ -61,7 +61,7 @@ def _behavior_override(model: str, preset: str, key: str) -> dict[str, Any]:
 
 
 @dataclass
-class ModelCandidate:
+class ModelCandidate(ScoredBySplit):
     """Registered model ``model`` (preset ``preset`` + ``overrides``) trained on the dev train split.
 
     Args:
@@ -89,10 +89,6 @@ class ModelCandidate:
     out_dir: Path | None = None
     train_window: float | None = None
     deterministic: bool = False
-    name: str = field(init=False)
-    metric: str = field(init=False)
-    causal: bool = field(init=False)
-    info: str = field(init=False)
 
     def __post_init__(self) -> None:
         self.name, self.metric = self.model, self.task.metric
@@ -161,11 +157,4 @@ class ModelCandidate:
                       pack=fitted["pack"])
         if self.metric == CO_BPS:
             return TrialScores.binned(self.metric, out.rates[..., out.heldout], out.counts[..., out.heldout])
-        return decoder_scores(self.metric, out.behavior, out.query_times, out.samples, out.behavior.shape[0],
-                              out.query_mask, out.behavior_true)
-
-    def validate(self, fitted: dict, dev: Recording) -> float:
-        return self._scores(fitted, dev, "val").score()
-
-    def predict(self, fitted: dict, rec: Recording) -> TrialScores:
-        return self._scores(fitted, rec, "test")
+        return predicted_decoder_scores(self.metric, out)

@@ -23,14 +23,14 @@ model never sees.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import torch
 
 from spikefm.data.recording import DataError, Recording
-from spikefm.eval.candidates import Reporter, Task, TrialScores, decoder_scores
+from spikefm.eval.candidates import Reporter, ScoredBySplit, Task, TrialScores, predicted_decoder_scores
 from spikefm.eval.metrics import DECODE_R2
 
 __all__ = ["CONDITIONS", "Pretraining", "TransferWorld", "TransferCandidate"]
@@ -99,7 +99,7 @@ def _rows_at(rec: Recording, starts: np.ndarray) -> list[int]:
 
 
 @dataclass
-class TransferCandidate:
+class TransferCandidate(ScoredBySplit):
     """``model`` pretrained on the target's world, adapted by ``condition`` with ``k`` trials; decode R2.
 
     Args:
@@ -120,10 +120,6 @@ class TransferCandidate:
     pretraining: Pretraining = Pretraining()
     preset: str = "tiny"
     deterministic: bool = False
-    name: str = field(init=False)
-    metric: str = field(init=False)
-    causal: bool = field(init=False)
-    info: str = field(init=False)
 
     def __post_init__(self) -> None:
         from spikefm.models.registry import get_spec, is_causal
@@ -227,14 +223,7 @@ class TransferCandidate:
         calibration = _rows_at(rec, fitted["starts"]) if hasattr(model, "calibrate") else None
         out = predict(model, fitted["tokenizer"], rec, split=split, window=self.task.window, pack=self.spec.pack,
                       calibration=calibration)
-        return decoder_scores(self.metric, out.behavior, out.query_times, out.samples, out.behavior.shape[0],
-                              out.query_mask, out.behavior_true)
-
-    def validate(self, fitted: dict, dev: Recording) -> float:
-        return self._scores(fitted, dev, "val").score()
-
-    def predict(self, fitted: dict, rec: Recording) -> TrialScores:
-        return self._scores(fitted, rec, "test")
+        return predicted_decoder_scores(self.metric, out)
 
 
 def transfer_task(window: float = 1.0, behavior_key: str = "hand_vel") -> Task:
