@@ -75,3 +75,22 @@ def test_transfer_suite_from_the_command_line(tmp_path: Path) -> None:
     payload = json.loads((tmp_path / "transfer_lorenz_quick.json").read_text())
     assert {r["name"] for r in payload["rows"] if r["role"] == "model"} == {"spint zero_shot k=2"}
     assert {r["data"][0]["name"] for r in payload["rows"]} == {"lorenzw3001-2"}
+
+
+def test_fresh_worlds_are_drawn_only_after_the_recipes_are_frozen(tmp_path: Path, monkeypatch) -> None:
+    import json
+
+    drawn: list[int] = []
+    real = TransferWorld.draw
+
+    def spy(self, seed):
+        frozen = tmp_path / "transfer_lorenz_frozen_recipes.json"
+        drawn.append(seed)
+        assert seed == 0 or frozen.exists(), f"world {seed} drawn before the recipes were frozen"
+        return real(self, seed)
+
+    monkeypatch.setattr(TransferWorld, "draw", spy)
+    transfer_suite(["spint:zero_shot"], TINY, tmp_path, ResultCache(tmp_path / "c"), TransferWorld.quick(),
+                   draws=(3001,), ks=(2,), log=lambda *_: None)
+    assert drawn == [0, 3001]
+    assert json.loads((tmp_path / "transfer_lorenz_frozen_recipes.json").read_text())["selected_on"] == "lorenzw0-2"

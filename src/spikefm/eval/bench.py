@@ -123,6 +123,14 @@ def _baselines(task: Task, models: Sequence[str]) -> list[BaselineCandidate]:
                               task) for n in names]
 
 
+def _freeze(out: Path, stem: str, selected_on: str, settings: dict[str, Any], selections: dict) -> None:
+    """Write the chosen recipes to ``<out>/<stem>_frozen_recipes.json`` before any scoring data is drawn."""
+    out.mkdir(parents=True, exist_ok=True)
+    frozen = {"frozen_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "selected_on": selected_on,
+              "settings": settings, "recipes": {name: s.params for name, s in selections.items()}}
+    (out / f"{stem}_frozen_recipes.json").write_text(json.dumps(frozen, indent=2, default=str))
+
+
 def _base(model: str) -> str:
     """The registered model of a suite entry (``"mtm:forward_pred"`` -> ``"mtm"``)."""
     return model.partition(":")[0]
@@ -182,11 +190,7 @@ def synthetic_suite(models: Sequence[str], budget: Budget, out: Path, cache: Res
     dev = DataSpec(settings.name(DEV_DRAW), settings.draw(DEV_DRAW), "development draw (selection only)")
     # Selection alone first: the recipes are frozen to disk before any sealed draw exists.
     selections = select_all(candidates, dev, budget, cache, log)
-    out.mkdir(parents=True, exist_ok=True)
-    frozen = json.dumps({"frozen_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "selected_on": dev.name,
-                         "settings": asdict(settings), "recipes": {name: s.params for name, s in selections.items()}},
-                        indent=2)
-    (out / f"{settings.stem}_frozen_recipes.json").write_text(frozen)
+    _freeze(out, settings.stem, dev.name, asdict(settings), selections)
     sealed = [DataSpec(settings.name(seed), settings.draw(seed), "fresh draw, same generator settings")
               for seed in draws]
     result = run(settings.suite, candidates, select_on=dev, score_on=sealed, budget=budget, cache=cache,
@@ -214,8 +218,8 @@ def transfer_suite(rows: Sequence[str], budget: Budget, out: Path, cache: Result
     from spikefm.eval.transfer_candidate import Pretraining, TransferCandidate, transfer_task
 
     task = transfer_task()
-    worlds = {seed: world.draw(seed) for seed in (DEV_DRAW, *draws)}
-    sources = {target.session: pretrain for pretrain, target in worlds.values()}
+    dev_pretrain, dev_target = world.draw(DEV_DRAW)
+    sources = {dev_target.session: dev_pretrain}  # the fresh worlds join it only after selection
     pretraining = Pretraining(steps=budget.max_steps)
     candidates: list = []
     for k in ks:
@@ -225,12 +229,18 @@ def transfer_suite(rows: Sequence[str], budget: Budget, out: Path, cache: Result
         for row in rows:
             model, _, condition = row.partition(":")
             candidates.append(TransferCandidate(model, condition or "zero_shot", k, task, sources, pretraining))
-    dev_target = worlds[DEV_DRAW][1]
     select_on = DataSpec(dev_target.session, dev_target, "world 0's new session (selection only)")
-    score_on = [DataSpec(target.session, target, f"new session of fresh world {seed}; pretrained on its other "
-                         f"{len(pretrain)} sessions") for seed, (pretrain, target) in worlds.items() if seed != DEV_DRAW]
+    selections = select_all(candidates, select_on, budget, cache, log)  # before any fresh world exists
+    _freeze(out, "transfer_lorenz" if world.system == "lorenz" else f"transfer_{world.system}", select_on.name,
+            asdict(world), selections)
+    score_on = []
+    for seed in draws:
+        pretrain, target = world.draw(seed)
+        sources[target.session] = pretrain
+        score_on.append(DataSpec(target.session, target, f"new session of fresh world {seed}; pretrained on its "
+                                 f"other {len(pretrain)} sessions"))
     result = run(f"transfer ({world.system})", candidates, select_on=select_on, score_on=score_on, budget=budget,
-                 cache=cache, log=log)
+                 cache=cache, selections=selections, log=log)
     result.notes.append(f"Pretraining (fixed, not searched): {asdict(pretraining)} on the train trials of each "
                         f"world's first {world.n_sessions - 1} sessions; adaptation chosen on {dev_target.session}'s "
                         f"val trials; scored on the new sessions of worlds {list(draws)}.")
