@@ -37,7 +37,7 @@ from spikefm.eval.baselines import baselines_for, make_baseline
 from spikefm.eval.candidates import BaselineCandidate, Task, masked_metric
 from spikefm.eval.generation_candidate import GenerationCandidate, generation_task
 from spikefm.eval.metrics import BITS_PER_SPIKE, CO_BPS, DECODE_R2, POSITION_R2
-from spikefm.eval.model_candidate import ModelCandidate, config_fields
+from spikefm.eval.model_candidate import ModelCandidate
 from spikefm.eval.mtm_candidate import MaskedTaskCandidate, masked_task
 from spikefm.eval.mtm_tasks import TASKS as MTM_TASKS
 from spikefm.eval.unit_rate_candidate import UnitRateCandidate
@@ -161,7 +161,7 @@ def _models(models: Sequence[str], task_of: Callable[[str], Task], budget: Budge
                                                   sampler="random", batch_size=batch_size))
             continue
         sampler, batch = TRAINING.get(m, ("trials", batch_size))
-        overrides = _binned_overrides(m, task) if task.metric == CO_BPS and task.bin_size != 0.02 else {}
+        overrides = _binned_overrides(m, task) if task.metric == CO_BPS else {}
         out_models.append(ModelCandidate(m, task, max_steps=budget.max_steps, out_dir=out / "runs" / m,
                                          sampler=sampler, batch_size=batch, overrides=overrides))
     return out_models
@@ -324,24 +324,19 @@ def _cosmoothing_data(rec: Recording, bin_size: float | None, fraction: float,
     return rec, task, "; ".join(notes) or "its held-out units and trial splits"
 
 
-def config_defaults(model: str, preset: str = "tiny") -> dict[str, Any]:
-    """``model``'s ``preset`` config as a dict."""
-    from dataclasses import asdict as as_dict
-
+def _binned_overrides(model: str, task: Task) -> dict[str, Any]:
+    """A binned model's bin width and (for fixed-width models such as STNDT) window length in bins, from ``task``:
+    only those that differ from its preset (so a run at the preset's bins keeps its cache key)."""
     from spikefm.models.registry import build_config
 
-    return as_dict(build_config(model, preset))
-
-
-def _binned_overrides(model: str, task: Task) -> dict[str, Any]:
-    """A binned model's bin width and (for fixed-width models such as STNDT) window length in bins, from ``task``."""
-    names = config_fields(model)
-    return {k: v for k, v in {"bin_size": task.bin_size, "n_bins": task.window_bins}.items() if k in names}
+    preset = build_config(model, "tiny")
+    wanted = {"bin_size": task.bin_size, "n_bins": task.window_bins}
+    return {k: v for k, v in wanted.items() if hasattr(preset, k) and getattr(preset, k) != v}
 
 
 def recipe_suite(path: Path, budget: Budget, out: Path, cache: ResultCache, log=print) -> ProtocolResult:
     """A recipe's model on the recipe's first recording, against the baselines of its task."""
-    from spikefm.models.registry import get_spec
+    from spikefm.models.registry import build_config, get_spec
     from spikefm.train.config import load_recipe
     from spikefm.train.data import load_recordings
 
@@ -351,7 +346,7 @@ def recipe_suite(path: Path, budget: Budget, out: Path, cache: ResultCache, log=
     name, overrides = config.model.name, dict(config.model.overrides)
     kind, fixed = ModelCandidate, {}
     if MODEL_TASKS.get(name) == BITS_PER_SPIKE:  # generative: scored by generating whole trials
-        key = overrides.get("behavior_key") or config_defaults(name, config.model.preset)["behavior_key"]
+        key = overrides.get("behavior_key") or build_config(name, config.model.preset).behavior_key
         trial_length = float(min(rec.trials.end - rec.trials.start))
         task = generation_task(name, trial_length, key, config.model.preset, **overrides)
         kind, fixed = GenerationCandidate, {"train_window": config.data.window}

@@ -78,7 +78,7 @@ class TransferWorld:
         return recordings[:-1], recordings[-1]
 
 
-_PRETRAINED: dict[tuple, torch.nn.Module] = {}  # (model, sessions, seed, recipe) -> pretrained model
+_PRETRAINED: dict[tuple, torch.nn.Module] = {}  # (model, sessions' data, seed, recipe) -> pretrained model
 
 
 def _train_trial_starts(rec: Recording, k: int | None = None) -> np.ndarray:
@@ -177,7 +177,10 @@ class TransferCandidate(ScoredBySplit):
         if target not in self.sources:
             raise KeyError(f"{self.name}: no pretraining sessions for target {target!r}")
         sources = self.sources[target]
-        key = (self.model, self.preset, tuple(r.session for r in sources), seed, self.pretraining, self.task.window)
+        from spikefm.eval.sealed import fingerprint
+
+        data = tuple((r.session, fingerprint(r)) for r in sources)  # names alone collide across world settings
+        key = (self.model, self.preset, data, seed, self.pretraining, self.task.window)
         if key not in _PRETRAINED:
             torch.manual_seed(seed)
             model = self.spec.model_cls(self.config, **self.spec.sizes_from_data(sources, self.config))
