@@ -40,3 +40,28 @@ def test_binned_models_take_the_sittings_co_bps_bin() -> None:
                                  Budget(trials=1, seeds=1, max_steps=2, bootstrap=10), Path("unused"))
     assert mtm.overrides["bin_size"] == ndt1.overrides["bin_size"] == 0.05
     assert isinstance(unified, UnitRateCandidate) and unified.sampler == "trials"
+
+
+def test_scored_windows_never_pool_the_scored_split(tmp_path: Path) -> None:
+    """Identities read held-out units on train windows only: moving a held-out unit's spikes in one val
+    trial leaves every other val trial's predictions unchanged (before 2026-12-04 they pooled each other)."""
+    from dataclasses import replace
+
+    rec = SyntheticSettings(n_trials=30, units=(12, 12), system="lorenz").draw(5)
+    dev, _ = seal(rec, name="u")
+    candidate = UnitRateCandidate("unified", unit_rate_task("unified"), max_steps=2, batch_size=8, out_dir=tmp_path,
+                                  calibration_windows=4)
+    fitted = candidate.fit(dev, candidate.default(), seed=1)
+    base = candidate._scores(fitted, dev, "val")
+    val = np.flatnonzero(np.asarray(dev.trials.columns["split"]).astype(str) == "val")
+    first = dev.trials.start[val[0]]
+    heldout = np.flatnonzero(np.asarray(dev.units.heldout, bool))
+    times, units = dev.spikes.times.copy(), dev.spikes.units
+    hit = np.isin(units, heldout) & (times >= first) & (times < first + 1.0)
+    times[hit] = first + (times[hit] - first + 0.5) % 1.0  # the first val trial's held-out spikes move
+    order = np.argsort(times, kind="stable")
+    moved_spikes = replace(dev.spikes, times=times[order], units=units[order])
+    moved = candidate._scores(fitted, replace(dev, spikes=moved_spikes), "val")
+    per_trial = base.pred.shape[0] // len(val)
+    np.testing.assert_allclose(moved.pred[per_trial:], base.pred[per_trial:], rtol=1e-5, atol=1e-7)
+    assert not np.array_equal(moved.truth[:per_trial], base.truth[:per_trial])

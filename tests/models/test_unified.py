@@ -134,30 +134,37 @@ def test_hidden_units_never_reach_the_encoder(dataset, scheme):
         assert (regions[0][scored] == region).all() and hidden[regions[0] != region].all()
     with torch.no_grad():
         base = model(batch, masks)
-        moved = [_shift_spikes(t, np.flatnonzero(masks.hidden[b].numpy()), 0.37) for b, t in enumerate(samples)]
+        # window 0's hidden units move; the other windows may pool that activity (calibration), window 0 may not
+        moved = [_shift_spikes(t, np.flatnonzero(masks.hidden[0].numpy()), 0.37) if b == 0 else t
+                 for b, t in enumerate(samples)]
         out = model(collate(moved, pack=True), masks)
-    assert not torch.equal(out["unit_counts"], base["unit_counts"])  # the hidden units' activity did change ...
+    own = int(masks.scored[0].sum())  # window 0's scored rows come first
+    assert not torch.equal(out["unit_counts"][:own], base["unit_counts"][:own])  # their activity did change ...
     # ... and nothing saw it (to float rounding: the chunk grid's padded width may differ)
     torch.testing.assert_close(out["behavior"], base["behavior"], atol=1e-6, rtol=1e-6)
-    torch.testing.assert_close(out["unit_log_rates"], base["unit_log_rates"], atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(out["unit_log_rates"][:own], base["unit_log_rates"][:own], atol=1e-6, rtol=1e-6)
 
 
 def test_forward_prediction_sees_only_earlier_chunks(dataset):
     model, tokenizer = build(dataset.recordings)
     rec = dataset.recordings[0]
-    samples = tokens_of(tokenizer, rec, rec.trials.start[:2])
+    samples = tokens_of(tokenizer, rec, rec.trials.start[:3])
     model.calibrate(rec)  # identities fixed, so only the encoder path is tested
-    valid = torch.ones(2, rec.n_units, dtype=torch.bool)
+    pools = torch.tensor([True, False, False])  # window 0 calibrates the readouts, windows 1-2 are scored
+    valid = torch.ones(3, rec.n_units, dtype=torch.bool)
     masks = unit_masks("causal", valid)
     assert masks.shift == 1 and not masks.hidden.any() and masks.scored.all()
-    later = [replace(t, timestamps=np.where(t.timestamps >= 0.5, np.minimum(t.timestamps + 0.2, 0.999),
-                                            t.timestamps)) for t in samples]  # fmt: skip
+    later = [t if b == 0 else replace(t, timestamps=np.where(t.timestamps >= 0.5, np.minimum(t.timestamps + 0.2, 0.999),
+                                                             t.timestamps)) for b, t in enumerate(samples)]  # fmt: skip
     with torch.no_grad():
-        base, out = model(collate(samples, pack=True), masks), model(collate(later, pack=True), masks)
+        base = model(collate(samples, pack=True), masks, calibration=pools)
+        out = model(collate(later, pack=True), masks, calibration=pools)
+    scored = slice(rec.n_units, None)  # the rows of windows 1-2
     chunk = int(round(0.5 / model.config.chunk))  # chunks 0..9 end by 0.5 s; count query c sees chunks < c
     early = slice(0, chunk + 1)  # to float rounding: the chunk grid's padded width may differ
-    torch.testing.assert_close(out["unit_log_rates"][:, early], base["unit_log_rates"][:, early], atol=1e-6, rtol=1e-6)
-    assert not torch.equal(out["unit_log_rates"][:, chunk + 2 :], base["unit_log_rates"][:, chunk + 2 :])
+    torch.testing.assert_close(out["unit_log_rates"][scored, early], base["unit_log_rates"][scored, early],
+                               atol=1e-6, rtol=1e-6)
+    assert not torch.equal(out["unit_log_rates"][scored, chunk + 2 :], base["unit_log_rates"][scored, chunk + 2 :])
 
 
 def test_region_schemes_are_skipped_for_single_region_sessions():
@@ -218,3 +225,23 @@ def test_spikefm_eval_calibrates_and_forgets_the_scored_session(dataset):
     assert model.calibrated_sessions == [rec.session]
     model.forget()
     assert model.calibrated_sessions == []
+
+
+def test_the_lookup_table_ablation_has_a_row_per_unit_and_recalibrates_new_sessions_by_gradient(dataset):
+    first, second = dataset.recordings
+    model, tokenizer = build([first], identity="table")
+    assert model.id_encoder is None and model.unit_table.keys == first.unit_keys()
+    with pytest.raises(ValueError, match="no calibration"):
+        model.calibrate(first)
+    with pytest.raises(KeyError):  # a new session's units have no row until add_session
+        model(collate(tokens_of(tokenizer, second, second.trials.start[:2]), pack=True))
+    model.add_session(second)
+    params = model.freeze_for_recalibration(second)
+    assert params == [model.unit_table.weight]
+    model.train()
+    batch = collate(tokens_of(tokenizer, second, second.trials.start[:4]), pack=True)
+    loss, _ = get_spec("unified").objective(model(batch), batch)
+    loss.backward()
+    grad = model.unit_table.weight.grad
+    rows = model.unit_table.lookup(second.unit_keys())
+    assert grad[rows].abs().sum() > 0 and grad[model.unit_table.lookup(first.unit_keys())].abs().sum() == 0

@@ -54,8 +54,12 @@ MODEL_TASKS = {"ndt1": CO_BPS, "stndt": CO_BPS, "mtm": CO_BPS, "ndt2": CO_BPS, "
                "ndt2_decoder": DECODE_R2,
                # MtM's four masked-prediction tasks, one row each (``--models mtm:tasks`` runs all four)
                **{f"mtm:{task}": masked_metric(task) for task in MTM_TASKS},
-               # the unified model's held-out unit rates per 50 ms chunk (run with co_bps_bin = 0.05)
-               "unified:co-bps": CO_BPS}
+               # the unified model's held-out unit rates per 50 ms chunk (run with co_bps_bin = 0.05), and its
+               # ablations (:data:`UNIFIED_ABLATIONS`) on the same task
+               "unified:co-bps": CO_BPS, "unified:co-bps:table": CO_BPS, "unified:co-bps:untriggered": CO_BPS}
+#: Issue 16's ablations of the unified model, as fixed config overrides of a ``unified:<task>:<ablation>`` row.
+UNIFIED_ABLATIONS = {"table": {"identity": "table"},  # POYO's learned row per unit instead of the IDEncoder
+                     "untriggered": {"triggered_identity": False}}  # readout identity from the IDEncoder alone
 #: The kind of baseline each metric is compared with (:func:`spikefm.eval.baselines.baselines_for`).
 METRIC_KIND = {CO_BPS: "self_supervised", BITS_PER_SPIKE: "generation", DECODE_R2: "decoding",
                POSITION_R2: "decoding", **{masked_metric(task): task for task in MTM_TASKS}}
@@ -146,9 +150,10 @@ def _models(models: Sequence[str], task_of: Callable[[str], Task], budget: Budge
     out_models = []
     for m in models:
         task = task_of(m)
-        if m.endswith(":co-bps"):  # a spike-token model's held-out unit rates per chunk
+        if ":co-bps" in m:  # a spike-token model's held-out unit rates per chunk (":<ablation>" optional)
             sampler, batch = TRAINING.get(_base(m), ("trials", batch_size))  # as its decoding row trains
-            out_models.append(UnitRateCandidate(_base(m), task, max_steps=budget.max_steps,
+            ablation = UNIFIED_ABLATIONS[m.split(":")[2]] if m.count(":") == 2 else {}
+            out_models.append(UnitRateCandidate(_base(m), task, max_steps=budget.max_steps, overrides=ablation,
                                                 out_dir=out / "runs" / _base(m), sampler=sampler, batch_size=batch))
             continue
         if ":" in m:  # one of MtM's masked tasks, trained as the co-smoothing row, scored on its task

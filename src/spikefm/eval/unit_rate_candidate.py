@@ -6,6 +6,10 @@ the held-out units with the neuron-masking prompt (nothing else hidden, nothing 
 the state that has read that chunk, as MtM's neuron task), in bins one chunk wide; it is compared with NLB's
 smoothing at the same bins. The model is trained exactly as for decoding (its objective alternates the masking
 schemes and the behaviour readout): one checkpoint, scored here on a second task.
+
+Identities are label-free: every scoring batch carries the session's first train-split windows, and only those
+are pooled for identities (until 2026-12-04 a scored window pooled the *other scored* windows, which read held-out
+units' activity on the scored split; NLB allows it on train trials only).
 """
 
 from __future__ import annotations
@@ -34,8 +38,15 @@ def unit_rate_task(model: str, window: float = 1.0, preset: str = "tiny") -> Tas
 class UnitRateCandidate(ModelCandidate):
     """``model`` trained as :class:`ModelCandidate` (behaviour included), scored on co-bps of held-out units.
 
-    The row is named ``"<model> co-bps"``.
+    The row is named ``"<model> co-bps"`` (with its fixed overrides, e.g. an ablation, in brackets).
+
+    Args:
+        calibration_windows: the scored session's first train-split trial windows put in every scoring batch
+            as the only windows identities may pool (NLB's rule: a held-out unit's activity is known on train
+            trials only); the scored windows themselves are never pooled.
     """
+
+    calibration_windows: int = 64
 
     def __post_init__(self) -> None:
         if self.task.metric != CO_BPS:
@@ -47,8 +58,12 @@ class UnitRateCandidate(ModelCandidate):
         if abs(self.task.bin_size - chunk) > 1e-12:
             raise ValueError(f"{self.model} predicts counts per {chunk:g} s chunk; score it in bins of {chunk:g} s "
                              f"(got {self.task.bin_size:g}; e.g. spikefm bench --co-bps-bin {chunk:g})")
-        self.name = f"{self.model} co-bps"
+        ablation = ", ".join(f"{k}={v}" for k, v in sorted(self.overrides.items()))
+        self.name = f"{self.model} co-bps" + (f" [{ablation}]" if ablation else "")
         self.info = f"{'causal' if self.causal else 'acausal'}: every held-in unit's spikes, held-out units hidden"
+
+    def key(self) -> dict:
+        return {**super().key(), "scoring": "train-window calibration", "calibration_windows": self.calibration_windows}
 
     @torch.no_grad()
     def _scores(self, fitted: dict, rec: Recording, split: str) -> TrialScores:
@@ -61,18 +76,21 @@ class UnitRateCandidate(ModelCandidate):
             raise DataError(f"{rec.session}: co-smoothing needs held-out units")
         model, tokenizer = fitted["model"], fitted["tokenizer"]
         windows = TrialWindowSampler([rec], after=self.task.window, split=split).epoch_windows(0)
+        calibration = TrialWindowSampler([rec], after=self.task.window, split="train").epoch_windows(0)
+        calibration = calibration[: self.calibration_windows]
         was_training = model.training
         model.eval()
         rates, counts = [], []
-        for first in range(0, len(windows), 32):
-            batch = collate([tokenizer(rec.window(w.t0, w.t1)) for w in windows[first:first + 32]],
-                            pack=fitted["pack"])
+        for first in range(0, len(windows), 16):
+            scored = windows[first:first + 16]
+            batch = collate([tokenizer(rec.window(w.t0, w.t1)) for w in [*calibration, *scored]], pack=fitted["pack"])
             n = batch.unit_offsets.diff()
             none = torch.zeros(batch.batch_size, int(n.max()), dtype=torch.bool)
-            out = model(batch, UnitMasks("neuron", none, none, 0))  # held-out units: hidden and scored
+            pools = torch.arange(batch.batch_size) < len(calibration)  # only train windows are pooled
+            out = model(batch, UnitMasks("neuron", none, none, 0), calibration=pools)  # held-out: hidden, scored
             shape = (batch.batch_size, int(heldout.sum()), -1)
-            rates.append(out["unit_log_rates"].exp().reshape(shape).transpose(1, 2).numpy())  # [B, C, N_out]
-            counts.append(out["unit_counts"].reshape(shape).transpose(1, 2).numpy())
+            rates.append(out["unit_log_rates"].exp().reshape(shape).transpose(1, 2).numpy()[len(calibration):])
+            counts.append(out["unit_counts"].reshape(shape).transpose(1, 2).numpy()[len(calibration):])
         model.train(was_training)
         return TrialScores.binned(self.metric, np.concatenate(rates).astype(np.float64),
                                   np.concatenate(counts).astype(np.float64))

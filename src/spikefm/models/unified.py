@@ -33,8 +33,8 @@ from torch import Tensor, nn
 from spikefm.data.recording import Recording
 from spikefm.models._shared import EMBEDDING_INIT_STD, RegisteredCalibration, behavior_width, unit_dropout_keep
 from spikefm.models.registry import ModelSpec, register
-from spikefm.nn import IDEncoder, KeyedEmbedding, RotaryTimeEmbedding
-from spikefm.nn.calibration import calibration_window_counts, in_batch_identities, with_registered
+from spikefm.nn import IDEncoder, KeyedEmbedding, RotaryTimeEmbedding, UnitEmbedding
+from spikefm.nn.calibration import calibration_window_counts, in_batch_identities, triggered_states, with_registered
 from spikefm.nn.chunked import (
     ChunkStreamState, chunk_blocks, chunk_ends, context_mask, count_chunks, encode_chunks, query_context_mask,
     read_chunks, stream_chunk, stream_constants,
@@ -76,6 +76,11 @@ class UnifiedConfig:
         query_rate_hz: behaviour query rate.
         token_counts: add to each token a learned linear map of ``log1p`` of its unit's spike
             count in the token's chunk (an observed per-token feature, as SPINT's activity token).
+        identity: ``"idencoder"`` (SPINT's, from unlabeled activity) or ``"table"`` (the ablation: POYO's
+            learned row per training unit; a new session then needs gradient recalibration).
+        triggered_identity: add to a scored unit's readout identity an MLP of its spike-triggered average
+            of the core state over the batch's other calibration windows
+            (:func:`~spikefm.nn.calibration.triggered_states`).
     """
 
     dim: int = 128
@@ -106,9 +111,13 @@ class UnifiedConfig:
     behavior_keys: tuple[str, ...] = ("hand_vel",)
     query_rate_hz: float = 100.0
     token_counts: bool = False
+    identity: str = "idencoder"
+    triggered_identity: bool = True
 
     def __post_init__(self) -> None:
         self.schemes, self.behavior_keys = tuple(self.schemes), tuple(self.behavior_keys)
+        if self.identity not in ("idencoder", "table"):
+            raise ValueError(f"UnifiedConfig.identity: {self.identity!r}; choose 'idencoder' or 'table'")
         unknown = set(self.schemes) - set(SCHEMES)
         if unknown:
             raise ValueError(f"UnifiedConfig.schemes: unknown {sorted(unknown)}; choose from {SCHEMES}")
@@ -152,15 +161,20 @@ class Unified(RegisteredCalibration, nn.Module):
         behavior_dims: width of each behaviour key (empty: a self-supervised model).
 
     Shapes:
-        forward(packed or padded per-spike batch, masks=None) -> ``values/<key>`` [B, Q, D] per
-        behaviour key, ``behavior`` (the first), and for the scored units ``unit_log_rates`` /
-        ``unit_counts`` / ``unit_count_mask`` [N, C] (N scored (window, unit) rows, C chunks).
+        forward(packed or padded per-spike batch, masks=None, calibration=None) -> ``values/<key>``
+        [B, Q, D] per behaviour key, ``behavior`` (the first), and for the scored units
+        ``unit_log_rates`` / ``unit_counts`` / ``unit_count_mask`` [N, C] (N scored (window, unit)
+        rows, C chunks). ``calibration``: bool [B] the windows whose activity in-batch identities may
+        pool (default all; to score windows of a session, add some of its training windows to the
+        batch and flag only those, as :class:`~spikefm.eval.unit_rate_candidate.UnitRateCandidate`).
     """
 
-    def __init__(self, config: UnifiedConfig, *, behavior_dims: dict[str, int]) -> None:
+    def __init__(self, config: UnifiedConfig, *, behavior_dims: dict[str, int], unit_keys: Sequence[str] = ()) -> None:
         super().__init__()
         self.config, dim = config, config.dim
-        self.id_encoder = IDEncoder(num_bins=config.id_bins, dim=dim, hidden_dim=config.id_hidden)
+        table = config.identity == "table"  # the ablation: POYO's learned row per unit instead of the IDEncoder
+        self.id_encoder = None if table else IDEncoder(num_bins=config.id_bins, dim=dim, hidden_dim=config.id_hidden)
+        self.unit_table = UnitEmbedding(dim=dim, keys=list(unit_keys)) if table else None
         self.identity_offset = IdentityOffsets(dim=dim)  # empty unless recalibrating
         self.token_type_embedding = nn.Embedding(N_TOKEN_TYPES, dim)
         self.latent_embedding = nn.Embedding(config.latents_per_chunk, dim)
@@ -175,17 +189,21 @@ class Unified(RegisteredCalibration, nn.Module):
         self.encoder, self.decoder = chunk_blocks(dim=dim, heads=config.heads, head_dim=config.head_dim,
                                                   core_dim=core_dim, dropout=config.dropout)  # fmt: skip
         self.readout = nn.ModuleDict({key: nn.Linear(dim, width) for key, width in behavior_dims.items()})
-        self.count_readout = nn.Linear(dim, 1)
+        self.count_readout = nn.Linear(dim, dim + 1)  # a unit's readout identity -> its weights [D] and bias
         self.count_embedding = nn.Linear(1, dim) if config.token_counts else None
+        self.triggered = (nn.Sequential(nn.Linear(core_dim + 1, dim), nn.GELU(), nn.Linear(dim, dim))
+                          if config.triggered_identity else None)  # fmt: skip
         self._calibration: dict[str, tuple[tuple[str, ...], Tensor]] = {}
 
     # ------------------------------------------------------------------ offline pass
-    def forward(self, batch: Batch, masks: UnitMasks | None = None) -> dict[str, Tensor]:
+    def forward(self, batch: Batch, masks: UnitMasks | None = None, calibration: Tensor | None = None
+                ) -> dict[str, Tensor]:
         c, dev = self.config, batch.timestamps.device
+        calibration = torch.ones(batch.batch_size, dtype=torch.bool, device=dev) if calibration is None else calibration
         n_chunks = count_chunks(float(batch.duration.max()), c.chunk)
         masks = masks if masks is not None else draw_unit_masks(batch, c.schemes, self.training)
         hidden, scored = flat_units(masks.hidden, batch), flat_units(masks.scored, batch)  # [sum U] each
-        identity = self.identities(batch, hidden)  # [sum U, D]
+        identity = self.identities(batch, hidden, calibration)  # [sum U, D]
         if c.heldout_targets:
             heldout = torch.as_tensor(np.asarray(batch.unit_extras["heldout"], bool), device=dev)  # [sum U]
             hidden, scored = hidden | heldout, scored | heldout
@@ -199,13 +217,22 @@ class Unified(RegisteredCalibration, nn.Module):
         rows = scored.nonzero()[:, 0]  # [N] scored (window, unit) rows
         if self.training and rows.numel() > c.count_rows:
             rows = rows[torch.randperm(rows.numel(), device=dev)[: c.count_rows]].sort().values
-        query = self.task_embedding.embed(["counts"]) + self.task_embedding.embed([masks.scheme]) + identity[rows]
+        readout_identity = identity[rows]
+        if self.triggered is not None:  # + the unit's tuning to the core state, from the other calibration windows
+            triggered = triggered_states(counts, core_out, batch.unit_keys, unit_sample, batch.sessions,
+                                         self.training, contributes=calibration[unit_sample])  # fmt: skip
+            readout_identity = readout_identity + self.triggered(triggered[rows])
+        # MtM-style factorisation: one state per (window, chunk) read by the task + scheme prompt, then each unit's
+        # own linear readout of it, its weights computed from its identity (no per-unit parameter).
+        query = self.task_embedding.embed(["counts"]) + self.task_embedding.embed([masks.scheme])  # [1, D]
         see = context_mask(torch.arange(n_chunks, device=dev), n_chunks, c.context_chunks, masks.shift)  # [C, C]
-        out = read_chunks(self.decoder, self.rotary, query[:, None, :].expand(-1, n_chunks, -1),
-                          (ends - c.chunk / 2)[None], core_out[unit_sample[rows]], ends[None], see)  # [N, C, D]
+        out = read_chunks(self.decoder, self.rotary, query[None].expand(batch.batch_size, n_chunks, -1),
+                          (ends - c.chunk / 2)[None], core_out, ends[None], see)  # [B, C, D]
+        weight, bias = self.count_readout(readout_identity).split([c.dim, 1], dim=-1)  # [N, D], [N, 1]
+        log_rates = torch.einsum("ncd,nd->nc", out[unit_sample[rows]], weight) / math.sqrt(c.dim) + bias  # [N, C]
         step = torch.arange(n_chunks, device=dev)
         chunk_valid = step < torch.ceil(batch.duration / c.chunk - 1e-6)[:, None]  # [B, C]
-        outputs["unit_log_rates"] = self.count_readout(out)[..., 0]  # [N, C]
+        outputs["unit_log_rates"] = log_rates  # [N, C]
         outputs["unit_counts"] = counts[rows]  # [N, C]
         outputs["unit_count_mask"] = chunk_valid[unit_sample[rows]] & (step >= masks.shift)
         outputs["count_weight"] = torch.tensor(c.count_weight)
@@ -241,14 +268,17 @@ class Unified(RegisteredCalibration, nn.Module):
         return outputs
 
     # ------------------------------------------------------------------ identities
-    def identities(self, batch: Batch, hidden: Tensor) -> Tensor:
+    def identities(self, batch: Batch, hidden: Tensor, calibration: Tensor) -> Tensor:
         """Identity [sum U, D] of every unit row: registered calibration, else the session's other
-        windows in the batch (never a unit's activity in a window where it is ``hidden``)."""
+        windows in the batch (never a unit's activity in a window where it is ``hidden``); with
+        ``identity: table``, each unit's learned row."""
+        if self.unit_table is not None:
+            return self.unit_table.embed(batch.unit_keys)
         c, n_units = self.config, batch.unit_offsets.diff()
         counts = binned_spike_counts(batch, lambda t: torch.floor(t.double() / c.id_bin).long(), c.id_bins)
         window = torch.repeat_interleave(torch.arange(batch.batch_size, device=counts.device), n_units)  # [sum U]
         identity = in_batch_identities(self.id_encoder, counts, batch.unit_keys, window, batch.sessions,
-                                       self.training, contributes=~hidden)  # fmt: skip
+                                       self.training, contributes=~hidden & calibration[window])  # fmt: skip
         row_sessions = np.repeat(batch.sessions, n_units.tolist()).tolist()  # [sum U]
         tables = {s: self._registered(s) for s in set(row_sessions) if s in self._calibration}
         identity = with_registered(identity, batch.unit_keys, row_sessions, tables)
@@ -272,19 +302,28 @@ class Unified(RegisteredCalibration, nn.Module):
                 the default is back-to-back windows from its start).
         """
         c = self.config
+        if self.id_encoder is None:
+            raise ValueError("a unified model with identity: table has no calibration; add_session(recording) "
+                             "and recalibrate its rows by gradient (freeze_for_recalibration)")
         counts = calibration_window_counts(recording, trials=trials, starts=starts, n_windows=c.calibration_windows,
                                            bin_size=c.id_bin, window=c.id_window)  # fmt: skip
         self._calibration[recording.session] = (tuple(recording.unit_keys()), counts)
 
     def add_session(self, recording: Recording) -> list[str]:
-        """Recalibration mode: add a zero identity offset per unit of ``recording``."""
-        self.identity_offset.extend(recording.unit_keys())
+        """Recalibration mode: add a zero identity offset per unit of ``recording`` (with ``identity:
+        table``, a new learned row per unit, as POYO)."""
+        (self.identity_offset if self.unit_table is None else self.unit_table).extend(recording.unit_keys())
         return recording.unit_keys()
 
     def freeze_for_recalibration(self, recording: Recording) -> list[nn.Parameter]:
-        """Train only ``recording``'s identity offsets (its IDEncoder identities stay the starting point)."""
+        """Train only ``recording``'s identity offsets (its IDEncoder identities stay the starting point)
+        or, with ``identity: table``, its rows."""
         for parameter in self.parameters():
             parameter.requires_grad_(False)
+        if self.unit_table is not None:
+            self.unit_table.weight.requires_grad_(True)
+            self.unit_table.freeze_except(recording.unit_keys())
+            return [self.unit_table.weight]
         return self.identity_offset.train_only(recording.unit_keys())
 
     # ------------------------------------------------------------------ streaming
@@ -294,10 +333,13 @@ class Unified(RegisteredCalibration, nn.Module):
 
         ``unit_keys`` are the input units (with ``heldout_targets``, leave held-out units out).
         """
-        if session not in self._calibration:
+        if self.unit_table is not None:
+            identity = self.unit_table.embed(list(unit_keys))
+        elif session not in self._calibration:
             raise KeyError(f"session {session!r} is not calibrated; call model.calibrate(recording) first")
-        table = self._registered(session)
-        identity = torch.stack([table[k] for k in unit_keys])  # KeyError names a key
+        else:
+            table = self._registered(session)
+            identity = torch.stack([table[k] for k in unit_keys])  # KeyError names a key
         identity = identity + self.identity_offset.offsets(unit_keys, identity)
         spike, start = (identity + self.token_type_embedding.weight[t] for t in (TokenType.SPIKE, TokenType.START))
         query = self.task_embedding.embed([self.config.behavior_key]).expand(query_offsets.shape[0], -1)  # [Qc, D]
@@ -332,7 +374,10 @@ unified_objective = multitask_objective  # behaviour MSE per key + count_weight 
 
 def _sizes(recordings: Sequence[Recording], config: UnifiedConfig) -> dict[str, Any]:
     have = [k for k in config.behavior_keys if any(k in r.behavior for r in recordings)]
-    return {"behavior_dims": {k: behavior_width(recordings, k, "Unified") for k in have}}
+    sizes: dict[str, Any] = {"behavior_dims": {k: behavior_width(recordings, k, "Unified") for k in have}}
+    if config.identity == "table":  # the lookup-table ablation: one learned row per training unit
+        sizes["unit_keys"] = [k for r in recordings for k in r.unit_keys()]
+    return sizes
 
 
 def _tokenizer(config: UnifiedConfig, **overrides: Any) -> SpikeTokenizer:

@@ -19,7 +19,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-__all__ = ["session_folds", "pool_other_folds", "in_batch_identities", "with_registered", "calibration_window_counts"]
+__all__ = [
+    "session_folds", "pool_other_folds", "in_batch_identities", "triggered_states", "with_registered",
+    "calibration_window_counts",
+]  # fmt: skip
 
 
 def session_folds(sessions: Sequence[str], training: bool) -> tuple[list[int], int]:
@@ -84,6 +87,39 @@ def in_batch_identities(
     folds = torch.tensor(fold, device=counts.device)[window]  # [N]
     phi = encoder.phi(torch.log1p(counts))  # [N, h]
     return encoder.psi(pool_other_folds(phi, key, folds, n_folds, contributes=contributes))
+
+
+def triggered_states(
+    counts: Tensor, states: Tensor, unit_keys: Sequence[str], window: Tensor, sessions: Sequence[str], training: bool,
+    contributes: Tensor | None = None,
+) -> Tensor:
+    """Each (window, unit) row's spike-triggered average of the population state, from the *other* windows.
+
+    A unit's tuning to the population's latent state, read off unlabeled activity: the mean state in the
+    chunks where it fired (weighted by its counts) minus the mean state, over the other windows of its session
+    (the folds of :func:`in_batch_identities`). For a Poisson unit whose log-rate is linear in a Gaussian state
+    this points along its readout weights (the classic spike-triggered average); a model maps it to the unit's
+    readout identity, so a unit never seen in training gets a readout from calibration spikes alone.
+
+    Args:
+        counts: [N, C] each row's spike counts per chunk of its window.
+        states: [B, C, H] the model's state per window and chunk (computed without the scored units' spikes).
+        unit_keys, window, sessions, training, contributes: as :func:`in_batch_identities`.
+
+    Returns:
+        [N, H + 1]: the centred triggered state and ``log`` of the unit's mean count per chunk (pooled rows).
+    """
+    fold, n_folds = session_folds(sessions, training)
+    vocab: dict[str, int] = {}
+    key = torch.tensor([vocab.setdefault(k, len(vocab)) for k in unit_keys], device=counts.device)  # [N]
+    folds = torch.tensor(fold, device=counts.device)[window]  # [N]
+    own_states, width = states[window], states.shape[-1]  # [N, C, H]
+    sums = torch.cat([torch.einsum("nc,nch->nh", counts, own_states), counts.sum(1, keepdim=True),
+                      own_states.sum(1), counts.new_full((len(counts), 1), float(counts.shape[1]))], dim=1)
+    pooled = pool_other_folds(sums, key, folds, n_folds, contributes=contributes)  # means over rows: ratios hold
+    fired, spikes, state_sum, chunks = pooled.split([width, 1, width, 1], dim=1)
+    centred = fired / spikes.clamp_min(1e-3) - state_sum / chunks.clamp_min(1)
+    return torch.cat([centred, torch.log(spikes / chunks.clamp_min(1) + 1e-3)], dim=1)
 
 
 def with_registered(
