@@ -245,3 +245,13 @@ def test_the_lookup_table_ablation_has_a_row_per_unit_and_recalibrates_new_sessi
     grad = model.unit_table.weight.grad
     rows = model.unit_table.lookup(second.unit_keys())
     assert grad[rows].abs().sum() > 0 and grad[model.unit_table.lookup(first.unit_keys())].abs().sum() == 0
+
+
+def test_spikefm_eval_scores_the_lookup_table_ablation_without_calibrating(dataset):
+    from spikefm.eval.evaluate import predict
+
+    rec = dataset.recordings[0]
+    model, tokenizer = build([rec], identity="table")
+    assert not model.calibrates
+    out = predict(model, tokenizer, rec, split="val", window=1.0, pack=True)
+    assert out.behavior is not None and np.isfinite(out.behavior).all()

@@ -175,13 +175,15 @@ def calibration_trials(recording: Recording, n: int) -> list[int]:
 def fixed_calibration(
     model: torch.nn.Module, recording: Recording, trials: Sequence[int] | None = None, *, scored_split: str | None
 ) -> Iterator[None]:
-    """Within the block, a calibrating model (one with ``calibrate`` and ``forget``) uses a fixed calibration set of
-    ``recording``'s session; a session it was already calibrated on is left as it is. Restores the model after.
+    """Within the block, a calibrating model (one with ``calibrate`` and ``forget``, and ``calibrates`` true where it
+    has that attribute) uses a fixed calibration set of ``recording``'s session; a session it was already calibrated
+    on is left as it is. Restores the model after.
 
     Raises:
         DataError: the calibration trials include trials of the scored ``test`` split.
     """
-    if not hasattr(model, "calibrate") or recording.session in getattr(model, "calibrated_sessions", []):
+    calibrates = hasattr(model, "calibrate") and getattr(model, "calibrates", True)
+    if not calibrates or recording.session in getattr(model, "calibrated_sessions", []):
         yield
         return
     if trials is None:

@@ -43,6 +43,7 @@ from spikefm.nn.chunking import chunk_grid, chunk_index, token_samples
 from spikefm.nn.identity_offsets import IdentityOffsets
 from spikefm.nn.recurrent import make_core
 from spikefm.nn.transformer import context_kv
+from spikefm.nn.unit_readout import IdentityReadout
 from spikefm.objectives.multitask import multitask_objective
 from spikefm.objectives.unit_counts import binned_spike_counts
 from spikefm.objectives.unit_masking import UnitMasks, draw_unit_masks, flat_units
@@ -189,10 +190,8 @@ class Unified(RegisteredCalibration, nn.Module):
         self.encoder, self.decoder = chunk_blocks(dim=dim, heads=config.heads, head_dim=config.head_dim,
                                                   core_dim=core_dim, dropout=config.dropout)  # fmt: skip
         self.readout = nn.ModuleDict({key: nn.Linear(dim, width) for key, width in behavior_dims.items()})
-        self.count_readout = nn.Linear(dim, dim + 1)  # a unit's readout identity -> its weights [D] and bias
+        self.count_readout = IdentityReadout(dim, triggered_dim=core_dim + 1 if config.triggered_identity else None)
         self.count_embedding = nn.Linear(1, dim) if config.token_counts else None
-        self.triggered = (nn.Sequential(nn.Linear(core_dim + 1, dim), nn.GELU(), nn.Linear(dim, dim))
-                          if config.triggered_identity else None)  # fmt: skip
         self._calibration: dict[str, tuple[tuple[str, ...], Tensor]] = {}
 
     # ------------------------------------------------------------------ offline pass
@@ -217,19 +216,17 @@ class Unified(RegisteredCalibration, nn.Module):
         rows = scored.nonzero()[:, 0]  # [N] scored (window, unit) rows
         if self.training and rows.numel() > c.count_rows:
             rows = rows[torch.randperm(rows.numel(), device=dev)[: c.count_rows]].sort().values
-        readout_identity = identity[rows]
-        if self.triggered is not None:  # + the unit's tuning to the core state, from the other calibration windows
+        triggered = None
+        if c.triggered_identity:  # each unit's tuning to the core state, from the other calibration windows
             triggered = triggered_states(counts, core_out, batch.unit_keys, unit_sample, batch.sessions,
-                                         self.training, contributes=calibration[unit_sample])  # fmt: skip
-            readout_identity = readout_identity + self.triggered(triggered[rows])
-        # MtM-style factorisation: one state per (window, chunk) read by the task + scheme prompt, then each unit's
-        # own linear readout of it, its weights computed from its identity (no per-unit parameter).
+                                         self.training, contributes=calibration[unit_sample])[rows]  # fmt: skip
+        # MtM's factorisation: one state per (window, chunk) read by the task + scheme prompt, then each unit's own
+        # linear readout of it, its weights computed from its identity (no per-unit parameter)
         query = self.task_embedding.embed(["counts"]) + self.task_embedding.embed([masks.scheme])  # [1, D]
         see = context_mask(torch.arange(n_chunks, device=dev), n_chunks, c.context_chunks, masks.shift)  # [C, C]
         out = read_chunks(self.decoder, self.rotary, query[None].expand(batch.batch_size, n_chunks, -1),
                           (ends - c.chunk / 2)[None], core_out, ends[None], see)  # [B, C, D]
-        weight, bias = self.count_readout(readout_identity).split([c.dim, 1], dim=-1)  # [N, D], [N, 1]
-        log_rates = torch.einsum("ncd,nd->nc", out[unit_sample[rows]], weight) / math.sqrt(c.dim) + bias  # [N, C]
+        log_rates = self.count_readout(out[unit_sample[rows]], identity[rows], triggered)  # [N, C]
         step = torch.arange(n_chunks, device=dev)
         chunk_valid = step < torch.ceil(batch.duration / c.chunk - 1e-6)[:, None]  # [B, C]
         outputs["unit_log_rates"] = log_rates  # [N, C]
@@ -287,7 +284,7 @@ class Unified(RegisteredCalibration, nn.Module):
     def _registered(self, session: str) -> dict[str, Tensor]:
         """Unit key -> identity [D] from the session's registered calibration windows."""
         keys, counts = self._calibration[session]
-        return dict(zip(keys, self.id_encoder(counts.to(self.count_readout.weight.device)[None])[0]))
+        return dict(zip(keys, self.id_encoder(counts.to(self.latent_embedding.weight.device)[None])[0]))
 
     def calibrate(
         self, recording: Recording, trials: Sequence[int] | None = None, *, starts: Sequence[float] | None = None
@@ -308,6 +305,11 @@ class Unified(RegisteredCalibration, nn.Module):
         counts = calibration_window_counts(recording, trials=trials, starts=starts, n_windows=c.calibration_windows,
                                            bin_size=c.id_bin, window=c.id_window)  # fmt: skip
         self._calibration[recording.session] = (tuple(recording.unit_keys()), counts)
+
+    @property
+    def calibrates(self) -> bool:
+        """Whether identities come from calibration data (False for the ``identity: table`` ablation)."""
+        return self.id_encoder is not None
 
     def add_session(self, recording: Recording) -> list[str]:
         """Recalibration mode: add a zero identity offset per unit of ``recording`` (with ``identity:
@@ -351,7 +353,7 @@ class Unified(RegisteredCalibration, nn.Module):
 
     def initial_stream_state(self) -> UnifiedState:
         """The state before a stream's first chunk (zeros, empty history)."""
-        return UnifiedState.initial(self.core, self.decoder, self.config.context_chunks, self.count_readout.weight)
+        return UnifiedState.initial(self.core, self.decoder, self.config.context_chunks, self.latent_embedding.weight)
 
     @torch.no_grad()
     def stream_step(self, units: Tensor, times: Tensor, stream: dict[str, Any], state: UnifiedState):

@@ -65,7 +65,10 @@ from spikefm.nn.transformer import (
     make_norm,
 )
 
+from spikefm.nn.unit_readout import IdentityReadout
+
 __all__ = [
+    "IdentityReadout",
     # position
     "logspace_periods",
     "SinusoidalEmbedding",
