@@ -65,3 +65,17 @@ def test_scored_windows_never_pool_the_scored_split(tmp_path: Path) -> None:
     per_trial = base.pred.shape[0] // len(val)
     np.testing.assert_allclose(moved.pred[per_trial:], base.pred[per_trial:], rtol=1e-5, atol=1e-7)
     assert not np.array_equal(moved.truth[:per_trial], base.truth[:per_trial])
+
+
+def test_unified_ablation_rows_carry_their_overrides_and_names() -> None:
+    co_bps = Task("co-bps", window=1.0, bin_size=0.05)
+    decode = Task("decode R2", window=1.0, bin_size=0.02, behavior_key="hand_vel")
+    budget = Budget(trials=1, seeds=1, max_steps=2, bootstrap=10)
+    table, untriggered = _models(["unified:co-bps:table", "unified:co-bps:untriggered"], lambda m: co_bps, budget,
+                                 Path("unused"))
+    assert table.overrides == {"identity": "table"} and table.name == "unified co-bps [identity=table]"
+    assert untriggered.overrides == {"triggered_identity": False}
+    decode_table, supervised = _models(["unified:decode:table", "unified:decode:supervised"], lambda m: decode,
+                                       budget, Path("unused"))
+    assert decode_table.name == "unified [identity=table]" and decode_table.key() != supervised.key()
+    assert supervised.overrides == {"schemes": (), "count_weight": 0.0} and supervised.metric == "decode R2"

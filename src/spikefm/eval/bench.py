@@ -56,10 +56,13 @@ MODEL_TASKS = {"ndt1": CO_BPS, "stndt": CO_BPS, "mtm": CO_BPS, "ndt2": CO_BPS, "
                **{f"mtm:{task}": masked_metric(task) for task in MTM_TASKS},
                # the unified model's held-out unit rates per 50 ms chunk (run with co_bps_bin = 0.05), and its
                # ablations (:data:`UNIFIED_ABLATIONS`) on the same task
-               "unified:co-bps": CO_BPS, "unified:co-bps:table": CO_BPS, "unified:co-bps:untriggered": CO_BPS}
+               "unified:co-bps": CO_BPS, "unified:co-bps:table": CO_BPS, "unified:co-bps:untriggered": CO_BPS,
+               # its decoding row's ablations
+               "unified:decode:table": DECODE_R2, "unified:decode:supervised": DECODE_R2}
 #: Issue 16's ablations of the unified model, as fixed config overrides of a ``unified:<task>:<ablation>`` row.
 UNIFIED_ABLATIONS = {"table": {"identity": "table"},  # POYO's learned row per unit instead of the IDEncoder
-                     "untriggered": {"triggered_identity": False}}  # readout identity from the IDEncoder alone
+                     "untriggered": {"triggered_identity": False},  # readout identity from the IDEncoder alone
+                     "supervised": {"schemes": (), "count_weight": 0.0}}  # behaviour only: no masking, no counts
 #: The kind of baseline each metric is compared with (:func:`spikefm.eval.baselines.baselines_for`).
 METRIC_KIND = {CO_BPS: "self_supervised", BITS_PER_SPIKE: "generation", DECODE_R2: "decoding",
                POSITION_R2: "decoding", **{masked_metric(task): task for task in MTM_TASKS}}
@@ -155,6 +158,14 @@ def _models(models: Sequence[str], task_of: Callable[[str], Task], budget: Budge
             ablation = UNIFIED_ABLATIONS[m.split(":")[2]] if m.count(":") == 2 else {}
             out_models.append(UnitRateCandidate(_base(m), task, max_steps=budget.max_steps, overrides=ablation,
                                                 out_dir=out / "runs" / _base(m), sampler=sampler, batch_size=batch))
+            continue
+        if m.startswith("unified:decode:"):  # an ablation of the unified model's decoding row
+            sampler, batch = TRAINING.get("unified", ("trials", batch_size))
+            ablation = UNIFIED_ABLATIONS[m.split(":")[2]]
+            candidate = ModelCandidate("unified", task, max_steps=budget.max_steps, out_dir=out / "runs" / "unified",
+                                       sampler=sampler, batch_size=batch, overrides=ablation)
+            candidate.name = "unified [" + ", ".join(f"{k}={v}" for k, v in sorted(ablation.items())) + "]"
+            out_models.append(candidate)
             continue
         if ":" in m:  # one of MtM's masked tasks, trained as the co-smoothing row, scored on its task
             out_models.append(MaskedTaskCandidate(_base(m), task, max_steps=budget.max_steps,

@@ -14,9 +14,11 @@ A recipe of spikefm parts (docs/models/unified.md explains each choice):
    cross-attend to its tokens; a recurrent core (GRU or diagonal selective SSM) carries state;
    queries read the core outputs of their own chunk and the ones before it: causal, so
    :meth:`stream_step` equals the offline pass (:class:`spikefm.realtime.StreamingDecoder`).
-4. **Readouts (MtM + POYO+).** A query is a task token (+ a scheme's prompt token + the unit's
-   identity for a unit target) at a time. Behaviour: one readout per behaviour key. Spike counts
-   per unit per chunk (Poisson): one MtM scheme per training batch
+4. **Readouts (MtM + POYO+).** A query is a task token (+ a scheme's prompt token) at a time.
+   Behaviour: one readout per behaviour key. Spike counts per unit per chunk (Poisson): each unit's
+   own linear readout of the counts query's state, its weights computed from its identity plus its
+   spike-triggered average of the core state over calibration windows
+   (:class:`~spikefm.nn.unit_readout.IdentityReadout`); one MtM scheme per training batch
    (:mod:`spikefm.objectives.unit_masking`) hides units' spikes from the input and scores counts.
 """
 
