@@ -42,3 +42,11 @@ def test_the_default_null_is_the_counts_mean() -> None:
     mean = scores.truth.mean(axis=0)
     assert bits_per_spike(scores.pred, scores.truth, null_rates=mean) == pytest.approx(
         bits_per_spike(scores.pred, scores.truth), abs=1e-12)
+
+
+def test_ablation_rows_are_named_after_their_model():
+    from spikefm.eval.protocol import ablation_of
+
+    assert ablation_of("unified co-bps [identity=table]") == "unified co-bps"
+    assert ablation_of("unified [count_weight=0.0, schemes=()]") == "unified"
+    assert ablation_of("unified co-bps") is None and ablation_of("wiener causal k=8") is None

@@ -225,3 +225,16 @@ def test_bench_on_a_users_continuous_file(tmp_path: Path) -> None:
     assert {row["name"] for row in payload["rows"]} == {"wiener causal", "wiener acausal", "kalman"}
     assert payload["rows"][0]["data"][0]["split_sizes"] == {"test": 12, "train": 42, "val": 6}
     assert all(row["score"] > 0.3 for row in payload["rows"] if row["name"].startswith("wiener"))  # velocity is decodable from these counts
+
+
+def test_an_ablation_row_is_compared_with_its_model_on_the_same_resampled_trials(synth: Recording) -> None:
+    spec = DataSpec("synth-0", synth)
+    ablated = wiener()
+    ablated.name = "wiener causal [lags=same]"  # same fit: the paired difference must be exactly zero
+    result = run("t", [wiener(), ablated], select_on=spec, score_on=[spec], budget=BUDGET, log=lambda *_: None)
+    (entry,) = result.ablations
+    assert (entry["model"], entry["ablation"]) == ("wiener causal", "wiener causal [lags=same]")
+    assert entry["difference"] == 0 and entry["interval"] == [0.0, 0.0] and not entry["beats"]
+    assert "| wiener causal - wiener causal [lags=same] | decode R2 | +0.000 [+0.000, +0.000] | level |" in (
+        result.markdown())
+    assert result.to_json()["ablations"] == result.ablations

@@ -217,7 +217,8 @@ class DataSpec:
 
 @dataclass
 class ProtocolResult:
-    """Rows (one per candidate) and comparisons (model - baseline) of one protocol run."""
+    """Rows (one per candidate), comparisons (model - baseline) and ablations (model - the same model with one
+    ingredient replaced, a row named ``"<model> [<overrides>]"``) of one protocol run."""
 
     suite: str
     rows: list[dict[str, Any]]
@@ -226,12 +227,13 @@ class ProtocolResult:
     environment: dict[str, Any]
     wall_seconds: float
     notes: list[str] = field(default_factory=list)
+    ablations: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {"suite": self.suite, "budget": asdict(self.budget), "environment": self.environment,
                 "wall_seconds": round(self.wall_seconds, 1),
                 "cpu_hours": round(sum(r["cpu_hours"] for r in self.rows), 4),
-                "notes": self.notes, "rows": self.rows, "comparisons": self.comparisons}
+                "notes": self.notes, "rows": self.rows, "comparisons": self.comparisons, "ablations": self.ablations}
 
     def markdown(self) -> str:
         from spikefm.eval.protocol_report import markdown
@@ -288,13 +290,14 @@ def run(
         for name, result in score(candidates, params, spec_dev, sealed, budget, cache).items():
             scored[name].append(result)
             wall[name] += result.wall_seconds
-    rows, comparisons = _rows(candidates, selections, scored, wall, select_on, score_on, budget)
-    return ProtocolResult(suite, rows, comparisons, budget, environment(), time.perf_counter() - start)
+    rows, comparisons, ablations = _rows(candidates, selections, scored, wall, select_on, score_on, budget)
+    return ProtocolResult(suite, rows, comparisons, budget, environment(), time.perf_counter() - start,
+                          ablations=ablations)
 
 
 def _rows(candidates, selections, scored, wall, select_on, score_on, budget):
     per_row = {c.name: [[*s.scores] for s in scored[c.name]] for c in candidates}
-    rows, comparisons = [], []
+    rows, comparisons, ablations = [], [], []
     for metric in dict.fromkeys(c.metric for c in candidates):
         group = [c for c in candidates if c.metric == metric]
         replicates = bootstrap({c.name: per_row[c.name] for c in group}, n_boot=budget.bootstrap)
@@ -326,7 +329,18 @@ def _rows(candidates, selections, scored, wall, select_on, score_on, budget):
                 comparisons.append({"metric": metric, "model": model.name, "baseline": base.name,
                                     "baseline_information": base.info,
                                     **compare(replicates[model.name], replicates[base.name])})
-    return rows, comparisons
+        names = {c.name for c in group}
+        for ablated in (c for c in group if ablation_of(c.name) in names):  # paired: same resampled test trials
+            full = ablation_of(ablated.name)
+            ablations.append({"metric": metric, "model": full, "ablation": ablated.name,
+                              **compare(replicates[full], replicates[ablated.name])})
+    return rows, comparisons, ablations
+
+
+def ablation_of(name: str) -> str | None:
+    """The full model's row of an ablation row ``"<model> [<overrides>]"`` (None for any other name)."""
+    base, bracket, rest = name.partition(" [")
+    return base if bracket and rest.endswith("]") else None
 
 
 def _comparable(model: Candidate, baseline: Candidate) -> bool:

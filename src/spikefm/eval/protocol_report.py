@@ -50,6 +50,13 @@ def markdown(result: dict[str, Any]) -> str:
             lines.append(f"| {c['model']} - {c['baseline']} | {c['metric']} | {c['baseline_information']} | "
                          f"{c['difference']:+.3f} [{c['interval'][0]:+.3f}, {c['interval'][1]:+.3f}] | "
                          f"{'yes' if c['beats'] else 'no'} |")
+    if result.get("ablations"):
+        lines += ["", "| model - ablation | metric | difference (95% interval) | better |", "|---|---|---|---|"]
+        for a in result["ablations"]:
+            lo, hi = a["interval"]
+            better = "model" if lo > 0 else "ablation" if hi < 0 else "level"
+            lines.append(f"| {a['model']} - {a['ablation']} | {a['metric']} | {a['difference']:+.3f} "
+                         f"[{lo:+.3f}, {hi:+.3f}] | {better} |")
     data = result["rows"][0]["data"] if result["rows"] else []
     lines += ["", "Scored on: " + "; ".join(f"{d['name']} {d['split_sizes']}" for d in data) + "."]
     if result["rows"]:
