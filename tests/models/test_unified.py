@@ -255,3 +255,34 @@ def test_spikefm_eval_scores_the_lookup_table_ablation_without_calibrating(datas
     assert not model.calibrates
     out = predict(model, tokenizer, rec, split="val", window=1.0, pack=True)
     assert out.behavior is not None and np.isfinite(out.behavior).all()
+
+
+def test_registered_calibration_gives_the_readout_what_calibration_windows_in_the_batch_give(dataset):
+    """calibrate(recording) stores each unit's triggered state over its calibration windows, so scoring one window
+    alone reads the same count readout as scoring it next to those windows flagged as calibration."""
+    rec = dataset.recordings[0]
+    model, tokenizer = build([rec])
+    train = np.flatnonzero(np.asarray(rec.trials.columns["split"]).astype(str) == "train")[:4]
+    scored = np.flatnonzero(np.asarray(rec.trials.columns["split"]).astype(str) == "test")[0]
+    model.calibrate(rec, trials=train)
+    assert model._features[rec.session].shape == (rec.n_units, model.config.rnn_dim + 1)
+    none = torch.zeros(1, rec.n_units, dtype=torch.bool)
+    with torch.no_grad():
+        alone = model(collate(tokens_of(tokenizer, rec, rec.trials.start[[scored]]), pack=True),
+                      UnitMasks("neuron", none, none, 0))
+        windows = tokens_of(tokenizer, rec, rec.trials.start[[*train, scored]])
+        flags = torch.tensor([True] * len(train) + [False])
+        model.forget(rec.session)
+        model.calibrate(rec, trials=train)  # identities (IDEncoder) registered; the triggered state is overridden ...
+        model._features.pop(rec.session)  # ... by the batch's calibration windows here
+        together = model(collate(windows, pack=True), UnitMasks("neuron", torch.zeros(5, rec.n_units, dtype=torch.bool),
+                                                                 torch.zeros(5, rec.n_units, dtype=torch.bool), 0),
+                         calibration=flags)
+    held = int(rec.units.heldout.sum())
+    torch.testing.assert_close(alone["unit_log_rates"], together["unit_log_rates"][-held:], atol=1e-5, rtol=1e-5)
+    model.calibrate(rec, trials=train)  # the registered features travel with the model's state dict
+    copy, _ = build([rec])
+    copy.load_state_dict(model.state_dict())
+    torch.testing.assert_close(copy._features[rec.session], model._features[rec.session])
+    model.forget(rec.session)
+    assert rec.session not in model._features

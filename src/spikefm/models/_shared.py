@@ -118,25 +118,38 @@ class UnitRecalibration:
 class RegisteredCalibration:
     """Mixin for models that keep registered calibration counts per session (SPINT, unified).
 
-    ``self._calibration`` maps a session to (unit keys, counts tensor). The counts travel in the
-    module's extra state, so a saved model (state dict, safetensors) keeps its calibration, and they
-    follow the model across devices.
+    ``self._calibration`` maps a session to (unit keys, counts tensor); ``self._calibration_features`` (optional)
+    maps a session to per-unit features [U, F] computed from its calibration windows when they were registered
+    (the unified model's triggered states). Both travel in the module's extra state, so a saved model (state
+    dict, safetensors) keeps its calibration, and they follow the model across devices.
     """
 
     _calibration: dict[str, tuple[tuple[str, ...], Tensor]]
 
+    @property
+    def _features(self) -> dict[str, Tensor]:
+        if "_calibration_features" not in self.__dict__:
+            self.__dict__["_calibration_features"] = {}
+        return self.__dict__["_calibration_features"]
+
     def get_extra_state(self) -> dict[str, Any]:
-        return {s: {"keys": list(k), "counts": c.cpu()} for s, (k, c) in self._calibration.items()}
+        return {s: {"keys": list(k), "counts": c.cpu(),
+                    **({"features": self._features[s].cpu()} if s in self._features else {})}
+                for s, (k, c) in self._calibration.items()}  # fmt: skip
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
         self._calibration = {s: (tuple(v["keys"]), v["counts"]) for s, v in (state or {}).items()}
+        self._features.clear()
+        self._features.update({s: v["features"] for s, v in (state or {}).items() if "features" in v})
 
     def forget(self, session: str | None = None) -> None:
         """Drop the registered calibration of ``session`` (or of every session)."""
         if session is None:
             self._calibration.clear()
+            self._features.clear()
         else:
             self._calibration.pop(session, None)
+            self._features.pop(session, None)
 
     @property
     def calibrated_sessions(self) -> list[str]:
@@ -147,4 +160,5 @@ class RegisteredCalibration:
         out = super()._apply(fn, recurse)
         device = next(self.parameters()).device
         self._calibration = {s: (k, c.to(device)) for s, (k, c) in self._calibration.items()}
+        self._features.update({s: f.to(device) for s, f in self._features.items()})
         return out

@@ -36,7 +36,10 @@ from spikefm.data.recording import Recording
 from spikefm.models._shared import EMBEDDING_INIT_STD, RegisteredCalibration, behavior_width, unit_dropout_keep
 from spikefm.models.registry import ModelSpec, register
 from spikefm.nn import IDEncoder, KeyedEmbedding, RotaryTimeEmbedding, UnitEmbedding
-from spikefm.nn.calibration import calibration_window_counts, in_batch_identities, triggered_states, with_registered
+from spikefm.nn.calibration import (
+    calibration_starts, calibration_window_counts, in_batch_identities, registered_triggered_states, triggered_states,
+    with_registered,
+)  # fmt: skip
 from spikefm.nn.chunked import (
     ChunkStreamState, chunk_blocks, chunk_ends, context_mask, count_chunks, encode_chunks, query_context_mask,
     read_chunks, stream_chunk, stream_constants,
@@ -49,7 +52,7 @@ from spikefm.nn.unit_readout import IdentityReadout
 from spikefm.objectives.multitask import multitask_objective
 from spikefm.objectives.unit_counts import binned_spike_counts
 from spikefm.objectives.unit_masking import UnitMasks, draw_unit_masks, flat_units
-from spikefm.tokenize.base import N_TOKEN_TYPES, Batch, TokenType
+from spikefm.tokenize.base import N_TOKEN_TYPES, Batch, TokenType, collate
 from spikefm.tokenize.spikes import SpikeConfig, SpikeTokenizer
 
 __all__ = ["UnifiedConfig", "Unified", "UnifiedState", "unified_objective", "PRESETS"]
@@ -201,17 +204,9 @@ class Unified(RegisteredCalibration, nn.Module):
                 ) -> dict[str, Tensor]:
         c, dev = self.config, batch.timestamps.device
         calibration = torch.ones(batch.batch_size, dtype=torch.bool, device=dev) if calibration is None else calibration
-        n_chunks = count_chunks(float(batch.duration.max()), c.chunk)
         masks = masks if masks is not None else draw_unit_masks(batch, c.schemes, self.training)
-        hidden, scored = flat_units(masks.hidden, batch), flat_units(masks.scored, batch)  # [sum U] each
-        identity = self.identities(batch, hidden, calibration)  # [sum U, D]
-        if c.heldout_targets:
-            heldout = torch.as_tensor(np.asarray(batch.unit_extras["heldout"], bool), device=dev)  # [sum U]
-            hidden, scored = hidden | heldout, scored | heldout
-        counts = binned_spike_counts(batch, lambda t: chunk_index(t, c.chunk).clamp(0, n_chunks - 1), n_chunks)
-        grid = self._chunk_tokens(batch, identity, hidden, counts)  # [B * C, S, D], times, mask
-        latents = encode_chunks(self.encoder, self.latent_embedding.weight, self.rotary, *grid, c.chunk)
-        core_out, _ = self.core(latents.view(batch.batch_size, n_chunks, -1))  # [B, C, H]
+        identity, scored, counts, core_out = self._encode(batch, masks, calibration)
+        n_chunks = counts.shape[1]
         ends = chunk_ends(n_chunks, c.chunk, dev)  # [C]
         outputs = self._behavior(core_out, ends, batch) if self.readout else {}
         unit_sample = torch.repeat_interleave(torch.arange(batch.batch_size, device=dev), batch.unit_offsets.diff())
@@ -221,7 +216,11 @@ class Unified(RegisteredCalibration, nn.Module):
         triggered = None
         if c.triggered_identity:  # each unit's tuning to the core state, from the other calibration windows
             triggered = triggered_states(counts, core_out, batch.unit_keys, unit_sample, batch.sessions,
-                                         self.training, contributes=calibration[unit_sample])[rows]  # fmt: skip
+                                         self.training, contributes=calibration[unit_sample])  # fmt: skip
+            row_sessions = np.repeat(batch.sessions, batch.unit_offsets.diff().tolist()).tolist()
+            registered = {s: self._features[s] for s in set(row_sessions) if s in self._features}
+            tables = {s: dict(zip(self._calibration[s][0], f)) for s, f in registered.items()}
+            triggered = with_registered(triggered, batch.unit_keys, row_sessions, tables)[rows]
         # MtM's factorisation: one state per (window, chunk) read by the task + scheme prompt, then each unit's own
         # linear readout of it, its weights computed from its identity (no per-unit parameter)
         query = self.task_embedding.embed(["counts"]) + self.task_embedding.embed([masks.scheme])  # [1, D]
@@ -236,6 +235,21 @@ class Unified(RegisteredCalibration, nn.Module):
         outputs["unit_count_mask"] = chunk_valid[unit_sample[rows]] & (step >= masks.shift)
         outputs["count_weight"] = torch.tensor(c.count_weight)
         return outputs
+
+    def _encode(self, batch: Batch, masks: UnitMasks, calibration: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Identities [sum U, D], scored units bool [sum U], counts per chunk [sum U, C] and core outputs [B, C, H]."""
+        c, dev = self.config, batch.timestamps.device
+        n_chunks = count_chunks(float(batch.duration.max()), c.chunk)
+        hidden, scored = flat_units(masks.hidden, batch), flat_units(masks.scored, batch)  # [sum U] each
+        identity = self.identities(batch, hidden, calibration)  # [sum U, D]
+        if c.heldout_targets:
+            heldout = torch.as_tensor(np.asarray(batch.unit_extras["heldout"], bool), device=dev)  # [sum U]
+            hidden, scored = hidden | heldout, scored | heldout
+        counts = binned_spike_counts(batch, lambda t: chunk_index(t, c.chunk).clamp(0, n_chunks - 1), n_chunks)
+        grid = self._chunk_tokens(batch, identity, hidden, counts)  # [B * C, S, D], times, mask
+        latents = encode_chunks(self.encoder, self.latent_embedding.weight, self.rotary, *grid, c.chunk)
+        core_out, _ = self.core(latents.view(batch.batch_size, n_chunks, -1))  # [B, C, H]
+        return identity, scored, counts, core_out
 
     def _chunk_tokens(self, batch: Batch, identity: Tensor, hidden: Tensor, counts: Tensor):
         """The visible tokens (not END, not hidden, not dropped) scattered into per-chunk rows."""
@@ -304,9 +318,28 @@ class Unified(RegisteredCalibration, nn.Module):
         if self.id_encoder is None:
             raise ValueError("a unified model with identity: table has no calibration; add_session(recording) "
                              "and recalibrate its rows by gradient (freeze_for_recalibration)")
-        counts = calibration_window_counts(recording, trials=trials, starts=starts, n_windows=c.calibration_windows,
+        starts = calibration_starts(recording, trials=trials, starts=starts, n_windows=c.calibration_windows,
+                                    window=c.id_window)  # fmt: skip
+        counts = calibration_window_counts(recording, trials=None, starts=starts, n_windows=len(starts),
                                            bin_size=c.id_bin, window=c.id_window)  # fmt: skip
+        self.forget(recording.session)
         self._calibration[recording.session] = (tuple(recording.unit_keys()), counts)
+        if c.triggered_identity:  # + each unit's triggered state over the same windows, with these weights
+            self._features[recording.session] = self._registered_triggered(recording, starts)
+
+    @torch.no_grad()
+    def _registered_triggered(self, recording: Recording, starts: np.ndarray) -> Tensor:
+        """[U, H + 1] the recording's units' triggered states over the calibration windows (eval mode)."""
+        was_training, tokenizer, dev = self.training, _tokenizer(self.config), self.latent_embedding.weight.device
+        self.eval()
+        batch = collate([tokenizer(recording.window(float(t), float(t) + self.config.id_window)) for t in starts],
+                        pack=True).to(dev)  # fmt: skip
+        none = torch.zeros(batch.batch_size, int(batch.unit_offsets.diff().max()), dtype=torch.bool, device=dev)
+        _, _, counts, core_out = self._encode(batch, UnitMasks("neuron", none, none, 0), batch.mask.new_ones(len(starts)))
+        window = torch.repeat_interleave(torch.arange(batch.batch_size, device=counts.device), batch.unit_offsets.diff())
+        table = registered_triggered_states(counts, core_out, batch.unit_keys, window)
+        self.train(was_training)
+        return torch.stack([table[k] for k in recording.unit_keys()])
 
     @property
     def calibrates(self) -> bool:

@@ -20,7 +20,8 @@ import torch
 from torch import Tensor, nn
 
 __all__ = [
-    "session_folds", "pool_other_folds", "in_batch_identities", "triggered_states", "with_registered",
+    "session_folds", "pool_other_folds", "in_batch_identities", "triggered_states", "registered_triggered_states",
+    "with_registered", "calibration_starts",
     "calibration_window_counts",
 ]  # fmt: skip
 
@@ -113,10 +114,29 @@ def triggered_states(
     vocab: dict[str, int] = {}
     key = torch.tensor([vocab.setdefault(k, len(vocab)) for k in unit_keys], device=counts.device)  # [N]
     folds = torch.tensor(fold, device=counts.device)[window]  # [N]
-    own_states, width = states[window], states.shape[-1]  # [N, C, H]
-    sums = torch.cat([torch.einsum("nc,nch->nh", counts, own_states), counts.sum(1, keepdim=True),
+    pooled = pool_other_folds(_triggered_sums(counts, states, window), key, folds, n_folds, contributes=contributes)
+    return _triggered(pooled, states.shape[-1])  # means over rows: ratios of sums hold
+
+
+def registered_triggered_states(counts: Tensor, states: Tensor, unit_keys: Sequence[str], window: Tensor
+                                ) -> dict[str, Tensor]:
+    """Unit key -> its triggered state [H + 1] pooled over *all* the given windows (registered calibration:
+    the windows are calibration data, never scored). Arguments as :func:`triggered_states`."""
+    vocab: dict[str, int] = {}
+    key = torch.tensor([vocab.setdefault(k, len(vocab)) for k in unit_keys], device=counts.device)  # [N]
+    sums = _triggered_sums(counts, states, window)
+    pooled = sums.new_zeros(len(vocab), sums.shape[1]).index_add(0, key, sums)  # [K, 2H + 2]
+    return dict(zip(vocab, _triggered(pooled, states.shape[-1])))
+
+
+def _triggered_sums(counts: Tensor, states: Tensor, window: Tensor) -> Tensor:
+    """Per row [N, 2H + 2]: sum of count-weighted states, spikes, sum of states, chunks."""
+    own_states = states[window]  # [N, C, H]
+    return torch.cat([torch.einsum("nc,nch->nh", counts, own_states), counts.sum(1, keepdim=True),
                       own_states.sum(1), counts.new_full((len(counts), 1), float(counts.shape[1]))], dim=1)
-    pooled = pool_other_folds(sums, key, folds, n_folds, contributes=contributes)  # means over rows: ratios hold
+
+
+def _triggered(pooled: Tensor, width: int) -> Tensor:
     fired, spikes, state_sum, chunks = pooled.split([width, 1, width, 1], dim=1)
     centred = fired / spikes.clamp_min(1e-3) - state_sum / chunks.clamp_min(1)
     return torch.cat([centred, torch.log(spikes / chunks.clamp_min(1) + 1e-3)], dim=1)
@@ -157,15 +177,23 @@ def calibration_window_counts(
         bin_size, window: seconds; T = ``ceil(window / bin_size)`` bins.
     """
     n_bins = int(np.ceil(window / bin_size - 1e-9))
-    if starts is None and recording.trials is not None and len(recording.trials):
+    starts = calibration_starts(recording, trials=trials, starts=starts, n_windows=n_windows, window=window)
+    counts = np.stack([recording.bin(bin_size, t, t + window)[:n_bins] for t in starts])  # [R, T, U]
+    return torch.as_tensor(counts.transpose(2, 0, 1), dtype=torch.float32)
+
+
+def calibration_starts(
+    recording: Any, *, trials: Sequence[int] | None, starts: Sequence[float] | None, n_windows: int, window: float
+) -> np.ndarray:
+    """The calibration windows' starts (s) that :func:`calibration_window_counts` reads."""
+    if starts is not None:
+        return np.asarray(starts, dtype=np.float64)
+    if recording.trials is not None and len(recording.trials):
         index = trials if trials is not None else _train_trials(recording.trials)[:n_windows]
         if len(index) == 0:
             raise ValueError(f"{recording.session}: no train-split trial to calibrate on; name trials or starts")
-        starts = recording.trials.start[np.asarray(index, dtype=np.int64)]
-    elif starts is None:
-        starts = recording.start + np.arange(n_windows) * window
-    counts = np.stack([recording.bin(bin_size, t, t + window)[:n_bins] for t in starts])  # [R, T, U]
-    return torch.as_tensor(counts.transpose(2, 0, 1), dtype=torch.float32)
+        return np.asarray(recording.trials.start[np.asarray(index, dtype=np.int64)], dtype=np.float64)
+    return recording.start + np.arange(n_windows) * window
 
 
 def _train_trials(trials: Any) -> np.ndarray:
