@@ -79,3 +79,11 @@ def test_unified_ablation_rows_carry_their_overrides_and_names() -> None:
                                        budget, Path("unused"))
     assert decode_table.name == "unified [identity=table]" and decode_table.key() != supervised.key()
     assert supervised.overrides == {"schemes": (), "count_weight": 0.0} and supervised.metric == "decode R2"
+
+
+def test_decoding_models_get_co_smoothing_rows_of_their_own_name() -> None:
+    co_bps = Task("co-bps", window=1.0, bin_size=0.02)
+    ndt3, neds = _models(["ndt3:cosmoothing", "neds:cosmoothing"], lambda m: co_bps,
+                         Budget(trials=1, seeds=1, max_steps=2, bootstrap=10), Path("unused"))
+    assert (ndt3.name, neds.name) == ("ndt3 co-bps", "neds co-bps")
+    assert ndt3.model == "ndt3" and ndt3.metric == "co-bps" and neds.model == "neds"

@@ -58,7 +58,9 @@ MODEL_TASKS = {"ndt1": CO_BPS, "stndt": CO_BPS, "mtm": CO_BPS, "ndt2": CO_BPS, "
                # ablations (:data:`UNIFIED_ABLATIONS`) on the same task
                "unified:co-bps": CO_BPS, "unified:co-bps:table": CO_BPS, "unified:co-bps:untriggered": CO_BPS,
                # its decoding row's ablations
-               "unified:decode:table": DECODE_R2, "unified:decode:supervised": DECODE_R2}
+               "unified:decode:table": DECODE_R2, "unified:decode:supervised": DECODE_R2,
+               # co-smoothing rows of models whose main row decodes (held-out units' rates from spikefm.eval.predict)
+               "ndt3:cosmoothing": CO_BPS, "neds:cosmoothing": CO_BPS}
 #: Issue 16's ablations of the unified model, as fixed config overrides of a ``unified:<task>:<ablation>`` row.
 UNIFIED_ABLATIONS = {"table": {"identity": "table"},  # POYO's learned row per unit instead of the IDEncoder
                      "untriggered": {"triggered_identity": False},  # readout identity from the IDEncoder alone
@@ -165,6 +167,12 @@ def _models(models: Sequence[str], task_of: Callable[[str], Task], budget: Budge
             candidate = ModelCandidate("unified", task, max_steps=budget.max_steps, out_dir=out / "runs" / "unified",
                                        sampler=sampler, batch_size=batch, overrides=ablation)
             candidate.name = "unified [" + ", ".join(f"{k}={v}" for k, v in sorted(ablation.items())) + "]"
+            out_models.append(candidate)
+            continue
+        if m.endswith(":cosmoothing"):  # a decoding model's co-smoothing row, trained as for decoding
+            candidate = ModelCandidate(_base(m), task, max_steps=budget.max_steps, out_dir=out / "runs" / _base(m),
+                                       batch_size=batch_size, overrides=_binned_overrides(_base(m), task))
+            candidate.name = f"{_base(m)} co-bps"
             out_models.append(candidate)
             continue
         if ":" in m:  # one of MtM's masked tasks, trained as the co-smoothing row, scored on its task
