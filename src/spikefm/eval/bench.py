@@ -41,7 +41,7 @@ from spikefm.eval.model_candidate import ModelCandidate
 from spikefm.eval.mtm_candidate import MaskedTaskCandidate, masked_task
 from spikefm.eval.mtm_tasks import TASKS as MTM_TASKS
 from spikefm.eval.unit_rate_candidate import UnitRateCandidate
-from spikefm.eval.protocol import Budget, DataSpec, ProtocolResult, environment, run, select_all
+from spikefm.eval.protocol import Budget, DataSpec, ProtocolResult, ablation_name, environment, run, select_all
 
 __all__ = ["SEALED_DRAWS", "MODEL_TASKS", "SYNTHETIC_SUITES", "SyntheticSettings", "synthetic_suite", "file_suite",
            "recipe_suite", "run_bench", "merge_results"]
@@ -166,7 +166,7 @@ def _models(models: Sequence[str], task_of: Callable[[str], Task], budget: Budge
             ablation = UNIFIED_ABLATIONS[m.split(":")[2]]
             candidate = ModelCandidate("unified", task, max_steps=budget.max_steps, out_dir=out / "runs" / "unified",
                                        sampler=sampler, batch_size=batch, overrides=ablation)
-            candidate.name = "unified [" + ", ".join(f"{k}={v}" for k, v in sorted(ablation.items())) + "]"
+            candidate.name = ablation_name("unified", ablation)
             out_models.append(candidate)
             continue
         if m.endswith(":cosmoothing"):  # a decoding model's co-smoothing row, trained as for decoding

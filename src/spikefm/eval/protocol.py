@@ -337,6 +337,13 @@ def _rows(candidates, selections, scored, wall, select_on, score_on, budget):
     return rows, comparisons, ablations
 
 
+def ablation_name(name: str, overrides: dict[str, Any]) -> str:
+    """``"<name> [k=v, ...]"``: the row of ``name`` run with fixed config ``overrides`` (``name`` when none)."""
+    if not overrides:
+        return name
+    return f"{name} [" + ", ".join(f"{k}={v}" for k, v in sorted(overrides.items())) + "]"
+
+
 def ablation_of(name: str) -> str | None:
     """The full model's row of an ablation row ``"<model> [<overrides>]"`` (None for any other name)."""
     base, bracket, rest = name.partition(" [")

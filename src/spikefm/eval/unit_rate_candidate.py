@@ -58,8 +58,9 @@ class UnitRateCandidate(ModelCandidate):
         if abs(self.task.bin_size - chunk) > 1e-12:
             raise ValueError(f"{self.model} predicts counts per {chunk:g} s chunk; score it in bins of {chunk:g} s "
                              f"(got {self.task.bin_size:g}; e.g. spikefm bench --co-bps-bin {chunk:g})")
-        ablation = ", ".join(f"{k}={v}" for k, v in sorted(self.overrides.items()))
-        self.name = f"{self.model} co-bps" + (f" [{ablation}]" if ablation else "")
+        from spikefm.eval.protocol import ablation_name
+
+        self.name = ablation_name(f"{self.model} co-bps", self.overrides)
         self.info = f"{'causal' if self.causal else 'acausal'}: every held-in unit's spikes, held-out units hidden"
 
     def key(self) -> dict:
@@ -77,13 +78,13 @@ class UnitRateCandidate(ModelCandidate):
         model, tokenizer = fitted["model"], fitted["tokenizer"]
         windows = TrialWindowSampler([rec], after=self.task.window, split=split).epoch_windows(0)
         calibration = TrialWindowSampler([rec], after=self.task.window, split="train").epoch_windows(0)
-        calibration = calibration[: self.calibration_windows]
+        calibration = [tokenizer(rec.window(w.t0, w.t1)) for w in calibration[: self.calibration_windows]]
         was_training = model.training
         model.eval()
         rates, counts = [], []
         for first in range(0, len(windows), 16):
             scored = windows[first:first + 16]
-            batch = collate([tokenizer(rec.window(w.t0, w.t1)) for w in [*calibration, *scored]], pack=fitted["pack"])
+            batch = collate([*calibration, *(tokenizer(rec.window(w.t0, w.t1)) for w in scored)], pack=fitted["pack"])
             n = batch.unit_offsets.diff()
             none = torch.zeros(batch.batch_size, int(n.max()), dtype=torch.bool)
             pools = torch.arange(batch.batch_size) < len(calibration)  # only train windows are pooled

@@ -349,7 +349,7 @@ class Unified(RegisteredCalibration, nn.Module):
     def add_session(self, recording: Recording) -> list[str]:
         """Recalibration mode: add a zero identity offset per unit of ``recording`` (with ``identity:
         table``, a new learned row per unit, as POYO)."""
-        (self.identity_offset if self.unit_table is None else self.unit_table).extend(recording.unit_keys())
+        self._recalibrated.extend(recording.unit_keys())
         return recording.unit_keys()
 
     def freeze_for_recalibration(self, recording: Recording) -> list[nn.Parameter]:
@@ -357,11 +357,12 @@ class Unified(RegisteredCalibration, nn.Module):
         or, with ``identity: table``, its rows."""
         for parameter in self.parameters():
             parameter.requires_grad_(False)
-        if self.unit_table is not None:
-            self.unit_table.weight.requires_grad_(True)
-            self.unit_table.freeze_except(recording.unit_keys())
-            return [self.unit_table.weight]
-        return self.identity_offset.train_only(recording.unit_keys())
+        return self._recalibrated.train_only(recording.unit_keys())
+
+    @property
+    def _recalibrated(self) -> KeyedEmbedding:
+        """The table gradient recalibration grows and trains: identity offsets, or the lookup table."""
+        return self.identity_offset if self.unit_table is None else self.unit_table
 
     # ------------------------------------------------------------------ streaming
     @torch.no_grad()

@@ -82,12 +82,22 @@ def in_batch_identities(
         training: two cross-fitted folds (training) or leave-one-out (evaluation); see :func:`session_folds`.
         contributes: bool [N] rows whose activity may enter others' means (e.g. not hidden by a mask).
     """
-    fold, n_folds = session_folds(sessions, training)
-    vocab: dict[str, int] = {}
-    key = torch.tensor([vocab.setdefault(k, len(vocab)) for k in unit_keys], device=counts.device)  # [N]
-    folds = torch.tensor(fold, device=counts.device)[window]  # [N]
+    key, folds, n_folds = _row_folds(unit_keys, window, sessions, training)
     phi = encoder.phi(torch.log1p(counts))  # [N, h]
     return encoder.psi(pool_other_folds(phi, key, folds, n_folds, contributes=contributes))
+
+
+def _row_folds(unit_keys: Sequence[str], window: Tensor, sessions: Sequence[str], training: bool
+               ) -> tuple[Tensor, Tensor, int]:
+    """Per row: its unit's index in the batch's key vocabulary, its window's fold; and the fold count."""
+    fold, n_folds = session_folds(sessions, training)
+    return _key_index(unit_keys, window.device), torch.tensor(fold, device=window.device)[window], n_folds
+
+
+def _key_index(unit_keys: Sequence[str], device: torch.device) -> Tensor:
+    """long [N]: each row's position in the vocabulary of distinct keys, in order of first appearance."""
+    vocab: dict[str, int] = {}
+    return torch.tensor([vocab.setdefault(k, len(vocab)) for k in unit_keys], device=device)
 
 
 def triggered_states(
@@ -110,10 +120,7 @@ def triggered_states(
     Returns:
         [N, H + 1]: the centred triggered state and ``log`` of the unit's mean count per chunk (pooled rows).
     """
-    fold, n_folds = session_folds(sessions, training)
-    vocab: dict[str, int] = {}
-    key = torch.tensor([vocab.setdefault(k, len(vocab)) for k in unit_keys], device=counts.device)  # [N]
-    folds = torch.tensor(fold, device=counts.device)[window]  # [N]
+    key, folds, n_folds = _row_folds(unit_keys, window, sessions, training)
     pooled = pool_other_folds(_triggered_sums(counts, states, window), key, folds, n_folds, contributes=contributes)
     return _triggered(pooled, states.shape[-1])  # means over rows: ratios of sums hold
 
@@ -122,11 +129,10 @@ def registered_triggered_states(counts: Tensor, states: Tensor, unit_keys: Seque
                                 ) -> dict[str, Tensor]:
     """Unit key -> its triggered state [H + 1] pooled over *all* the given windows (registered calibration:
     the windows are calibration data, never scored). Arguments as :func:`triggered_states`."""
-    vocab: dict[str, int] = {}
-    key = torch.tensor([vocab.setdefault(k, len(vocab)) for k in unit_keys], device=counts.device)  # [N]
+    keys = list(dict.fromkeys(unit_keys))  # distinct, in order of first appearance
     sums = _triggered_sums(counts, states, window)
-    pooled = sums.new_zeros(len(vocab), sums.shape[1]).index_add(0, key, sums)  # [K, 2H + 2]
-    return dict(zip(vocab, _triggered(pooled, states.shape[-1])))
+    pooled = sums.new_zeros(len(keys), sums.shape[1]).index_add(0, _key_index(unit_keys, counts.device), sums)
+    return dict(zip(keys, _triggered(pooled, states.shape[-1])))
 
 
 def _triggered_sums(counts: Tensor, states: Tensor, window: Tensor) -> Tensor:

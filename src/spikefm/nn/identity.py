@@ -192,6 +192,13 @@ class KeyedEmbedding(nn.Module):
         self._trainable = keys
         self._mask = None
 
+    def train_only(self, keys: Iterable[str]) -> list[nn.Parameter]:
+        """Let only ``keys``' rows receive gradient (the table's weight trainable again, every other row
+        frozen); returns the parameters to optimise."""
+        self.weight.requires_grad_(True)
+        self.freeze_except(keys)
+        return [self.weight]
+
     def unfreeze(self) -> None:
         """Every row gets gradient again."""
         self._trainable = None

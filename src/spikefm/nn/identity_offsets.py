@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from spikefm.nn.identity import UnitEmbedding
 
@@ -35,9 +35,3 @@ class IdentityOffsets(UnitEmbedding):
         vocab = {k: i for i, k in enumerate(self.keys)}
         rows = torch.tensor([vocab.get(k, -1) for k in keys], dtype=torch.long, device=like.device)
         return self(rows.clamp(min=0)) * (rows >= 0)[:, None]
-
-    def train_only(self, keys: Sequence[str]) -> list[nn.Parameter]:
-        """Let only ``keys``' rows receive gradient; returns the parameters to optimise."""
-        self.weight.requires_grad_(True)
-        self.freeze_except(keys)
-        return [self.weight]
