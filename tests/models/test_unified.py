@@ -286,3 +286,14 @@ def test_registered_calibration_gives_the_readout_what_calibration_windows_in_th
     torch.testing.assert_close(copy._features[rec.session], model._features[rec.session])
     model.forget(rec.session)
     assert rec.session not in model._features
+
+
+def test_calibration_needs_no_behaviour(dataset):
+    """Calibration data is unlabeled: a recording without behaviour calibrates (the triggered identity
+    tokenized calibration windows with behaviour queries and raised), to the same identities."""
+    model, _ = build(dataset.recordings)
+    rec = dataset.recordings[0]
+    model.calibrate(rec, [0, 1, 2])
+    labeled = model._features[rec.session].clone()
+    model.calibrate(replace(rec, behavior={}), [0, 1, 2])
+    torch.testing.assert_close(model._features[rec.session], labeled)

@@ -330,7 +330,9 @@ class Unified(RegisteredCalibration, nn.Module):
     @torch.no_grad()
     def _registered_triggered(self, recording: Recording, starts: np.ndarray) -> Tensor:
         """[U, H + 1] the recording's units' triggered states over the calibration windows (eval mode)."""
-        was_training, tokenizer, dev = self.training, _tokenizer(self.config), self.latent_embedding.weight.device
+        # spikes only: calibration data is unlabeled
+        was_training, tokenizer = self.training, _tokenizer(self.config, query="none", behavior_keys=())
+        dev = self.latent_embedding.weight.device
         self.eval()
         batch = collate([tokenizer(recording.window(float(t), float(t) + self.config.id_window)) for t in starts],
                         pack=True).to(dev)  # fmt: skip
