@@ -79,6 +79,10 @@ def test_unified_ablation_rows_carry_their_overrides_and_names() -> None:
                                        budget, Path("unused"))
     assert decode_table.name == "unified [identity=table]" and decode_table.key() != supervised.key()
     assert supervised.overrides == {"schemes": (), "count_weight": 0.0} and supervised.metric == "decode R2"
+    binned, transformer = _models(["unified:decode:binned", "unified:co-bps:transformer"],
+                                  {"unified:decode:binned": decode, "unified:co-bps:transformer": co_bps}.get,
+                                  budget, Path("unused"))  # fmt: skip
+    assert binned.name == "unified [input_bin=0.05]" and transformer.overrides == {"core": "transformer"}
 
 
 def test_decoding_models_get_co_smoothing_rows_of_their_own_name() -> None:

@@ -81,9 +81,15 @@ def test_no_parameter_depends_on_sessions_or_units(dataset):
     assert sum(p.numel() for p in a.parameters()) == n_params
 
 
-@pytest.mark.parametrize(("core", "token_counts"), [("gru", False), ("ssm", False), ("gru", True)])
-def test_streaming_equals_offline_pass(dataset, core, token_counts):
-    model, tokenizer = build(dataset.recordings, core=core, rnn_layers=2, token_counts=token_counts, **EXACT)
+@pytest.mark.parametrize(
+    ("core", "token_counts", "ablation"),
+    [("gru", False, {}), ("ssm", False, {}), ("gru", True, {}),
+     ("transformer", False, {"core_window": 5}),  # 16 chunks: outputs read their own 5-chunk windows
+     ("gru", False, {"input_bin": 0.015625})],  # binned input: times at 1/64 s bin centres
+)  # fmt: skip
+def test_streaming_equals_offline_pass(dataset, core, token_counts, ablation):
+    model, tokenizer = build(dataset.recordings, core=core, rnn_layers=2, token_counts=token_counts, **EXACT,
+                             **ablation)  # fmt: skip
     rec = dataset.recordings[1]
     model.calibrate(rec)
     tokens = tokenizer(rec.window(0.0, 1.0))
@@ -297,3 +303,25 @@ def test_calibration_needs_no_behaviour(dataset):
     labeled = model._features[rec.session].clone()
     model.calibrate(replace(rec, behavior={}), [0, 1, 2])
     torch.testing.assert_close(model._features[rec.session], labeled)
+
+
+def test_binned_input_keeps_only_each_spikes_bin(dataset):
+    """With ``input_bin``, moving a spike inside its bin changes nothing; exact times change the output."""
+    rec = dataset.recordings[0]
+    outputs = {}
+    for input_bin in (None, 0.0625):
+        model, tokenizer = build(dataset.recordings, input_bin=input_bin, **EXACT)
+        tokens = tokenizer(rec.window(0.0, 1.0))
+        spike = np.flatnonzero(tokens.token_type == TokenType.SPIKE)[5]
+        nudged = tokens.timestamps.copy()
+        nudged[spike] = np.floor(nudged[spike] / 0.0625) * 0.0625 + 0.06  # same 1/16 s bin, other time
+        with torch.no_grad():
+            outputs[input_bin] = [model(collate([t], pack=True))["behavior"]
+                                  for t in (tokens, replace(tokens, timestamps=nudged))]  # fmt: skip
+    torch.testing.assert_close(*outputs[0.0625])
+    assert not torch.allclose(*outputs[None])
+
+
+def test_input_bin_must_divide_the_chunk():
+    with pytest.raises(ValueError, match="must divide"):
+        build_config("unified", "tiny", input_bin=0.03)

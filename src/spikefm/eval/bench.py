@@ -57,14 +57,18 @@ MODEL_TASKS = {"ndt1": CO_BPS, "stndt": CO_BPS, "mtm": CO_BPS, "ndt2": CO_BPS, "
                # the unified model's held-out unit rates per 50 ms chunk (run with co_bps_bin = 0.05), and its
                # ablations (:data:`UNIFIED_ABLATIONS`) on the same task
                "unified:co-bps": CO_BPS, "unified:co-bps:table": CO_BPS, "unified:co-bps:untriggered": CO_BPS,
+               "unified:co-bps:binned": CO_BPS, "unified:co-bps:transformer": CO_BPS,
                # its decoding row's ablations
                "unified:decode:table": DECODE_R2, "unified:decode:supervised": DECODE_R2,
+               "unified:decode:binned": DECODE_R2, "unified:decode:transformer": DECODE_R2,
                # co-smoothing rows of models whose main row decodes (held-out units' rates from spikefm.eval.predict)
                "ndt3:cosmoothing": CO_BPS, "neds:cosmoothing": CO_BPS}
 #: Issue 16's ablations of the unified model, as fixed config overrides of a ``unified:<task>:<ablation>`` row.
 UNIFIED_ABLATIONS = {"table": {"identity": "table"},  # POYO's learned row per unit instead of the IDEncoder
                      "untriggered": {"triggered_identity": False},  # readout identity from the IDEncoder alone
-                     "supervised": {"schemes": (), "count_weight": 0.0}}  # behaviour only: no masking, no counts
+                     "supervised": {"schemes": (), "count_weight": 0.0},  # behaviour only: no masking, no counts
+                     "binned": {"input_bin": 0.05},  # counts per unit per 50 ms chunk instead of spike times
+                     "transformer": {"core": "transformer"}}  # a causal transformer over the last 20 chunks
 #: The kind of baseline each metric is compared with (:func:`spikefm.eval.baselines.baselines_for`).
 METRIC_KIND = {CO_BPS: "self_supervised", BITS_PER_SPIKE: "generation", DECODE_R2: "decoding",
                POSITION_R2: "decoding", **{masked_metric(task): task for task in MTM_TASKS}}

@@ -44,7 +44,7 @@ from spikefm.nn.chunked import (
     ChunkStreamState, chunk_blocks, chunk_ends, context_mask, count_chunks, encode_chunks, query_context_mask,
     read_chunks, stream_chunk, stream_constants,
 )  # fmt: skip
-from spikefm.nn.chunking import chunk_grid, chunk_index, token_samples
+from spikefm.nn.chunking import bin_centres, chunk_grid, chunk_index, token_samples
 from spikefm.nn.identity_offsets import IdentityOffsets
 from spikefm.nn.recurrent import make_core
 from spikefm.nn.transformer import context_kv
@@ -67,7 +67,8 @@ class UnifiedConfig:
     Attributes:
         dim, heads, head_dim: token width and the cross-attentions' shape.
         latents_per_chunk, chunk, context_chunks: POSSM's encoder and read-out window.
-        core, rnn_dim, rnn_layers, rnn_dropout, ssm_state_dim, ssm_expand: the recurrent core.
+        core, rnn_dim, rnn_layers, rnn_dropout, ssm_state_dim, ssm_expand: the recurrent core (``"gru"``,
+            ``"ssm"``, or the ablation ``"transformer"``: a windowed causal transformer, ``core_window``).
         dropout: feed-forward dropout. t_min, t_max: rotary period range (s).
         id_bin, id_window, id_hidden: IDEncoder bins (s), calibration window (s), MLP width.
         calibration_windows: windows :meth:`Unified.calibrate` takes when none are named.
@@ -87,6 +88,10 @@ class UnifiedConfig:
         triggered_identity: add to a scored unit's readout identity an MLP of its spike-triggered average
             of the core state over the batch's other calibration windows
             (:func:`~spikefm.nn.calibration.triggered_states`).
+        input_bin: the binned-input ablation: each spike's time becomes the centre of its bin of this
+            many seconds (must divide ``chunk``), so the input carries counts per unit per bin, not spike
+            times. None: exact times (POYO).
+        core_window: steps (chunks) the ``core: transformer`` ablation reads (its own and the ones before).
     """
 
     dim: int = 128
@@ -119,6 +124,8 @@ class UnifiedConfig:
     token_counts: bool = False
     identity: str = "idencoder"
     triggered_identity: bool = True
+    input_bin: float | None = None
+    core_window: int = 20
 
     def __post_init__(self) -> None:
         self.schemes, self.behavior_keys = tuple(self.schemes), tuple(self.behavior_keys)
@@ -131,6 +138,8 @@ class UnifiedConfig:
             raise ValueError("UnifiedConfig: widths, heads, latents, context_chunks and rnn_layers must be >= 1")
         if not (self.chunk > 0 and 0 < self.id_bin <= self.id_window and self.query_rate_hz > 0):
             raise ValueError("UnifiedConfig needs chunk > 0, 0 < id_bin <= id_window and query_rate_hz > 0")
+        if self.input_bin is not None:
+            bin_centres(torch.zeros(1), self.input_bin, self.chunk)  # raises unless input_bin divides chunk
 
     @property
     def behavior_key(self) -> str:
@@ -191,6 +200,7 @@ class Unified(RegisteredCalibration, nn.Module):
         self.core, core_dim = make_core(
             config.core, input_dim=config.latents_per_chunk * dim, hidden_dim=config.rnn_dim, layers=config.rnn_layers,
             dropout=config.rnn_dropout, state_dim=config.ssm_state_dim, expand=config.ssm_expand,
+            window=config.core_window,
         )  # fmt: skip
         self.encoder, self.decoder = chunk_blocks(dim=dim, heads=config.heads, head_dim=config.head_dim,
                                                   core_dim=core_dim, dropout=config.dropout)  # fmt: skip
@@ -246,7 +256,9 @@ class Unified(RegisteredCalibration, nn.Module):
             heldout = torch.as_tensor(np.asarray(batch.unit_extras["heldout"], bool), device=dev)  # [sum U]
             hidden, scored = hidden | heldout, scored | heldout
         counts = binned_spike_counts(batch, lambda t: chunk_index(t, c.chunk).clamp(0, n_chunks - 1), n_chunks)
-        grid = self._chunk_tokens(batch, identity, hidden, counts)  # [B * C, S, D], times, mask
+        tokens, times, mask = self._chunk_tokens(batch, identity, hidden, counts)  # [B * C, S, D], [B * C, S] x 2
+        times = times if c.input_bin is None else bin_centres(times, c.input_bin, c.chunk)
+        grid = tokens, times, mask
         latents = encode_chunks(self.encoder, self.latent_embedding.weight, self.rotary, *grid, c.chunk)
         core_out, _ = self.core(latents.view(batch.batch_size, n_chunks, -1))  # [B, C, H]
         return identity, scored, counts, core_out
@@ -405,6 +417,8 @@ class Unified(RegisteredCalibration, nn.Module):
             start = context_kv(self.encoder, stream["start"] + feature)
         if state.filled == 0:  # a stream's first chunk holds every unit's START token at time 0
             kv, times = torch.cat([start, kv]), torch.cat([times.new_zeros(start.shape[0]), times])
+        if self.config.input_bin is not None:
+            times = bin_centres(times, self.config.input_bin, self.config.chunk)
         out, state = stream_chunk(self.encoder, self.decoder, self.core, stream, kv, times, state)
         return stream["head"](out), state
 

@@ -48,6 +48,7 @@ from spikefm.nn.recurrent import (
     selective_scan,
     step_core,
 )
+from spikefm.nn.windowed_core import WindowedTransformer
 from spikefm.nn.transformer import (
     FFNS,
     MLP,
@@ -123,6 +124,7 @@ __all__ = [
     "selective_scan",
     "CORES",
     "make_core",
+    "WindowedTransformer",
     "gru_weights",
     "step_core",
     # chunking

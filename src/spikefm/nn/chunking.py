@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["CHUNK_SNAP", "chunk_index", "chunk_grid", "token_samples"]
+__all__ = ["CHUNK_SNAP", "chunk_index", "chunk_grid", "token_samples", "bin_centres"]
 
 CHUNK_SNAP = 1e-4  # chunks; a time this close below a boundary belongs to the next chunk
 
@@ -65,3 +65,17 @@ def chunk_grid(
     mask = torch.zeros(n_rows, width, dtype=torch.bool, device=tokens.device)
     mask[row, slot] = True
     return grid, grid_times, mask
+
+
+def bin_centres(relative: Tensor, bin_size: float, chunk: float) -> Tensor:
+    """Chunk-relative times moved to the centre of their ``bin_size`` bin: what a binned input keeps
+    of a spike's time (its bin), in the tokens' format. ``bin_size`` must divide ``chunk``.
+
+    Shapes:
+        relative [...] seconds into the chunk -> [...] same dtype
+    """
+    n_bins = round(chunk / bin_size)
+    if n_bins < 1 or abs(n_bins * bin_size - chunk) > 1e-9 * chunk:
+        raise ValueError(f"bin_size {bin_size} s must divide the chunk {chunk} s")
+    index = torch.floor(relative.double() / bin_size + CHUNK_SNAP).clamp(0, n_bins - 1)
+    return ((index + 0.5) * bin_size).to(relative.dtype)

@@ -23,10 +23,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from spikefm.nn.attention import RMSNorm
+from spikefm.nn.windowed_core import WindowedTransformer
 
 __all__ = ["RecurrentCore", "GRU", "SelectiveSSM", "selective_scan", "CORES", "make_core", "gru_weights", "step_core"]
 
-CORES = ("gru", "ssm")
+CORES = ("gru", "ssm", "transformer")
 
 
 @runtime_checkable
@@ -205,13 +206,15 @@ class SelectiveSSM(nn.Module):
 
 def make_core(
     kind: str, *, input_dim: int, hidden_dim: int, layers: int, dropout: float = 0.0, state_dim: int = 16,
-    expand: int = 2,
+    expand: int = 2, window: int = 20,
 ) -> tuple[nn.Module, int]:
     """A recurrent core by name and its output width.
 
     Args:
-        kind: ``"gru"`` (:class:`GRU`, ``hidden_dim`` wide, ``dropout`` between layers) or ``"ssm"``
-            (:class:`SelectiveSSM`, as wide as its input, ``state_dim`` / ``expand``).
+        kind: ``"gru"`` (:class:`GRU`, ``hidden_dim`` wide, ``dropout`` between layers), ``"ssm"``
+            (:class:`SelectiveSSM`, as wide as its input, ``state_dim`` / ``expand``) or
+            ``"transformer"`` (:class:`~spikefm.nn.windowed_core.WindowedTransformer` over the last
+            ``window`` steps, ``hidden_dim`` wide, 64-wide heads, ``dropout`` on its residuals).
         input_dim: width of each step's input. layers: stacked layers.
 
     Returns:
@@ -222,6 +225,11 @@ def make_core(
     if kind == "gru":
         dropout = dropout if layers > 1 else 0.0  # nn.GRU drops only between layers
         return GRU(input_dim=input_dim, hidden_dim=hidden_dim, num_layers=layers, dropout=dropout), hidden_dim
+    if kind == "transformer":
+        heads = max(1, hidden_dim // 64)
+        core = WindowedTransformer(input_dim=input_dim, hidden_dim=hidden_dim, layers=layers, heads=heads,
+                                   window=window, dropout=dropout)  # fmt: skip
+        return core, hidden_dim
     return SelectiveSSM(dim=input_dim, state_dim=state_dim, expand=expand, num_layers=layers), input_dim
 
 
