@@ -48,7 +48,6 @@ from spikefm.nn.recurrent import (
     selective_scan,
     step_core,
 )
-from spikefm.nn.windowed_core import WindowedTransformer
 from spikefm.nn.transformer import (
     FFNS,
     MLP,
@@ -65,8 +64,8 @@ from spikefm.nn.transformer import (
     make_ffn,
     make_norm,
 )
-
 from spikefm.nn.unit_readout import IdentityReadout
+from spikefm.nn.windowed_core import WindowedTransformer
 
 __all__ = [
     "IdentityReadout",
