@@ -7,7 +7,8 @@ steps and batch for every set) on the top-k, on k random sessions, and on all of
 ``finetune --mode recalibrate`` on the target's first ``--calibration`` train trials and score
 velocity R2 on its test trials. For the first target, also random sets of 4, 16, 64 sessions (the
 scale curve). Every pretraining run has the same optimizer steps, so "all" costs the same compute
-as "k": the comparison is about which data, not how much compute. Writes JSON lines to ``--out``.
+as "k": the comparison is about which data, not how much compute (``--sets all --steps 1500`` gives all-N
+ten times the compute instead). Writes JSON lines to ``--out``.
 
     spikefm synth runs/corpus256 --sessions 256 --groups 8 --trials 40 --units 20-80
     python benchmarks/curation_experiment.py runs/corpus256 --out benchmarks/results/curation.jsonl
@@ -41,6 +42,8 @@ def main() -> None:
     parser.add_argument("--calibration", type=int, default=16)
     parser.add_argument("--adapt-steps", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sets", nargs="+", default=["curated", "random", "curve", "all"],
+                        choices=["curated", "random", "curve", "all"], help="which pretraining sets to run")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--work", type=Path, default=Path("/tmp/spikefm_curation"))
     args = parser.parse_args()
@@ -97,13 +100,19 @@ def main() -> None:
     for i, target_id in enumerate(args.targets):
         target = everything.recordings[everything.sessions.index(target_id)]
         ranking = rank_sessions(target, pool.recordings, stats=stats)
-        run("curated", target_id, [r.session for r in ranking[: args.k]])
-        run("random", target_id, list(rng.choice(pool.sessions, size=args.k, replace=False)))
+        random_k = list(rng.choice(pool.sessions, size=args.k, replace=False))  # drawn whether run or not
+        if "curated" in args.sets:
+            run("curated", target_id, [r.session for r in ranking[: args.k]])
+        if "random" in args.sets:
+            run("random", target_id, random_k)
         if i == 0:
             for n in args.curve:
-                run(f"random{n}", target_id, list(rng.choice(pool.sessions, size=n, replace=False)))
-    for target_id in args.targets:
-        run("all", target_id, pool.sessions)
+                sessions = list(rng.choice(pool.sessions, size=n, replace=False))
+                if "curve" in args.sets:
+                    run(f"random{n}", target_id, sessions)
+    if "all" in args.sets:
+        for target_id in args.targets:
+            run("all", target_id, pool.sessions)
 
 
 if __name__ == "__main__":
