@@ -1,9 +1,12 @@
 """Cutting tokens into time chunks (nn/chunking): chunk index, the per-chunk grid, each token's sample."""
 
 import numpy as np
+import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from spikefm.nn.chunking import chunk_grid, chunk_index, token_samples
+from spikefm.nn.chunking import bin_centres, chunk_grid, chunk_index, token_samples
 from spikefm.tokenize.base import Tokens, collate
 
 
@@ -38,3 +41,20 @@ def test_token_samples_name_each_tokens_window_in_padded_and_packed_batches():
     flat = token_samples(packed.mask, packed.sample_index)  # [N]
     assert flat.tolist() == [0, 0, 1, 1, 1]
     assert rows[padded.mask].tolist() == flat.tolist()  # the same window for every real token
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.floats(0.0, 0.0499, allow_nan=False), min_size=1, max_size=20), st.sampled_from([1, 2, 5, 10]))
+def test_bin_centres_keep_only_each_times_bin(times, n_bins):
+    bin_size = 0.05 / n_bins
+    relative = torch.tensor(times, dtype=torch.float64)
+    centres = bin_centres(relative, bin_size, 0.05)
+    index = torch.floor(relative / bin_size + 1e-4).clamp(max=n_bins - 1)
+    torch.testing.assert_close(centres, (index + 0.5) * bin_size)  # the centre of the bin each time is in
+    torch.testing.assert_close(bin_centres(centres, bin_size, 0.05), centres)  # a centre stays put
+    assert bool(((centres > 0) & (centres < 0.05)).all())
+
+
+def test_bin_centres_need_a_bin_that_divides_the_chunk():
+    with pytest.raises(ValueError, match="must divide"):
+        bin_centres(torch.zeros(2), 0.03, 0.05)
