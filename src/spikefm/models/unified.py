@@ -257,9 +257,8 @@ class Unified(RegisteredCalibration, nn.Module):
             hidden, scored = hidden | heldout, scored | heldout
         counts = binned_spike_counts(batch, lambda t: chunk_index(t, c.chunk).clamp(0, n_chunks - 1), n_chunks)
         tokens, times, mask = self._chunk_tokens(batch, identity, hidden, counts)  # [B * C, S, D], [B * C, S] x 2
-        times = times if c.input_bin is None else bin_centres(times, c.input_bin, c.chunk)
-        grid = tokens, times, mask
-        latents = encode_chunks(self.encoder, self.latent_embedding.weight, self.rotary, *grid, c.chunk)
+        times = times if c.input_bin is None else bin_centres(times, c.input_bin, c.chunk)  # binned-input ablation
+        latents = encode_chunks(self.encoder, self.latent_embedding.weight, self.rotary, tokens, times, mask, c.chunk)
         core_out, _ = self.core(latents.view(batch.batch_size, n_chunks, -1))  # [B, C, H]
         return identity, scored, counts, core_out
 
