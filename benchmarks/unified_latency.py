@@ -32,9 +32,13 @@ sys.modules["possm_latency"] = possm_latency  # its dataclasses look their modul
 _spec.loader.exec_module(possm_latency)
 
 
-def build(name: str, recording) -> torch.nn.Module:
+# The unified model's ablations timed beside it (issue 16): binned input and a windowed transformer core.
+ABLATIONS = {"": {}, " [input_bin=0.05]": {"input_bin": 0.05}, " [core=transformer]": {"core": "transformer"}}
+
+
+def build(name: str, recording, **overrides) -> torch.nn.Module:
     torch.manual_seed(0)
-    config = build_config(name, "tiny")
+    config = build_config(name, "tiny", **overrides)
     if name == "possm":
         sizes = {"unit_keys": recording.unit_keys(), "sessions": [recording.session], "behavior_dim": 2}
     else:
@@ -55,13 +59,14 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for n_units in (200, 1000):
         recording = possm_latency.make_recording(n_units, 15.0, args.duration, seed=0)
-        for name in ("possm", "unified"):
-            model = build(name, recording)
+        rows = [("possm", "", {})] + [("unified", label, o) for label, o in ABLATIONS.items()]
+        for name, label, overrides in rows:
+            model = build(name, recording, **overrides)
             passes = [possm_latency.time_stream(model, recording, warmup=20) for _ in range(args.repeats)]
             best = min(passes, key=np.median)
             per_chunk = len(recording.spikes.times) / (args.duration / model.config.chunk)
-            print(f"| {name} | {n_units} | {np.median(best):.3f} | {np.percentile(best, 95):.3f} | {per_chunk:.0f} |",
-                  flush=True)  # fmt: skip
+            print(f"| {name}{label} | {n_units} | {np.median(best):.3f} | {np.percentile(best, 95):.3f} | "
+                  f"{per_chunk:.0f} |", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":
