@@ -48,7 +48,7 @@ def offline_and_streamed(model, tokenizer, recording, t0, drop=None):
     return offline, streamed[: offline.shape[0]], decoder
 
 
-@pytest.mark.parametrize("core", ["gru", "ssm"])
+@pytest.mark.parametrize("core", ["gru", "ssm", "transformer"])
 def test_streaming_equals_offline_pass(dataset, core):
     model, tokenizer = build(dataset, core=core, rnn_layers=2, **EXACT)
     rec = dataset.recordings[1]

@@ -57,7 +57,8 @@ class POSSMConfig:
         latents_per_chunk: learned latents per chunk (port: 1), all at the chunk centre.
         chunk: seconds per chunk (port ``bin_width`` = ``bin_step``: 0.05).
         context_chunks: chunks an output query attends to, its own included (port 3).
-        core: ``"gru"`` (the port) or ``"ssm"`` (diagonal selective SSM, the paper's family).
+        core: ``"gru"`` (the port), ``"ssm"`` (diagonal selective SSM, the paper's family) or ``"transformer"``
+            (a causal transformer over the last 20 chunks, :class:`~spikefm.nn.windowed_core.WindowedTransformer`).
         rnn_dim, rnn_layers, rnn_dropout: GRU hidden size, layers, dropout between layers.
         ssm_state_dim, ssm_expand: SSM state size and expansion (core ``"ssm"``, width = latents).
         dropout: feed-forward dropout (port ``ffn_dropout``).
