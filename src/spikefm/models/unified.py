@@ -44,7 +44,7 @@ from spikefm.nn.chunked import (
     ChunkStreamState, chunk_blocks, chunk_ends, context_mask, count_chunks, encode_chunks, query_context_mask,
     read_chunks, stream_chunk, stream_constants,
 )  # fmt: skip
-from spikefm.nn.chunking import bin_centres, chunk_grid, chunk_index, token_samples
+from spikefm.nn.chunking import bin_centres, bins_per_chunk, chunk_grid, chunk_index, token_samples
 from spikefm.nn.identity_offsets import IdentityOffsets
 from spikefm.nn.recurrent import make_core
 from spikefm.nn.transformer import context_kv
@@ -140,7 +140,7 @@ class UnifiedConfig:
         if not (self.chunk > 0 and 0 < self.id_bin <= self.id_window and self.query_rate_hz > 0):
             raise ValueError("UnifiedConfig needs chunk > 0, 0 < id_bin <= id_window and query_rate_hz > 0")
         if self.input_bin is not None:
-            bin_centres(torch.zeros(1), self.input_bin, self.chunk)  # raises unless input_bin divides chunk
+            bins_per_chunk(self.input_bin, self.chunk)  # raises unless input_bin divides chunk
 
     @property
     def behavior_key(self) -> str:

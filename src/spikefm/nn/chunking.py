@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["CHUNK_SNAP", "chunk_index", "chunk_grid", "token_samples", "bin_centres"]
+__all__ = ["CHUNK_SNAP", "chunk_index", "chunk_grid", "token_samples", "bins_per_chunk", "bin_centres"]
 
 CHUNK_SNAP = 1e-4  # chunks; a time this close below a boundary belongs to the next chunk
 
@@ -67,6 +67,14 @@ def chunk_grid(
     return grid, grid_times, mask
 
 
+def bins_per_chunk(bin_size: float, chunk: float) -> int:
+    """How many ``bin_size`` bins make a chunk; raises unless ``bin_size`` divides ``chunk``."""
+    n_bins = round(chunk / bin_size)
+    if n_bins < 1 or abs(n_bins * bin_size - chunk) > 1e-9 * chunk:
+        raise ValueError(f"bin_size {bin_size} s must divide the chunk {chunk} s")
+    return n_bins
+
+
 def bin_centres(relative: Tensor, bin_size: float, chunk: float) -> Tensor:
     """Chunk-relative times moved to the centre of their ``bin_size`` bin: what a binned input keeps
     of a spike's time (its bin), in the tokens' format. ``bin_size`` must divide ``chunk``.
@@ -74,8 +82,6 @@ def bin_centres(relative: Tensor, bin_size: float, chunk: float) -> Tensor:
     Shapes:
         relative [...] seconds into the chunk -> [...] same dtype
     """
-    n_bins = round(chunk / bin_size)
-    if n_bins < 1 or abs(n_bins * bin_size - chunk) > 1e-9 * chunk:
-        raise ValueError(f"bin_size {bin_size} s must divide the chunk {chunk} s")
+    n_bins = bins_per_chunk(bin_size, chunk)
     index = torch.floor(relative.double() / bin_size + CHUNK_SNAP).clamp(0, n_bins - 1)
     return ((index + 0.5) * bin_size).to(relative.dtype)
