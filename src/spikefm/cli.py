@@ -452,7 +452,8 @@ def bench(
     behavior: Optional[str] = typer.Option(None, help="Behaviour to decode with --data (default the first)."),
     block: float = typer.Option(1.0, help="Block length (s) for a continuous --data recording."),
     out: Path = typer.Option(Path("runs/bench"), help="Results folder (JSON + markdown); cache under it."),
-    co_bps_bin: float = typer.Option(0.02, help="Seconds per co-smoothing bin in a synthetic suite (0.05 for unified:co-bps)."),
+    co_bps_bin: Optional[float] = typer.Option(
+        None, help="Seconds per co-smoothing bin (default 0.02, or a binned --data file's bins; 0.05 for unified:co-bps)."),
     draws: Optional[str] = typer.Option(
         None, help="Comma-separated generator seeds of a synthetic suite's sealed draws (default 1001,1002,1003)."),
     merge: Optional[List[Path]] = typer.Option(

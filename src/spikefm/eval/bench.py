@@ -281,7 +281,7 @@ DECODE, CO_SMOOTHING = "decode", "co-bps"  # file_suite's tasks
 def file_suite(path: Path, models: Sequence[str], budget: Budget, out: Path, cache: ResultCache, *,
                task: str | None = None, behavior_key: str | None = None, block: float = 1.0,
                bin_size: float | None = None, heldout_fraction: float = 0.25, split_seed: int = 0,
-               log=print) -> ProtocolResult:
+               co_bps_bin: float | None = None, log=print) -> ProtocolResult:
     """The protocol on one recording file: its own trial splits, or contiguous blocks of ``block`` seconds.
 
     Args:
@@ -290,6 +290,8 @@ def file_suite(path: Path, models: Sequence[str], budget: Budget, out: Path, cac
             seeded ``heldout_fraction`` of them held out, and one whose ``split`` column lacks a train, val or
             test trial gets a seeded 70/10/20 trial split (``split_seed`` for both).
         bin_size: seconds per bin (default: the file's, else 50 ms for decoding and 20 ms for co-bps).
+        co_bps_bin: seconds per bin of the co-bps task only (``unified:co-bps`` scores its 50 ms chunks, so a
+            sitting comparing it with MtM / NDT1 sets 0.05 for all of them); ``bin_size`` wins when both are given.
     """
     from spikefm.data.store import load
 
@@ -298,7 +300,7 @@ def file_suite(path: Path, models: Sequence[str], budget: Budget, out: Path, cac
     if task == DECODE:
         rec, scored, description = _decoding_data(rec, path, behavior_key, block, bin_size)
     elif task == CO_SMOOTHING:
-        rec, scored, description = _cosmoothing_data(rec, bin_size, heldout_fraction, split_seed)
+        rec, scored, description = _cosmoothing_data(rec, bin_size or co_bps_bin, heldout_fraction, split_seed)
     else:
         raise ValueError(f"bench --data task must be {DECODE!r} or {CO_SMOOTHING!r}, got {task!r}")
     candidates: list = _baselines(scored, models)
@@ -395,7 +397,7 @@ def recipe_suite(path: Path, budget: Budget, out: Path, cache: ResultCache, log=
 def run_bench(target: str | None, *, data: Path | None = None, quick: bool = False, trials: int | None = None,
               seeds: int | None = None, max_steps: int | None = None, models: Sequence[str] | None = None,
               out: Path = Path("runs/bench"), cache_dir: Path | None = None, behavior_key: str | None = None,
-              block: float = 1.0, draws: Sequence[int] | None = None, co_bps_bin: float = 0.02,
+              block: float = 1.0, draws: Sequence[int] | None = None, co_bps_bin: float | None = None,
               log=print) -> tuple[Path, Path, dict[str, Any]]:
     """Run one suite; returns (results JSON path, markdown path, results).
 
@@ -408,14 +410,15 @@ def run_bench(target: str | None, *, data: Path | None = None, quick: bool = Fal
     start, started_at = time.perf_counter(), environment()["commit"]  # the code a long sitting imported
     if data is not None:
         chosen = list(models) if models is not None else ["poyo"]
-        result = file_suite(data, chosen, budget, out, cache, behavior_key=behavior_key, block=block, log=log)
+        result = file_suite(data, chosen, budget, out, cache, behavior_key=behavior_key, block=block,
+                            co_bps_bin=co_bps_bin, log=log)
         stem = f"file_{data.stem}"
     elif target in SYNTHETIC_SUITES:
         system = SYNTHETIC_SUITES[target]
         settings = SyntheticSettings.quick(system) if quick else SyntheticSettings(system=system)
         draws = _check_draws(draws) if draws is not None else SEALED_DRAWS[:1] if quick else SEALED_DRAWS
         chosen = list(models) if models is not None else list(SUITE_MODELS[target])
-        result = synthetic_suite(chosen, budget, out, cache, settings, draws, log=log, co_bps_bin=co_bps_bin)
+        result = synthetic_suite(chosen, budget, out, cache, settings, draws, log=log, co_bps_bin=co_bps_bin or 0.02)
         stem = settings.stem
     elif target in TRANSFER_SUITES:
         from spikefm.eval.transfer_candidate import TransferWorld

@@ -118,11 +118,13 @@ class ModelCandidate(ScoredBySplit):
             "keep_best": trial.suggest_categorical("keep_best", ["", "val/loss"]),
         }
 
-    def _config(self, params: dict[str, Any], seed: int, data: str = ""):
+    def _config(self, params: dict[str, Any], seed: int, data: str = "", has_behavior: bool = True):
         from spikefm.train.config import RunConfig
 
         steps = int(params["steps"])
         overrides = dict(self.overrides)
+        if not has_behavior and "behavior_keys" in config_fields(self.model, self.preset):
+            overrides.setdefault("behavior_keys", [])  # e.g. an NLB test file: train without behaviour readouts
         if self.task.behavior_key is not None and self.task.metric != CO_BPS:
             for name, value in _behavior_override(self.model, self.preset, self.task.behavior_key).items():
                 overrides.setdefault(name, value)
@@ -142,7 +144,7 @@ class ModelCandidate(ScoredBySplit):
         from spikefm.models.registry import build_config, get_spec
         from spikefm.train.fit import fit
 
-        config = self._config(params, seed, fingerprint(dev))
+        config = self._config(params, seed, fingerprint(dev), has_behavior=bool(dev.behavior))
         train_on = merge_split_runs(dev) if self.task.continuous else dev  # random windows may straddle blocks
         callbacks = [_ReportValLoss(report)] if report is not None else []
         result = fit(config, recordings=[train_on], callbacks=callbacks)
