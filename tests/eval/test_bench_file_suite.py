@@ -53,3 +53,17 @@ def test_co_smoothing_models_read_the_task_bins(test_only_file: Path, tmp_path: 
 def test_unknown_task_is_an_error(test_only_file: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="task must be"):
         file_suite(test_only_file, [], Budget.quick(), tmp_path, ResultCache(None), task="psth")
+
+
+def test_unified_co_smoothing_on_a_file_without_behaviour(test_only_file: Path, tmp_path: Path) -> None:
+    """The unified model trains on its masking schemes alone there (it failed: no 'hand_vel' to tokenize), and
+    ``--co-bps-bin`` sets the file's co-bps bins (its 50 ms chunk; the file suite ignored the option)."""
+    result = CliRunner().invoke(app, ["bench", "--data", str(test_only_file), "--models", "unified:co-bps",
+                                      "--co-bps-bin", "0.05", "--budget", "1", "--seeds", "1", "--steps", "2",
+                                      "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    rows = json.loads((tmp_path / "out" / "file_maze.json").read_text())["rows"]
+    unified = next(row for row in rows if row["name"] == "unified co-bps")
+    assert np.isfinite(unified["score"])
+    smoothing = next(row for row in rows if row["name"] == "smoothing causal")
+    assert "50 ms bins" in smoothing["information"]
