@@ -42,6 +42,14 @@ def test_merge_joins_touching_blocks_of_one_split_only():
     np.testing.assert_allclose(merged.end, [8.0, 12.0, 13.0, 15.0])
 
 
+def test_merge_of_chosen_splits_keeps_the_other_splits_blocks():
+    rec = contiguous_blocks(_rec(), block=1.0)
+    merged = merge_split_runs(rec, splits=("train",)).trials
+    labels = rec.trials.columns["split"].astype(str)
+    assert merged.columns["split"].tolist() == ["train"] + labels[labels != "train"].tolist()
+    np.testing.assert_allclose(merged.start[1:], rec.trials.start[labels != "train"])
+
+
 def test_ordered_relabelling_after_dropping_blocks_gives_every_split_its_share():
     rec = contiguous_blocks(_rec(200), block=1.0)
     kept = replace(rec, trials=rec.trials.select(np.arange(20) < 10))  # only the first half is kept

@@ -238,3 +238,26 @@ def test_an_ablation_row_is_compared_with_its_model_on_the_same_resampled_trials
     assert "| wiener causal - wiener causal [lags=same] | decode R2 | +0.000 [+0.000, +0.000] | level |" in (
         result.markdown())
     assert result.to_json()["ablations"] == result.ablations
+
+
+def test_models_train_on_random_windows_of_a_continuous_recording(tmp_path: Path) -> None:
+    """Its train split is one merged run: trial-start windows were a single window seen every step (M1, 2026-12-04),
+    and the trainer's validation loss read one window; now every model samples random windows across the run and
+    validation reads every val block."""
+    from spikefm.data.splits import merge_split_runs, ordered_trial_splits
+    from spikefm.eval.model_candidate import ModelCandidate
+    from spikefm.train.data import SpikeDataModule
+
+    rng = np.random.default_rng(0)
+    counts = rng.poisson(1.0, size=(2400, 8))
+    rec = ordered_trial_splits(contiguous_blocks(from_binned(counts, 0.05, {"hand_vel": rng.normal(size=(2400, 2))}),
+                                                 block=1.0))
+    task = Task("decode R2", window=1.0, bin_size=0.05, behavior_key="hand_vel", continuous=True)
+    candidate = ModelCandidate("ndt1", task, max_steps=2, out_dir=tmp_path)
+    assert candidate.sampler == "random"
+    config = candidate._config(candidate.default(), seed=0)
+    module = SpikeDataModule([merge_split_runs(rec, splits=("train",))], tokenizer=None, data=config.data,
+                             batch_size=16)
+    starts = {round(w.t0, 6) for w in module.sampler("train", shuffle=True)}
+    assert len(starts) > 100
+    assert len(list(module.sampler("val", shuffle=False))) == 12  # every val block of 120 s

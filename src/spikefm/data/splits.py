@@ -23,6 +23,7 @@ and scoring read: a trial table with a ``split`` column, and a ``units.heldout``
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -83,14 +84,21 @@ def contiguous_blocks(
     return replace(rec, trials=Intervals(start, start + block, {"split": split}))
 
 
-def merge_split_runs(rec: Recording) -> Recording:
-    """``rec`` with each run of touching, same-split trials merged into one interval (``split`` kept)."""
+def merge_split_runs(rec: Recording, splits: Sequence[str] | None = None) -> Recording:
+    """``rec`` with each run of touching, same-split trials merged into one interval (``split`` kept).
+
+    ``splits``: merge runs of these splits only (default all); the others keep their trials, e.g. so that
+    training reads random windows across the train split's blocks while validation reads every val block.
+    """
     if rec.trials is None or "split" not in rec.trials.columns:
         raise DataError(f"{rec.source or rec.session}: field 'trials.split' is missing; nothing to merge")
     order = np.argsort(rec.trials.start, kind="stable")
     start, end = rec.trials.start[order], rec.trials.end[order]
     split = rec.trials.columns["split"].astype(str)[order]
-    new_run = np.r_[True, (start[1:] > end[:-1] + 1e-9) | (split[1:] != split[:-1])]
+    joins = (start[1:] <= end[:-1] + 1e-9) & (split[1:] == split[:-1])
+    if splits is not None:
+        joins &= np.isin(split[1:], list(splits))
+    new_run = np.r_[True, ~joins]
     last = np.r_[np.flatnonzero(new_run)[1:], start.size] - 1
     merged = Intervals(start[new_run], end[last], {"split": split[new_run]})
     return replace(rec, trials=merged)

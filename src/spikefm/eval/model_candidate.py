@@ -26,8 +26,10 @@ from spikefm.eval.evaluate import predict
 __all__ = ["ModelCandidate"]
 
 # Bumped when a searched knob starts (or stops) reaching the trainer, so cached runs of the old code are not reused:
-# 2 = ema_decay is passed to the trainer (format 1 left it in a comment, so the EMA knob was a no-op).
-FIT_FORMAT = 2
+# 2 = ema_decay is passed to the trainer (format 1 left it in a comment, so the EMA knob was a no-op);
+# 3 = on a continuous recording, random training windows for every model and a validation loss over every val block
+# (format 2 trained "trials"-sampler models on one window and validated every model on one window).
+FIT_FORMAT = 3
 
 
 class _ReportValLoss(L.Callback):
@@ -96,6 +98,10 @@ class ModelCandidate(ScoredBySplit):
 
         self.causal = is_causal(self.model, build_config(self.model, self.preset, **self.overrides))
         self.info = ("causal" if self.causal else f"acausal, reads its {self.task.window:g} s window")
+        if self.task.continuous and self.sampler == "trials":
+            # a continuous recording's train split is one merged run (fit: merge_split_runs), so trial-start windows
+            # would be one window seen every step; random windows cover the run (found on M1, 2026-12-04)
+            self.sampler = "random"
         if self.out_dir is None:
             self.out_dir = Path(tempfile.mkdtemp(prefix=f"spikefm-bench-{self.model}-"))
 
@@ -145,7 +151,8 @@ class ModelCandidate(ScoredBySplit):
         from spikefm.train.fit import fit
 
         config = self._config(params, seed, fingerprint(dev), has_behavior=bool(dev.behavior))
-        train_on = merge_split_runs(dev) if self.task.continuous else dev  # random windows may straddle blocks
+        # random training windows may straddle train blocks; validation reads each val block (its loss: pruner, keep_best)
+        train_on = merge_split_runs(dev, splits=("train",)) if self.task.continuous else dev
         callbacks = [_ReportValLoss(report)] if report is not None else []
         result = fit(config, recordings=[train_on], callbacks=callbacks)
         if result.interrupted:  # a stopped run must not be validated, scored or cached as if it had finished
