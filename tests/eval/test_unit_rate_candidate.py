@@ -91,3 +91,56 @@ def test_decoding_models_get_co_smoothing_rows_of_their_own_name() -> None:
                          Budget(trials=1, seeds=1, max_steps=2, bootstrap=10), Path("unused"))
     assert (ndt3.name, neds.name) == ("ndt3 co-bps", "neds co-bps")
     assert ndt3.model == "ndt3" and ndt3.metric == "co-bps" and neds.model == "neds"
+
+
+def _forward_candidate(tmp_path: Path):
+    from spikefm.eval.mtm_candidate import masked_task
+    from spikefm.eval.unit_rate_candidate import UnitForwardCandidate
+
+    rec = SyntheticSettings(n_trials=30, units=(12, 12), system="lorenz").draw(5)
+    dev, _ = seal(rec, name="u")
+    task = masked_task("forward_pred", window=1.0, bin_size=0.05)
+    candidate = UnitForwardCandidate("unified", task, max_steps=2, batch_size=8, out_dir=tmp_path,
+                                     overrides={"forward_chunks": 4}, calibration_windows=4)
+    return candidate, dev, task
+
+
+def test_forward_prediction_scores_every_units_last_200_ms(tmp_path: Path) -> None:
+    candidate, dev, task = _forward_candidate(tmp_path)
+    assert candidate.name == "unified forward_pred [forward_chunks=4]"
+    scores = candidate._scores(candidate.fit(dev, candidate.default(), seed=1), dev, "val")
+    recorded = task_arrays(task, dev, "val").counts  # [K, 20, N]: every unit, held-in and held-out
+    np.testing.assert_array_equal(scores.truth, recorded[:, -4:].reshape(scores.truth.shape))
+    assert np.all(scores.pred > 0) and np.isfinite(scores.score())
+
+
+def test_forward_prediction_never_reads_the_predicted_200_ms(tmp_path: Path) -> None:
+    """Moving every spike inside one val trial's last 200 ms changes its targets, never its predictions."""
+    from dataclasses import replace
+
+    candidate, dev, _ = _forward_candidate(tmp_path)
+    fitted = candidate.fit(dev, candidate.default(), seed=1)
+    base = candidate._scores(fitted, dev, "val")
+    val = np.flatnonzero(np.asarray(dev.trials.columns["split"]).astype(str) == "val")
+    start = dev.trials.start[val[0]] + 0.8
+    times, units = dev.spikes.times.copy(), dev.spikes.units
+    hit = (times >= start) & (times < start + 0.2)
+    times[hit] = start + (times[hit] - start + 0.1) % 0.2  # shifted by 100 ms inside the window
+    order = np.argsort(times, kind="stable")
+    moved = candidate._scores(fitted, replace(dev, spikes=replace(dev.spikes, times=times[order], units=units[order])),
+                              "val")
+    np.testing.assert_allclose(moved.pred, base.pred, rtol=1e-5, atol=1e-7)
+    assert not np.array_equal(moved.truth, base.truth)
+
+
+def test_the_forward_row_is_wired_in_the_bench() -> None:
+    from spikefm.eval.bench import MODEL_TASKS
+    from spikefm.eval.unit_rate_candidate import UnitForwardCandidate
+
+    assert MODEL_TASKS["unified:forward_pred"] == "forward_pred bps"
+    task = Task("forward_pred bps", window=1.0, bin_size=0.05)
+    (row,) = _models(["unified:forward_pred"], lambda m: task, Budget(trials=1, seeds=1, max_steps=2, bootstrap=10),
+                     Path("unused"))
+    assert isinstance(row, UnitForwardCandidate) and row.name == "unified forward_pred"
+    with pytest.raises(ValueError, match="forward_pred bps"):
+        UnitForwardCandidate("unified", Task("co-bps", window=1.0, bin_size=0.05))

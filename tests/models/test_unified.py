@@ -173,6 +173,18 @@ def test_forward_prediction_sees_only_earlier_chunks(dataset):
     assert not torch.equal(out["unit_log_rates"][scored, chunk + 2 :], base["unit_log_rates"][scored, chunk + 2 :])
 
 
+@pytest.mark.parametrize("forward_chunks, horizons", [(1, {1}), (4, {1, 2, 3, 4})])
+def test_training_predicts_1_to_forward_chunks_ahead(dataset, forward_chunks, horizons):
+    """The causal scheme's horizon (chunks masked at the window's start) is drawn from 1..forward_chunks."""
+    model, tokenizer = build(dataset.recordings, forward_chunks=forward_chunks, schemes=("causal",))
+    rec = dataset.recordings[0]
+    batch = collate(tokens_of(tokenizer, rec, rec.trials.start[:2]), pack=True)
+    model.train()
+    torch.manual_seed(1)
+    seen = {int((~model(batch)["unit_count_mask"][0]).sum()) for _ in range(40)}  # chunks before the first target
+    assert seen == horizons
+
+
 def test_region_schemes_are_skipped_for_single_region_sessions():
     one, two = np.array(["M1"] * 4), np.array(["M1", "PMd", "M1", "PMd"])
     schemes = ("neuron", "causal", "intra_region", "inter_region")

@@ -40,7 +40,7 @@ from spikefm.eval.metrics import BITS_PER_SPIKE, CO_BPS, DECODE_R2, POSITION_R2
 from spikefm.eval.model_candidate import ModelCandidate
 from spikefm.eval.mtm_candidate import MaskedTaskCandidate, masked_task
 from spikefm.eval.mtm_tasks import TASKS as MTM_TASKS
-from spikefm.eval.unit_rate_candidate import UnitRateCandidate
+from spikefm.eval.unit_rate_candidate import UnitForwardCandidate, UnitRateCandidate
 from spikefm.eval.protocol import Budget, DataSpec, ProtocolResult, ablation_name, environment, run, select_all
 
 __all__ = ["SEALED_DRAWS", "MODEL_TASKS", "SYNTHETIC_SUITES", "SyntheticSettings", "synthetic_suite", "file_suite",
@@ -61,6 +61,8 @@ MODEL_TASKS = {"ndt1": CO_BPS, "stndt": CO_BPS, "mtm": CO_BPS, "ndt2": CO_BPS, "
                # its decoding row's ablations
                "unified:decode:table": DECODE_R2, "unified:decode:supervised": DECODE_R2,
                "unified:decode:binned": DECODE_R2, "unified:decode:transformer": DECODE_R2,
+               # its forward prediction (MtM's forward_pred task: the last 200 ms, in its 50 ms chunks)
+               "unified:forward_pred": masked_metric("forward_pred"),
                # co-smoothing rows of models whose main row decodes (held-out units' rates from spikefm.eval.predict)
                "ndt3:cosmoothing": CO_BPS, "neds:cosmoothing": CO_BPS}
 #: Issue 16's ablations of the unified model, as fixed config overrides of a ``unified:<task>:<ablation>`` row.
@@ -165,6 +167,12 @@ def _models(models: Sequence[str], task_of: Callable[[str], Task], budget: Budge
             out_models.append(UnitRateCandidate(_base(m), task, max_steps=budget.max_steps, overrides=ablation,
                                                 out_dir=out / "runs" / _base(m), sampler=sampler, batch_size=batch))
             continue
+        if ":forward_pred" in m and _base(m) != "mtm":  # a spike-token model's forward prediction per chunk
+            sampler, batch = TRAINING.get(_base(m), ("trials", batch_size))
+            ablation = UNIFIED_ABLATIONS[m.split(":")[2]] if m.count(":") == 2 else {}
+            out_models.append(UnitForwardCandidate(_base(m), task, max_steps=budget.max_steps, overrides=ablation,
+                                                   out_dir=out / "runs" / _base(m), sampler=sampler, batch_size=batch))
+            continue
         if m.startswith("unified:decode:"):  # an ablation of the unified model's decoding row
             sampler, batch = TRAINING.get("unified", ("trials", batch_size))
             ablation = UNIFIED_ABLATIONS[m.split(":")[2]]
@@ -206,7 +214,7 @@ def synthetic_suite(models: Sequence[str], budget: Budget, out: Path, cache: Res
     tasks = {CO_BPS: Task(CO_BPS, window=1.0, bin_size=co_bps_bin),
              DECODE_R2: Task(DECODE_R2, window=1.0, bin_size=0.02, behavior_key="hand_vel"),
              BITS_PER_SPIKE: generation_task("neuroformer", window=1.0, behavior_key="hand_vel"),
-             **{masked_metric(t): masked_task(t, window=1.0, bin_size=0.02) for t in MTM_TASKS}}
+             **{masked_metric(t): masked_task(t, window=1.0, bin_size=co_bps_bin) for t in MTM_TASKS}}
     models = expand_models(models)
     unknown = [m for m in models if m not in MODEL_TASKS]
     if unknown:

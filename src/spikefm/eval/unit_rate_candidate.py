@@ -1,11 +1,12 @@
-"""Co-smoothing for spike-token models that predict units' counts per chunk (the unified model).
+"""Co-smoothing and forward prediction for spike-token models that predict units' counts per chunk (unified).
 
 Such a model hides the held-out units from its input and reads out each scored unit's log-rate per chunk
 (``unit_log_rates`` / ``unit_counts`` rows of ``(window, unit)``). :class:`UnitRateCandidate` scores NLB's co-bps of
 the held-out units with the neuron-masking prompt (nothing else hidden, nothing shifted: each chunk's counts from
 the state that has read that chunk, as MtM's neuron task), in bins one chunk wide; it is compared with NLB's
 smoothing at the same bins. The model is trained exactly as for decoding (its objective alternates the masking
-schemes and the behaviour readout): one checkpoint, scored here on a second task.
+schemes and the behaviour readout): one checkpoint, scored here on a second task. :class:`UnitForwardCandidate`
+scores the same checkpoint on MtM's forward prediction (the last 200 ms of every unit, from the chunks before).
 
 Identities are label-free: every scoring batch carries the session's first train-split windows, and only those
 are pooled for identities (until 2026-12-04 a scored window pooled the *other scored* windows, which read held-out
@@ -20,11 +21,17 @@ import numpy as np
 import torch
 
 from spikefm.data.recording import DataError, Recording
-from spikefm.eval.candidates import Task, TrialScores
+from torch import Tensor
+
+from spikefm.eval.baselines.masked import forward_bins
+from spikefm.eval.candidates import Task, TrialScores, masked_metric
 from spikefm.eval.metrics import CO_BPS
 from spikefm.eval.model_candidate import ModelCandidate
+from spikefm.tokenize.base import Batch
 
-__all__ = ["UnitRateCandidate", "unit_rate_task"]
+__all__ = ["UnitRateCandidate", "UnitForwardCandidate", "unit_rate_task"]
+
+FORWARD = masked_metric("forward_pred")
 
 
 def unit_rate_task(model: str, window: float = 1.0, preset: str = "tiny") -> Task:
@@ -52,16 +59,19 @@ class UnitRateCandidate(ModelCandidate):
         if self.task.metric != CO_BPS:
             raise ValueError(f"UnitRateCandidate scores {CO_BPS!r}, got {self.task.metric!r}")
         super().__post_init__()
+        self._check_chunk()
+        from spikefm.eval.protocol import ablation_name
+
+        self.name = ablation_name(f"{self.model} co-bps", self.overrides)
+        self.info = f"{'causal' if self.causal else 'acausal'}: every held-in unit's spikes, held-out units hidden"
+
+    def _check_chunk(self) -> None:
         from spikefm.models.registry import build_config
 
         chunk = build_config(self.model, self.preset, **self.overrides).chunk
         if abs(self.task.bin_size - chunk) > 1e-12:
             raise ValueError(f"{self.model} predicts counts per {chunk:g} s chunk; score it in bins of {chunk:g} s "
                              f"(got {self.task.bin_size:g}; e.g. spikefm bench --co-bps-bin {chunk:g})")
-        from spikefm.eval.protocol import ablation_name
-
-        self.name = ablation_name(f"{self.model} co-bps", self.overrides)
-        self.info = f"{'causal' if self.causal else 'acausal'}: every held-in unit's spikes, held-out units hidden"
 
     def key(self) -> dict:
         return {**super().key(), "scoring": "train-window calibration", "calibration_windows": self.calibration_windows}
@@ -69,12 +79,11 @@ class UnitRateCandidate(ModelCandidate):
     @torch.no_grad()
     def _scores(self, fitted: dict, rec: Recording, split: str) -> TrialScores:
         from spikefm.data.sampling import TrialWindowSampler
-        from spikefm.objectives.unit_masking import UnitMasks
         from spikefm.tokenize.base import collate
 
         heldout = np.asarray(rec.units.heldout, bool)
         if not heldout.any():
-            raise DataError(f"{rec.session}: co-smoothing needs held-out units")
+            raise DataError(f"{rec.session}: {self.metric} needs held-out units (hidden from the input)")
         model, tokenizer = fitted["model"], fitted["tokenizer"]
         windows = TrialWindowSampler([rec], after=self.task.window, split=split).epoch_windows(0)
         calibration = TrialWindowSampler([rec], after=self.task.window, split="train").epoch_windows(0)
@@ -85,13 +94,60 @@ class UnitRateCandidate(ModelCandidate):
         for first in range(0, len(windows), 16):
             scored = windows[first:first + 16]
             batch = collate([*calibration, *(tokenizer(rec.window(w.t0, w.t1)) for w in scored)], pack=fitted["pack"])
-            n = batch.unit_offsets.diff()
-            none = torch.zeros(batch.batch_size, int(n.max()), dtype=torch.bool)
             pools = torch.arange(batch.batch_size) < len(calibration)  # only train windows are pooled
-            out = model(batch, UnitMasks("neuron", none, none, 0), calibration=pools)  # held-out: hidden, scored
-            shape = (batch.batch_size, int(heldout.sum()), -1)
-            rates.append(out["unit_log_rates"].exp().reshape(shape).transpose(1, 2).numpy()[len(calibration):])
-            counts.append(out["unit_counts"].reshape(shape).transpose(1, 2).numpy()[len(calibration):])
+            batch_rates, batch_counts = self._predict(model, batch, pools)  # [B, T, N'] each
+            rates.append(batch_rates[len(calibration):].numpy())
+            counts.append(batch_counts[len(calibration):].numpy())
         model.train(was_training)
         return TrialScores.binned(self.metric, np.concatenate(rates).astype(np.float64),
                                   np.concatenate(counts).astype(np.float64))
+
+    def _predict(self, model: torch.nn.Module, batch: Batch, pools: Tensor) -> tuple[Tensor, Tensor]:
+        """Held-out units' rates and counts [B, C, N_out] per chunk: neuron-masking prompt, nothing else hidden."""
+        from spikefm.objectives.unit_masking import UnitMasks
+
+        none = torch.zeros(batch.batch_size, int(batch.unit_offsets.diff().max()), dtype=torch.bool)
+        out = model(batch, UnitMasks("neuron", none, none, 0), calibration=pools)  # held-out: hidden, scored
+        shape = (batch.batch_size, -1, out["unit_counts"].shape[1])  # rows are (window, held-out unit)
+        return out["unit_log_rates"].exp().reshape(shape).transpose(1, 2), out["unit_counts"].reshape(shape).transpose(1, 2)
+
+
+@dataclass
+class UnitForwardCandidate(UnitRateCandidate):
+    """``model`` trained as :class:`ModelCandidate`, scored on MtM's forward prediction (``forward_pred bps``):
+    every unit's counts in the last 200 ms chunks of each trial window, predicted ``h`` = 1..n chunks ahead of the
+    last visible chunk (the causal prompt with ``shift = h``; a recurrent core never reads later chunks, and
+    held-out units are hidden in every pass, as MtM's task hides them). Compared with
+    :class:`~spikefm.eval.baselines.masked.ForwardGLM` and ``mtm:forward_pred`` in the same bins. The row is named
+    ``"<model> forward_pred"``."""
+
+    def __post_init__(self) -> None:
+        if self.task.metric != FORWARD:
+            raise ValueError(f"UnitForwardCandidate scores {FORWARD!r}, got {self.task.metric!r}")
+        ModelCandidate.__post_init__(self)
+        self._check_chunk()
+        from spikefm.eval.protocol import ablation_name
+
+        self.name = ablation_name(f"{self.model} forward_pred", self.overrides)
+        n = forward_bins(self.task.bin_size)
+        self.info = f"causal: held-in units up to the last {n} chunks, which it predicts {n} to 1 chunks ahead"
+
+    def _predict(self, model: torch.nn.Module, batch: Batch, pools: Tensor) -> tuple[Tensor, Tensor]:
+        """Every unit's rates and counts [B, n_forward, N] in the window's last ``n_forward`` chunks."""
+        from spikefm.objectives.unit_masking import UnitMasks
+
+        n_units, n_forward = batch.unit_offsets.diff(), forward_bins(self.task.bin_size)
+        if len(set(n_units.tolist())) != 1:
+            raise DataError("forward prediction scores windows of one session (equal unit counts)")
+        valid = torch.ones(batch.batch_size, int(n_units[0]), dtype=torch.bool)
+        none = torch.zeros_like(valid)
+        rates, counts = [], []
+        for ahead in range(1, n_forward + 1):
+            out = model(batch, UnitMasks("causal", none, valid, ahead), calibration=pools)
+            shape = (batch.batch_size, int(n_units[0]), out["unit_counts"].shape[1])  # rows: (window, unit)
+            if shape[2] <= n_forward:
+                raise DataError(f"forward prediction needs more than {n_forward} chunks per window, got {shape[2]}")
+            target = shape[2] - n_forward + ahead - 1  # predicted from chunk target - ahead, the last visible one
+            rates.append(out["unit_log_rates"].exp().reshape(shape)[..., target])
+            counts.append(out["unit_counts"].reshape(shape)[..., target])
+        return torch.stack(rates, 1), torch.stack(counts, 1)

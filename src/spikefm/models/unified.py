@@ -106,6 +106,8 @@ class Unified(RegisteredCalibration, nn.Module):
         c, dev = self.config, batch.timestamps.device
         calibration = torch.ones(batch.batch_size, dtype=torch.bool, device=dev) if calibration is None else calibration
         masks = masks if masks is not None else draw_unit_masks(batch, c.schemes, self.training)
+        if self.training and masks.scheme == "causal" and masks.shift > 0 and c.forward_chunks > 1:
+            masks = masks._replace(shift=int(torch.randint(1, c.forward_chunks + 1, ())))  # horizons 1..forward_chunks
         identity, scored, counts, core_out = self._encode(batch, masks, calibration)
         ends = chunk_ends(counts.shape[1], c.chunk, dev)  # [C]
         outputs = self._behavior(core_out, ends, batch) if self.readout else {}

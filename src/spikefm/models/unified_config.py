@@ -27,6 +27,9 @@ class UnifiedConfig:
         id_bin, id_window, id_hidden: IDEncoder bins (s), calibration window (s), MLP width.
         calibration_windows: windows :meth:`Unified.calibrate` takes when none are named.
         schemes: MtM schemes alternated per training batch (empty: behaviour only).
+        forward_chunks: the causal scheme predicts each chunk from the state this many chunks before it, drawn
+            per training batch from 1..forward_chunks (1: next-chunk prediction only; 4 at 50 ms chunks covers
+            NLB's 200 ms forward-prediction window, which fp-bps scores at horizons 1..4).
         count_weight: weight of the Poisson count loss against the behaviour MSE.
         count_rows: in training, at most this many scored (window, unit) rows per batch, drawn at
             random (each row is ``C`` decoder queries; all rows are decoded in evaluation).
@@ -68,6 +71,7 @@ class UnifiedConfig:
     id_hidden: int = 256
     calibration_windows: int = 8
     schemes: tuple[str, ...] = SCHEMES
+    forward_chunks: int = 1
     count_weight: float = 1.0
     count_rows: int = 256
     heldout_targets: bool = True
@@ -88,8 +92,10 @@ class UnifiedConfig:
         unknown = set(self.schemes) - set(SCHEMES)
         if unknown:
             raise ValueError(f"UnifiedConfig.schemes: unknown {sorted(unknown)}; choose from {SCHEMES}")
-        if min(self.dim, self.heads, self.head_dim, self.latents_per_chunk, self.context_chunks, self.rnn_layers) < 1:
-            raise ValueError("UnifiedConfig: widths, heads, latents, context_chunks and rnn_layers must be >= 1")
+        if min(self.dim, self.heads, self.head_dim, self.latents_per_chunk, self.context_chunks, self.rnn_layers,
+               self.forward_chunks) < 1:
+            raise ValueError("UnifiedConfig: widths, heads, latents, context_chunks, rnn_layers and forward_chunks "
+                             "must be >= 1")
         if not (self.chunk > 0 and 0 < self.id_bin <= self.id_window and self.query_rate_hz > 0):
             raise ValueError("UnifiedConfig needs chunk > 0, 0 < id_bin <= id_window and query_rate_hz > 0")
         if self.input_bin is not None:
