@@ -142,5 +142,8 @@ def test_the_forward_row_is_wired_in_the_bench() -> None:
     (row,) = _models(["unified:forward_pred"], lambda m: task, Budget(trials=1, seeds=1, max_steps=2, bootstrap=10),
                      Path("unused"))
     assert isinstance(row, UnitForwardCandidate) and row.name == "unified forward_pred"
+    (ablation,) = _models(["unified:forward_pred:forward4"], lambda m: task,
+                          Budget(trials=1, seeds=1, max_steps=2, bootstrap=10), Path("unused"))
+    assert ablation.overrides == {"forward_chunks": 4} and ablation.name == "unified forward_pred [forward_chunks=4]"
     with pytest.raises(ValueError, match="forward_pred bps"):
         UnitForwardCandidate("unified", Task("co-bps", window=1.0, bin_size=0.05))

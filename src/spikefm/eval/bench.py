@@ -63,6 +63,7 @@ MODEL_TASKS = {"ndt1": CO_BPS, "stndt": CO_BPS, "mtm": CO_BPS, "ndt2": CO_BPS, "
                "unified:decode:binned": DECODE_R2, "unified:decode:transformer": DECODE_R2,
                # its forward prediction (MtM's forward_pred task: the last 200 ms, in its 50 ms chunks)
                "unified:forward_pred": masked_metric("forward_pred"),
+               "unified:forward_pred:forward4": masked_metric("forward_pred"),  # trained at horizons 1..4
                # co-smoothing rows of models whose main row decodes (held-out units' rates from spikefm.eval.predict)
                "ndt3:cosmoothing": CO_BPS, "neds:cosmoothing": CO_BPS}
 #: Issue 16's ablations of the unified model, as fixed config overrides of a ``unified:<task>:<ablation>`` row.
@@ -70,6 +71,7 @@ UNIFIED_ABLATIONS = {"table": {"identity": "table"},  # POYO's learned row per u
                      "untriggered": {"triggered_identity": False},  # readout identity from the IDEncoder alone
                      "supervised": {"schemes": (), "count_weight": 0.0},  # behaviour only: no masking, no counts
                      "binned": {"input_bin": 0.05},  # counts per unit per 50 ms chunk instead of spike times
+                     "forward4": {"forward_chunks": 4},  # the causal scheme at horizons 1..4 chunks, not 1 only
                      "transformer": {"core": "transformer"}}  # a causal transformer over the last 20 chunks
 #: The kind of baseline each metric is compared with (:func:`spikefm.eval.baselines.baselines_for`).
 METRIC_KIND = {CO_BPS: "self_supervised", BITS_PER_SPIKE: "generation", DECODE_R2: "decoding",
