@@ -285,3 +285,12 @@ def test_synth_corpus_curate_pretrain_finetune_commands(tmp_path):
     assert json.loads((tmp_path / "row.json").read_text())["condition"] == "head"
     result = runner.invoke(app, ["finetune", str(tmp_path / "pre"), "--data", str(target), "--mode", "bogus"])
     assert result.exit_code == 2 and "unknown fine-tuning mode" in result.output
+
+
+def test_bench_logs_keep_bracketed_row_names() -> None:
+    """Rich read ``[identity=table]`` in an ablation row's name as a markup tag and dropped it from the log."""
+    from spikefm.cli import _plain, console
+
+    with console.capture() as captured:
+        _plain("select unified [identity=table] on m1 (6 trials)")
+    assert "unified [identity=table] on m1" in captured.get()

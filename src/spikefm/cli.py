@@ -22,6 +22,11 @@ app = typer.Typer(
 console = Console()
 
 
+def _plain(*objects: object) -> None:
+    """Print without rich markup: row names such as ``unified [identity=table]`` would read as a markup tag."""
+    console.print(*objects, markup=False)
+
+
 def _version(value: bool) -> None:
     if value:
         from spikefm import __version__
@@ -470,7 +475,7 @@ def bench(
             json_path, md_path, _ = merge_results(merge, out, into or [])
         except (ValueError, FileNotFoundError, KeyError) as error:
             _fail(str(error))
-        console.print(md_path.read_text())
+        _plain(md_path.read_text())
         console.print(f"merged table written to {json_path} and {md_path}")
         return
     if target is None and data is None:
@@ -480,11 +485,11 @@ def bench(
             target, data=data, quick=quick, trials=budget, seeds=seeds, max_steps=steps,
             models=[m for m in models.split(",") if m] if models is not None else None, out=out, behavior_key=behavior, block=block,
             draws=_int_list(draws, "--draws") if draws is not None else None, co_bps_bin=co_bps_bin,
-            log=console.print,
+            log=_plain,
         )
     except (DataError, ValueError, FileNotFoundError) as error:
         _fail(str(error))
-    console.print(md_path.read_text())
+    _plain(md_path.read_text())
     console.print(f"results written to {json_path} and {md_path}")
 
 
