@@ -337,3 +337,15 @@ def test_binned_input_keeps_only_each_spikes_bin(dataset):
 def test_input_bin_must_divide_the_chunk():
     with pytest.raises(ValueError, match="must divide"):
         build_config("unified", "tiny", input_bin=0.03)
+
+
+def test_a_model_without_behaviour_trains_on_counts_and_says_it_cannot_stream_behaviour(dataset):
+    rec = replace(dataset.recordings[0], behavior={})
+    model, tokenizer = build([rec], behavior_keys=())
+    model.train()
+    batch = collate(tokens_of(tokenizer, rec, rec.trials.start[:4]), pack=True)
+    loss, _ = get_spec("unified").objective(model(batch), batch)
+    assert torch.isfinite(loss)
+    model.eval().calibrate(rec)
+    with pytest.raises(ValueError, match="decodes no behaviour"):
+        model.prepare_stream(rec.unit_keys(), rec.session, torch.zeros(5, dtype=torch.float64))

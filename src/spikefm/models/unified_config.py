@@ -104,6 +104,9 @@ class UnifiedConfig:
     @property
     def behavior_key(self) -> str:
         """The main behaviour series (``outputs["behavior"]``)."""
+        if not self.behavior_keys:
+            raise ValueError("this unified model decodes no behaviour (behavior_keys is empty): it was trained on "
+                             "the masking schemes alone; score its counts (co-bps, forward prediction) instead")
         return self.behavior_keys[0]
 
     @property
