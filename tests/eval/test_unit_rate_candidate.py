@@ -147,3 +147,13 @@ def test_the_forward_row_is_wired_in_the_bench() -> None:
     assert ablation.overrides == {"forward_chunks": 4} and ablation.name == "unified forward_pred [forward_chunks=4]"
     with pytest.raises(ValueError, match="forward_pred bps"):
         UnitForwardCandidate("unified", Task("co-bps", window=1.0, bin_size=0.05))
+
+
+def test_forward_prediction_needs_no_held_out_units(tmp_path: Path) -> None:
+    """MtM's task hides held-out units when there are some; a session without them is still scored (co-bps is not)."""
+    from dataclasses import replace
+
+    candidate, dev, _ = _forward_candidate(tmp_path)
+    dev = replace(dev, units=replace(dev.units, heldout=np.zeros(dev.n_units, bool)))
+    scores = candidate._scores(candidate.fit(dev, candidate.default(), seed=1), dev, "val")
+    assert scores.truth.shape[1] == dev.n_units and np.isfinite(scores.score())

@@ -151,7 +151,7 @@ class ModelCandidate(ScoredBySplit):
         from spikefm.train.fit import fit
 
         config = self._config(params, seed, fingerprint(dev), has_behavior=bool(dev.behavior))
-        # random training windows may straddle train blocks; validation reads each val block (its loss: pruner, keep_best)
+        # random training windows may straddle train blocks; validation reads each val block (pruner, keep_best)
         train_on = merge_split_runs(dev, splits=("train",)) if self.task.continuous else dev
         callbacks = [_ReportValLoss(report)] if report is not None else []
         result = fit(config, recordings=[train_on], callbacks=callbacks)

@@ -19,10 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-
-from spikefm.data.recording import DataError, Recording
 from torch import Tensor
 
+from spikefm.data.recording import DataError, Recording
 from spikefm.eval.baselines.masked import forward_bins
 from spikefm.eval.candidates import Task, TrialScores, masked_metric
 from spikefm.eval.metrics import CO_BPS
@@ -81,9 +80,8 @@ class UnitRateCandidate(ModelCandidate):
         from spikefm.data.sampling import TrialWindowSampler
         from spikefm.tokenize.base import collate
 
-        heldout = np.asarray(rec.units.heldout, bool)
-        if not heldout.any():
-            raise DataError(f"{rec.session}: {self.metric} needs held-out units (hidden from the input)")
+        if self.metric == CO_BPS and not np.any(rec.units.heldout):
+            raise DataError(f"{rec.session}: co-smoothing needs held-out units (hidden from the input)")
         model, tokenizer = fitted["model"], fitted["tokenizer"]
         windows = TrialWindowSampler([rec], after=self.task.window, split=split).epoch_windows(0)
         calibration = TrialWindowSampler([rec], after=self.task.window, split="train").epoch_windows(0)
@@ -109,7 +107,8 @@ class UnitRateCandidate(ModelCandidate):
         none = torch.zeros(batch.batch_size, int(batch.unit_offsets.diff().max()), dtype=torch.bool)
         out = model(batch, UnitMasks("neuron", none, none, 0), calibration=pools)  # held-out: hidden, scored
         shape = (batch.batch_size, -1, out["unit_counts"].shape[1])  # rows are (window, held-out unit)
-        return out["unit_log_rates"].exp().reshape(shape).transpose(1, 2), out["unit_counts"].reshape(shape).transpose(1, 2)
+        rates, counts = out["unit_log_rates"].exp().reshape(shape), out["unit_counts"].reshape(shape)
+        return rates.transpose(1, 2), counts.transpose(1, 2)
 
 
 @dataclass
