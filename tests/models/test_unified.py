@@ -339,6 +339,11 @@ def test_input_bin_must_divide_the_chunk():
         build_config("unified", "tiny", input_bin=0.03)
 
 
+def test_forward_chunks_must_be_positive():
+    with pytest.raises(ValueError, match="forward_chunks"):
+        build_config("unified", "tiny", forward_chunks=0)
+
+
 def test_a_model_without_behaviour_trains_on_counts_and_says_it_cannot_stream_behaviour(dataset):
     rec = replace(dataset.recordings[0], behavior={})
     model, tokenizer = build([rec], behavior_keys=())
