@@ -73,6 +73,8 @@ UNIFIED_ABLATIONS = {"table": {"identity": "table"},  # POYO's learned row per u
                      "binned": {"input_bin": 0.05},  # counts per unit per 50 ms chunk instead of spike times
                      "forward4": {"forward_chunks": 4},  # the causal scheme at horizons 1..4 chunks, not 1 only
                      "transformer": {"core": "transformer"}}  # a causal transformer over the last 20 chunks
+#: Rows ``<model>:<task>[:<ablation>]`` of spike-token models scored from their per-chunk unit counts.
+UNIT_COUNT_ROWS = {"co-bps": UnitRateCandidate, "forward_pred": UnitForwardCandidate}
 #: The kind of baseline each metric is compared with (:func:`spikefm.eval.baselines.baselines_for`).
 METRIC_KIND = {CO_BPS: "self_supervised", BITS_PER_SPIKE: "generation", DECODE_R2: "decoding",
                POSITION_R2: "decoding", **{masked_metric(task): task for task in MTM_TASKS}}
@@ -163,17 +165,12 @@ def _models(models: Sequence[str], task_of: Callable[[str], Task], budget: Budge
     out_models = []
     for m in models:
         task = task_of(m)
-        if ":co-bps" in m:  # a spike-token model's held-out unit rates per chunk (":<ablation>" optional)
+        per_chunk = UNIT_COUNT_ROWS.get(m.split(":")[1] if ":" in m and _base(m) != "mtm" else "")
+        if per_chunk is not None:  # a spike-token model's counts per chunk, scored on one task (":<ablation>" optional)
             sampler, batch = TRAINING.get(_base(m), ("trials", batch_size))  # as its decoding row trains
             ablation = UNIFIED_ABLATIONS[m.split(":")[2]] if m.count(":") == 2 else {}
-            out_models.append(UnitRateCandidate(_base(m), task, max_steps=budget.max_steps, overrides=ablation,
-                                                out_dir=out / "runs" / _base(m), sampler=sampler, batch_size=batch))
-            continue
-        if ":forward_pred" in m and _base(m) != "mtm":  # a spike-token model's forward prediction per chunk
-            sampler, batch = TRAINING.get(_base(m), ("trials", batch_size))
-            ablation = UNIFIED_ABLATIONS[m.split(":")[2]] if m.count(":") == 2 else {}
-            out_models.append(UnitForwardCandidate(_base(m), task, max_steps=budget.max_steps, overrides=ablation,
-                                                   out_dir=out / "runs" / _base(m), sampler=sampler, batch_size=batch))
+            out_models.append(per_chunk(_base(m), task, max_steps=budget.max_steps, overrides=ablation,
+                                        out_dir=out / "runs" / _base(m), sampler=sampler, batch_size=batch))
             continue
         if m.startswith("unified:decode:"):  # an ablation of the unified model's decoding row
             sampler, batch = TRAINING.get("unified", ("trials", batch_size))

@@ -16,6 +16,7 @@ units' activity on the scored split; NLB allows it on train trials only).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -30,7 +31,6 @@ from spikefm.tokenize.base import Batch
 
 __all__ = ["UnitRateCandidate", "UnitForwardCandidate", "unit_rate_task"]
 
-FORWARD = masked_metric("forward_pred")
 
 
 def unit_rate_task(model: str, window: float = 1.0, preset: str = "tiny") -> Task:
@@ -54,23 +54,25 @@ class UnitRateCandidate(ModelCandidate):
 
     calibration_windows: int = 64
 
+    scored_metric: ClassVar[str] = CO_BPS  # the task's metric
+    label: ClassVar[str] = "co-bps"  # the row's name after the model's
+
     def __post_init__(self) -> None:
-        if self.task.metric != CO_BPS:
-            raise ValueError(f"UnitRateCandidate scores {CO_BPS!r}, got {self.task.metric!r}")
+        if self.task.metric != self.scored_metric:
+            raise ValueError(f"{type(self).__name__} scores {self.scored_metric!r}, got {self.task.metric!r}")
         super().__post_init__()
-        self._check_chunk()
         from spikefm.eval.protocol import ablation_name
-
-        self.name = ablation_name(f"{self.model} co-bps", self.overrides)
-        self.info = f"{'causal' if self.causal else 'acausal'}: every held-in unit's spikes, held-out units hidden"
-
-    def _check_chunk(self) -> None:
         from spikefm.models.registry import build_config
 
+        self.name = ablation_name(f"{self.model} {self.label}", self.overrides)
+        self.info = self._reads()
         chunk = build_config(self.model, self.preset, **self.overrides).chunk
         if abs(self.task.bin_size - chunk) > 1e-12:
             raise ValueError(f"{self.model} predicts counts per {chunk:g} s chunk; score it in bins of {chunk:g} s "
                              f"(got {self.task.bin_size:g}; e.g. spikefm bench --co-bps-bin {chunk:g})")
+
+    def _reads(self) -> str:
+        return f"{'causal' if self.causal else 'acausal'}: every held-in unit's spikes, held-out units hidden"
 
     def key(self) -> dict:
         return {**super().key(), "scoring": "train-window calibration", "calibration_windows": self.calibration_windows}
@@ -120,16 +122,12 @@ class UnitForwardCandidate(UnitRateCandidate):
     :class:`~spikefm.eval.baselines.masked.ForwardGLM` and ``mtm:forward_pred`` in the same bins. The row is named
     ``"<model> forward_pred"``."""
 
-    def __post_init__(self) -> None:
-        if self.task.metric != FORWARD:
-            raise ValueError(f"UnitForwardCandidate scores {FORWARD!r}, got {self.task.metric!r}")
-        ModelCandidate.__post_init__(self)
-        self._check_chunk()
-        from spikefm.eval.protocol import ablation_name
+    scored_metric: ClassVar[str] = masked_metric("forward_pred")
+    label: ClassVar[str] = "forward_pred"
 
-        self.name = ablation_name(f"{self.model} forward_pred", self.overrides)
+    def _reads(self) -> str:
         n = forward_bins(self.task.bin_size)
-        self.info = f"causal: held-in units up to the last {n} chunks, which it predicts {n} to 1 chunks ahead"
+        return f"causal: held-in units up to the last {n} chunks, which it predicts {n} to 1 chunks ahead"
 
     def _predict(self, model: torch.nn.Module, batch: Batch, pools: Tensor) -> tuple[Tensor, Tensor]:
         """Every unit's rates and counts [B, n_forward, N] in the window's last ``n_forward`` chunks."""
