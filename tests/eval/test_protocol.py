@@ -240,6 +240,25 @@ def test_an_ablation_row_is_compared_with_its_model_on_the_same_resampled_trials
     assert result.to_json()["ablations"] == result.ablations
 
 
+def test_named_pairs_of_rows_are_compared_on_the_same_resampled_trials(synth: Recording) -> None:
+    spec = DataSpec("synth-0", synth)
+    causal, acausal = wiener(), wiener(causal=False)
+    result = run("t", [causal, acausal], select_on=spec, score_on=[spec], budget=BUDGET, log=lambda *_: None,
+                 pairs=[(acausal.name, causal.name)])
+    (entry,) = result.pairs
+    rows = {r["name"]: r for r in result.rows}
+    assert (entry["model"], entry["versus"]) == ("wiener acausal", "wiener causal")
+    assert entry["difference"] == pytest.approx(rows["wiener acausal"]["score"] - rows["wiener causal"]["score"],
+                                                abs=0.02)
+    lo, hi = entry["interval"]
+    assert lo <= entry["difference"] <= hi and hi - lo < 0.3  # paired: narrower than either row's own interval
+    assert "| wiener acausal - wiener causal | decode R2 |" in result.markdown()
+    assert result.to_json()["pairs"] == result.pairs
+    for bad in [("wiener acausal", "wiener causall")]:
+        with pytest.raises(ValueError, match="no row named 'wiener causall'"):
+            run("t", [causal, acausal], select_on=spec, score_on=[spec], budget=BUDGET, pairs=[bad])
+
+
 def test_models_train_on_random_windows_of_a_continuous_recording(tmp_path: Path) -> None:
     """Its train split is one merged run: trial-start windows were a single window seen every step (M1, 2026-12-04),
     and the trainer's validation loss read one window; now every model samples random windows across the run and

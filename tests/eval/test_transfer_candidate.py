@@ -77,6 +77,40 @@ def test_transfer_suite_from_the_command_line(tmp_path: Path) -> None:
     assert {r["data"][0]["name"] for r in payload["rows"]} == {"lorenzw3001-2"}
 
 
+def test_the_unified_model_is_paired_with_each_parent_on_the_parents_condition_and_k() -> None:
+    from spikefm.eval.bench import unified_versus_parents
+
+    task, sources = transfer_task(), {}
+    rows = [TransferCandidate(m, c, k, task, sources) for k in (4, 8)
+            for m, c in (("unified", "zero_shot"), ("unified", "recalibrate"), ("spint", "zero_shot"),
+                         ("poyo", "recalibrate"))]
+    assert sorted(unified_versus_parents(rows)) == sorted(
+        [(f"unified zero_shot k={k}", f"spint zero_shot k={k}") for k in (4, 8)]
+        + [(f"unified recalibrate k={k}", f"poyo recalibrate k={k}") for k in (4, 8)])
+
+
+def test_the_command_line_sets_the_curve_over_k(tmp_path: Path) -> None:
+    """`--ks` gives the transfer suite its numbers of new-session trials; impossible ks fail before any training."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from spikefm.cli import app
+
+    runner = CliRunner()
+    args = ["bench", "transfer-lorenz", "--quick", "--budget", "1", "--seeds", "1", "--steps", "2", "--models", ""]
+    result = runner.invoke(app, [*args, "--ks", "4,1", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    payload = json.loads((tmp_path / "transfer_lorenz_quick.json").read_text())
+    assert {r["name"].rsplit(" ", 1)[1] for r in payload["rows"]} == {"k=1", "k=4"}
+    for bad in ("0", "4,4", "22"):  # the quick world's new session has 21 train trials
+        result = runner.invoke(app, [*args, "--ks", bad, "--out", str(tmp_path / "bad")])
+        assert result.exit_code == 2 and "ks" in result.output, result.output
+        assert not (tmp_path / "bad").exists()
+    result = runner.invoke(app, ["bench", "synthetic-lorenz", "--quick", "--ks", "4", "--out", str(tmp_path / "no")])
+    assert result.exit_code == 2 and "transfer" in result.output, result.output
+
+
 def test_fresh_worlds_are_drawn_only_after_the_recipes_are_frozen(tmp_path: Path, monkeypatch) -> None:
     import json
 

@@ -275,11 +275,19 @@ def transfer_suite(rows: Sequence[str], budget: Budget, out: Path, cache: Result
         score_on.append(DataSpec(target.session, target, f"new session of fresh world {seed}; pretrained on its "
                                  f"other {len(pretrain)} sessions"))
     result = run(f"transfer ({world.system})", candidates, select_on=select_on, score_on=score_on, budget=budget,
-                 cache=cache, selections=selections, log=log)
+                 cache=cache, selections=selections, pairs=unified_versus_parents(candidates), log=log)
     result.notes.append(f"Pretraining (fixed, not searched): {asdict(pretraining)} on the train trials of each "
                         f"world's first {world.n_sessions - 1} sessions; adaptation chosen on {dev_target.session}'s "
                         f"val trials; scored on the new sessions of worlds {list(draws)}.")
     return result
+
+
+def unified_versus_parents(candidates: Sequence[Any]) -> list[tuple[str, str]]:
+    """(unified row, other model's row) for every transfer condition and k both ran: zero-shot against zero-shot
+    (SPINT), recalibration against recalibration (POYO), the same k trials of the new session."""
+    transfer = [c for c in candidates if hasattr(c, "condition")]
+    return [(u.name, c.name) for u in transfer if u.model == "unified" for c in transfer
+            if c.model != "unified" and (c.condition, c.k) == (u.condition, u.k)]
 
 
 DECODE, CO_SMOOTHING = "decode", "co-bps"  # file_suite's tasks
@@ -405,12 +413,16 @@ def run_bench(target: str | None, *, data: Path | None = None, quick: bool = Fal
               seeds: int | None = None, max_steps: int | None = None, models: Sequence[str] | None = None,
               out: Path = Path("runs/bench"), cache_dir: Path | None = None, behavior_key: str | None = None,
               block: float = 1.0, draws: Sequence[int] | None = None, co_bps_bin: float | None = None,
-              log=print) -> tuple[Path, Path, dict[str, Any]]:
+              ks: Sequence[int] | None = None, log=print) -> tuple[Path, Path, dict[str, Any]]:
     """Run one suite; returns (results JSON path, markdown path, results).
 
     ``draws`` replaces a synthetic suite's sealed draws (:data:`SEALED_DRAWS`): a re-run whose recipe changed
-    after the default draws' test split was read must be scored on draws nobody has scored before.
+    after the default draws' test split was read must be scored on draws nobody has scored before. ``ks`` replaces a
+    transfer suite's numbers of the new session's trials (:data:`TRANSFER_K`), e.g. for a curve over k.
     """
+    if ks is not None and target not in TRANSFER_SUITES:
+        raise ValueError(f"ks (trials of the new session) applies to the transfer suites ({', '.join(TRANSFER_SUITES)}), "
+                         f"not to {target or data}")
     changes = {k: v for k, v in {"trials": trials, "seeds": seeds, "max_steps": max_steps}.items() if v is not None}
     budget = Budget.quick(**changes) if quick else Budget(**changes)
     cache = ResultCache(cache_dir or out / "cache")
@@ -433,7 +445,8 @@ def run_bench(target: str | None, *, data: Path | None = None, quick: bool = Fal
         world = TransferWorld.quick() if quick else TransferWorld(system=TRANSFER_SUITES[target])
         chosen = list(models) if models is not None else list(TRANSFER_ROWS)
         fresh = _check_draws(draws) if draws is not None else TRANSFER_DRAWS[:1] if quick else TRANSFER_DRAWS
-        result = transfer_suite(chosen, budget, out, cache, world, fresh, ks=(2,) if quick else TRANSFER_K, log=log)
+        ks = _check_ks(ks, world) if ks is not None else (2,) if quick else TRANSFER_K
+        result = transfer_suite(chosen, budget, out, cache, world, fresh, ks=ks, log=log)
         stem = target.replace("-", "_")
     elif target is not None and Path(target).suffix in (".yaml", ".yml"):
         result = recipe_suite(Path(target), budget, out, cache, log=log)
@@ -452,6 +465,17 @@ def run_bench(target: str | None, *, data: Path | None = None, quick: bool = Fal
     json_path.write_text(json.dumps(payload, indent=2, default=str))
     md_path.write_text(result.markdown())
     return json_path, md_path, payload
+
+
+def _check_ks(ks: Sequence[int], world: Any) -> tuple[int, ...]:
+    """Distinct positive trial counts, each at most the new session's train trials."""
+    from spikefm.data.synthetic import SyntheticConfig
+
+    ks = tuple(int(k) for k in ks)
+    most = int(SyntheticConfig().split_fractions[0] * world.n_trials)
+    if not ks or len(set(ks)) != len(ks) or min(ks) < 1 or max(ks) > most:
+        raise ValueError(f"ks must be distinct trial counts in 1..{most} (the new session's train trials), got {list(ks)}")
+    return tuple(sorted(ks))
 
 
 def _check_draws(draws: Sequence[int]) -> tuple[int, ...]:

@@ -217,8 +217,9 @@ class DataSpec:
 
 @dataclass
 class ProtocolResult:
-    """Rows (one per candidate), comparisons (model - baseline) and ablations (model - the same model with one
-    ingredient replaced, a row named ``"<model> [<overrides>]"``) of one protocol run."""
+    """Rows (one per candidate), comparisons (model - baseline), ablations (model - the same model with one
+    ingredient replaced, a row named ``"<model> [<overrides>]"``) and pairs (model - another model named by the
+    suite, e.g. the unified model - its parent on the parent's task) of one protocol run."""
 
     suite: str
     rows: list[dict[str, Any]]
@@ -228,12 +229,14 @@ class ProtocolResult:
     wall_seconds: float
     notes: list[str] = field(default_factory=list)
     ablations: list[dict[str, Any]] = field(default_factory=list)
+    pairs: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {"suite": self.suite, "budget": asdict(self.budget), "environment": self.environment,
                 "wall_seconds": round(self.wall_seconds, 1),
                 "cpu_hours": round(sum(r["cpu_hours"] for r in self.rows), 4),
-                "notes": self.notes, "rows": self.rows, "comparisons": self.comparisons, "ablations": self.ablations}
+                "notes": self.notes, "rows": self.rows, "comparisons": self.comparisons, "ablations": self.ablations,
+                "pairs": self.pairs}
 
     def markdown(self) -> str:
         from spikefm.eval.protocol_report import markdown
@@ -267,16 +270,19 @@ def run(
     budget: Budget,
     cache: ResultCache | None = None,
     selections: dict[str, Selection] | None = None,
+    pairs: Sequence[tuple[str, str]] = (),
     log=print,
 ) -> ProtocolResult:
     """Select every candidate on ``select_on``'s development data, then score the chosen configs on ``score_on``.
 
     ``select_on`` and ``score_on`` may be the same recording (its test split is never read by selection) or
     different draws (sealed synthetic test: selection on seed 0, scoring on fresh draws). ``selections`` passes
-    choices already made by :func:`select_all` (e.g. frozen to disk before the scoring data existed).
+    choices already made by :func:`select_all` (e.g. frozen to disk before the scoring data existed). ``pairs``
+    names (model, other model) rows whose paired difference is reported (same resampled test trials and seeds).
     """
     if not score_on:
         raise ValueError("run needs at least one dataset to score on (use select_all for selection alone)")
+    _check_pairs(pairs, candidates)
     cache = cache or ResultCache(None)
     start = time.perf_counter()
     if selections is None:
@@ -290,14 +296,15 @@ def run(
         for name, result in score(candidates, params, spec_dev, sealed, budget, cache).items():
             scored[name].append(result)
             wall[name] += result.wall_seconds
-    rows, comparisons, ablations = _rows(candidates, selections, scored, wall, select_on, score_on, budget)
+    rows, comparisons, ablations, paired = _rows(candidates, selections, scored, wall, select_on, score_on, budget,
+                                                 pairs)
     return ProtocolResult(suite, rows, comparisons, budget, environment(), time.perf_counter() - start,
-                          ablations=ablations)
+                          ablations=ablations, pairs=paired)
 
 
-def _rows(candidates, selections, scored, wall, select_on, score_on, budget):
+def _rows(candidates, selections, scored, wall, select_on, score_on, budget, pairs=()):
     per_row = {c.name: [[*s.scores] for s in scored[c.name]] for c in candidates}
-    rows, comparisons, ablations = [], [], []
+    rows, comparisons, ablations, paired = [], [], [], []
     for metric in dict.fromkeys(c.metric for c in candidates):
         group = [c for c in candidates if c.metric == metric]
         replicates = bootstrap({c.name: per_row[c.name] for c in group}, n_boot=budget.bootstrap)
@@ -334,7 +341,21 @@ def _rows(candidates, selections, scored, wall, select_on, score_on, budget):
             full = ablation_of(ablated.name)
             ablations.append({"metric": metric, "model": full, "ablation": ablated.name,
                               **compare(replicates[full], replicates[ablated.name])})
-    return rows, comparisons, ablations
+        for model, other in ((a, b) for a, b in pairs if a in names and b in names):
+            paired.append({"metric": metric, "model": model, "versus": other,
+                           **compare(replicates[model], replicates[other])})
+    return rows, comparisons, ablations, paired
+
+
+def _check_pairs(pairs: Sequence[tuple[str, str]], candidates: Sequence[Candidate]) -> None:
+    """Both rows of every pair exist and score the same metric (else a typo would silently drop a comparison)."""
+    metric = {c.name: c.metric for c in candidates}
+    for model, other in pairs:
+        missing = [n for n in (model, other) if n not in metric]
+        if missing:
+            raise ValueError(f"pair ({model!r}, {other!r}): no row named {', '.join(map(repr, missing))}")
+        if metric[model] != metric[other]:
+            raise ValueError(f"pair ({model!r}, {other!r}) compares {metric[model]} with {metric[other]}")
 
 
 def ablation_name(name: str, overrides: dict[str, Any]) -> str:

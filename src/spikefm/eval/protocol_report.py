@@ -57,6 +57,13 @@ def markdown(result: dict[str, Any]) -> str:
             better = "model" if lo > 0 else "ablation" if hi < 0 else "level"
             lines.append(f"| {a['model']} - {a['ablation']} | {a['metric']} | {a['difference']:+.3f} "
                          f"[{lo:+.3f}, {hi:+.3f}] | {better} |")
+    if result.get("pairs"):
+        lines += ["", "| model - other model (paired) | metric | difference (95% interval) | better |", "|---|---|---|---|"]
+        for p in result["pairs"]:
+            lo, hi = p["interval"]
+            better = p["model"] if lo > 0 else p["versus"] if hi < 0 else "level"
+            lines.append(f"| {p['model']} - {p['versus']} | {p['metric']} | {p['difference']:+.3f} "
+                         f"[{lo:+.3f}, {hi:+.3f}] | {better} |")
     data = result["rows"][0]["data"] if result["rows"] else []
     lines += ["", "Scored on: " + "; ".join(f"{d['name']} {d['split_sizes']}" for d in data) + "."]
     if result["rows"]:
