@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +57,7 @@ class ResultCache:
         path = self._path(key, ".json")
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
+            tmp = _private_tmp(path)
             tmp.write_text(json.dumps(value, default=_plain))
             tmp.replace(path)  # atomic: an interrupted write leaves no half entry
 
@@ -73,7 +75,14 @@ class ResultCache:
         if path is None:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path.with_suffix(".npz.tmp"), "wb") as handle:
+        tmp = _private_tmp(path)
+        with open(tmp, "wb") as handle:
             np.savez_compressed(handle, **scores.arrays())
-        path.with_suffix(".npz.tmp").replace(path)
+        tmp.replace(path)
         self.put(key, {**meta, "metric": scores.metric})
+
+
+def _private_tmp(path: Path) -> Path:
+    """A temporary name no other writer uses: two sittings sharing one cache may write the same (deterministic)
+    entry at once, and a shared ``<key>.tmp`` made the slower writer's rename fail (2026-12-04)."""
+    return path.with_name(f"{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
