@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from spikefm.eval.cache import ResultCache
 from spikefm.eval.candidates import TrialScores
@@ -40,3 +41,12 @@ def test_two_sittings_may_write_one_set_of_test_predictions_at_once(tmp_path: Pa
     loaded, meta = mine.get_scores(KEY)
     np.testing.assert_array_equal(loaded.pred, scores.pred)
     assert meta["seed"] == 1 and not list(tmp_path.rglob("*.tmp"))
+
+
+def test_a_damaged_entry_names_its_file(tmp_path: Path) -> None:
+    cache = ResultCache(tmp_path)
+    cache.put(KEY, {"chosen": 1})
+    path = next(cache.root.rglob("*.json"))
+    path.write_text('{"chosen": 1}{"chosen": 2}')  # two writers' bytes in one file (the old shared temporary name)
+    with pytest.raises(ValueError, match=f"{path.name} is damaged.*delete it"):
+        cache.get(KEY)

@@ -51,7 +51,13 @@ class ResultCache:
 
     def get(self, key: str) -> dict[str, Any] | None:
         path = self._path(key, ".json")
-        return json.loads(path.read_text()) if path is not None and path.exists() else None
+        if path is None or not path.exists():
+            return None
+        try:
+            return json.loads(path.read_text())
+        except json.JSONDecodeError as error:
+            raise ValueError(f"protocol cache entry {path} is damaged ({error}); delete it (and its .npz) to "
+                             "recompute that result") from error
 
     def put(self, key: str, value: dict[str, Any]) -> None:
         path = self._path(key, ".json")
