@@ -61,8 +61,9 @@ STEP_TARGET = 0.33  # x torch_brain's float32 training-step time
 INFER_TARGET = 0.2  # x torch_brain's inference time
 STREAM_TARGET_MS = 1.0  # ms per 50 ms chunk at 200 units, one thread
 
-# Where the time goes (torch.profiler, 1 thread, 2026-12-04 on the 2-core AMD EPYC; kept here because
-# this script reports end-to-end numbers only). Percentages are of self CPU time of spikefm's packed step.
+# Where the time goes (torch.profiler, 1 thread, 2026-12-04 on the 2-core AMD EPYC with AVX2 only, family 23;
+# kept here because this script reports end-to-end numbers only). Percentages are of self CPU time of spikefm's
+# packed step. ``distance_to_targets`` computes the same budget from each run's own numbers.
 PROFILE_NOTES = [
     "- Issue 20 changes (spikefm POYO step, 1 thread, CPU time per step at load ~5: 322 -> ~265 ms; inference "
     "~108 -> ~82 ms): (1) the encoder's per-sample SDPA calls take 4-D [1, H, L, Dh] inputs, which reach the "
@@ -85,7 +86,7 @@ PROFILE_NOTES = [
     "~42 GFLOP/s forward, and their backward recomputes the scores. Inference (~84 ms per batch under the "
     "profiler): `addmm` 28 ms, flash attention 25 ms, k/v row gathers 6 ms, GELU 4.8 ms, rotary sin / cos / "
     "remainder 5.3 ms, copies 3.6 ms.",
-    "- Why the step and inference targets are not met on this CPU (quiet run, 1 thread): torch_brain's step is "
+    "- Why the step and inference targets were not met on the AVX2 EPYC (quiet run, 1 thread): torch_brain's step is "
     "612 ms and its inference 254 ms, so 0.33x is 202 ms for 11.67 GFLOP (58 GFLOP/s = 0.63 of the measured "
     "91 GFLOP/s peak) and 0.2x is 51 ms for 3.67 GFLOP (72 GFLOP/s = 0.79 of peak). spikefm runs both at ~0.52 "
     "of peak (244 ms, 78 ms). The floor at 100% of peak is 128 ms (0.21x) and 40 ms (0.16x): the inference "
@@ -747,10 +748,13 @@ def cpu_info() -> tuple[str, str]:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError):
         return platform.processor() or platform.machine(), "unknown"
-    fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in out.splitlines() if ":" in line)}
     flags = set(fields.get("Flags", "").split())
     shown = [f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile") if f in flags]
-    return fields.get("Model name", platform.machine()).strip(), " ".join(shown) or "none of avx2/avx512/amx"
+    name = fields.get("Model name", platform.machine())
+    if "CPU family" in fields:  # one model name covers several generations (AMD EPYC: Zen 2 / 3 / 4)
+        name += f" (family {fields['CPU family']}, model {fields.get('Model', '?')})"
+    return name, " ".join(shown) or "none of avx2/avx512/amx"
 
 
 def results_table(rows: dict[str, Row]) -> list[str]:
@@ -794,6 +798,29 @@ def limits_section(hw: dict, rows: dict[str, Row], variants: Sequence[Variant]) 
     if len(variants) < 3:
         lines.append(f"| torch.compile (inductor), not in this run (`--compile`) | {COMPILE_NOTE} | | | | no (slower) |")
     return lines
+
+
+def distance_to_targets(rows: dict[str, Row], hw: dict) -> list[str]:
+    """The step and inference targets as GFLOP/s against this run's matmul peak (1 thread, best spikefm layout)."""
+    ours = [r for name, r in rows.items() if not name.startswith("torch_brain") and name in hw["flops"]
+            and r.steps.get(1) and 1 in r.infer_ms]
+    theirs = next((r for name, r in rows.items() if name.startswith("torch_brain")), None)
+    if not ours or theirs is None or not theirs.steps.get(1) or 1 not in theirs.infer_ms:
+        return []
+    best = min(ours, key=lambda r: r.step_ms(1))
+    train, infer = hw["flops"][best.name]
+    peak = hw["peak"][1]
+    parts = []
+    for label, flops, target, tb_ms, our_ms in (
+            ("step", train, STEP_TARGET, theirs.step_ms(1), best.step_ms(1)),
+            ("inference", infer, INFER_TARGET, theirs.infer_ms[1], min(r.infer_ms[1] for r in ours))):
+        goal_ms = target * tb_ms
+        need, have = flops / goal_ms / 1e6, flops / our_ms / 1e6
+        parts.append(f"the {label} target is {goal_ms:.0f} ms ({target:g}x torch_brain's {tb_ms:.0f} ms) for "
+                     f"{flops / 1e9:.2f} GFLOP, {need:.0f} GFLOP/s = {need / peak:.2f} of the peak; spikefm runs it "
+                     f"in {our_ms:.0f} ms ({have / peak:.2f} of the peak; at the whole peak {flops / peak / 1e6:.0f} ms "
+                     f"= {flops / peak / 1e6 / tb_ms:.2f}x)")
+    return [f"- This run's CPU, 1 thread, matmul peak {peak:.1f} GFLOP/s: " + "; ".join(parts) + "."]
 
 
 def streaming_section(streaming: Sequence[dict], duration: float) -> list[str]:
@@ -866,7 +893,7 @@ def report(rows: dict[str, Row], args: argparse.Namespace, recording: Recording,
         "", "## Against the hardware: FLOPs, matmul peak, bf16 and torch.compile", "",
         *limits_section(extra["hw"], rows, variants),
         "", "## Streaming (per 50 ms chunk, 1 thread)", "", *streaming_section(extra["streaming"], args.stream_duration),
-        "", "## Where the time goes", "", *PROFILE_NOTES,
+        "", "## Where the time goes", "", *distance_to_targets(rows, extra["hw"]), *PROFILE_NOTES,
         "", f"## Loss curves (same windows, same seed per step, {n} steps, 1 thread)", "",
         f"![loss curves]({png.name})", "", *curve_rows,
         "", "## All runs in the runs file (ratios to torch_brain in the same process; lower step ratio is better)", "",

@@ -48,3 +48,16 @@ def test_spread_is_median_and_range(bench):
     assert bench.spread([0.3, 0.1, 0.2]) == "0.20 (0.10-0.30)"
     assert bench.spread([0.25]) == "0.25"
     assert bench.spread([]) == "-"
+
+
+def test_distance_to_targets_is_computed_from_the_runs_own_numbers(bench):
+    ours, theirs = bench.Row("spikefm POYO, padded"), bench.Row("torch_brain 0.2.1 POYO (pad8)")
+    ours.steps, ours.infer_ms = {1: [0.2]}, {1: 60.0}
+    theirs.steps, theirs.infer_ms = {1: [0.5]}, {1: 300.0}
+    hw = {"flops": {ours.name: (10e9, 3e9), theirs.name: (20e9, 6e9)}, "peak": {1: 100.0, 2: 190.0}}
+    (line,) = bench.distance_to_targets({r.name: r for r in (ours, theirs)}, hw)
+    # step: 0.33 x 500 ms = 165 ms for 10 GFLOP = 61 GFLOP/s; ours 200 ms = 50 GFLOP/s; the peak does it in 100 ms
+    assert "the step target is 165 ms" in line and "0.61 of the peak" in line and "in 200 ms (0.50 of the peak" in line
+    assert "at the whole peak 100 ms = 0.20x" in line
+    assert "the inference target is 60 ms" in line and "in 60 ms (0.50 of the peak" in line
+    assert bench.distance_to_targets({ours.name: ours}, hw) == []  # no torch_brain row: nothing to compare
