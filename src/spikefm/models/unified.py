@@ -13,7 +13,7 @@ A recipe of spikefm parts (docs/models/unified.md explains each choice):
 3. **Core (POSSM).** Spikes cut into ``chunk`` s chunks; ``latents_per_chunk`` latents per chunk
    cross-attend to its tokens; a recurrent core (GRU or diagonal selective SSM) carries state;
    queries read the core outputs of their own chunk and the ones before it: causal, so
-   :meth:`stream_step` equals the offline pass (:class:`spikefm.realtime.StreamingDecoder`).
+   :meth:`stream_step` equals the offline pass (:mod:`spikefm.models.unified_stream`).
 4. **Readouts (MtM + POYO+).** A query is a task token (+ a scheme's prompt token) at a time.
    Behaviour: one readout per behaviour key. Spike counts per unit per chunk (Poisson): each unit's
    own linear readout of the counts query's state, its weights computed from its identity plus its
@@ -34,19 +34,18 @@ from spikefm.data.recording import Recording
 from spikefm.models._shared import EMBEDDING_INIT_STD, RegisteredCalibration, behavior_width, unit_dropout_keep
 from spikefm.models.registry import ModelSpec, register
 from spikefm.models.unified_config import PRESETS, SCHEMES, UnifiedConfig
+from spikefm.models.unified_stream import UnifiedState, UnifiedStreaming
 from spikefm.nn import IDEncoder, KeyedEmbedding, RotaryTimeEmbedding, UnitEmbedding
 from spikefm.nn.calibration import (
     calibration_starts, calibration_window_counts, in_batch_identities, registered_triggered_states, triggered_states,
     with_registered,
 )  # fmt: skip
 from spikefm.nn.chunked import (
-    ChunkStreamState, chunk_blocks, chunk_ends, context_mask, count_chunks, encode_chunks, query_context_mask,
-    read_chunks, stream_chunk, stream_constants,
+    chunk_blocks, chunk_ends, context_mask, count_chunks, encode_chunks, query_context_mask, read_chunks,
 )  # fmt: skip
 from spikefm.nn.chunking import bin_centres, chunk_grid, chunk_index, token_samples
 from spikefm.nn.identity_offsets import IdentityOffsets
 from spikefm.nn.recurrent import make_core
-from spikefm.nn.transformer import context_kv
 from spikefm.nn.unit_readout import IdentityReadout
 from spikefm.objectives.multitask import multitask_objective
 from spikefm.objectives.unit_counts import binned_spike_counts
@@ -56,10 +55,7 @@ from spikefm.tokenize.spikes import SpikeConfig, SpikeTokenizer
 
 __all__ = ["UnifiedConfig", "Unified", "UnifiedState", "unified_objective", "PRESETS"]
 
-UnifiedState = ChunkStreamState  # streaming state: core state, decoder-key/value history, chunks seen
-
-
-class Unified(RegisteredCalibration, nn.Module):
+class Unified(RegisteredCalibration, UnifiedStreaming, nn.Module):
     """The unified model.
 
     Args:
@@ -276,50 +272,6 @@ class Unified(RegisteredCalibration, nn.Module):
     def _recalibrated(self) -> KeyedEmbedding:
         """The table gradient recalibration grows and trains: identity offsets, or the lookup table."""
         return self.identity_offset if self.unit_table is None else self.unit_table
-
-    # ------------------------------------------------------------------ streaming
-    @torch.no_grad()
-    def prepare_stream(self, unit_keys: Sequence[str], session: str, query_offsets: Tensor) -> dict[str, Any]:
-        """Per-stream constants (the streaming protocol); the session must be calibrated.
-
-        ``unit_keys`` are the input units (with ``heldout_targets``, leave held-out units out).
-        """
-        if self.unit_table is not None:
-            identity = self.unit_table.embed(list(unit_keys))
-        elif session not in self._calibration:
-            raise KeyError(f"session {session!r} is not calibrated; call model.calibrate(recording) first")
-        else:
-            table = self._registered(session)
-            identity = torch.stack([table[k] for k in unit_keys])  # KeyError names a key
-        identity = identity + self.identity_offset.offsets(unit_keys, identity)
-        spike, start = (identity + self.token_type_embedding.weight[t] for t in (TokenType.SPIKE, TokenType.START))
-        query = self.task_embedding.embed([self.config.behavior_key]).expand(query_offsets.shape[0], -1)  # [Qc, D]
-        constants = stream_constants(self.encoder, self.decoder, self.rotary, self.core, self.latent_embedding.weight,
-                                     query, query_offsets, self.config.chunk, self.config.context_chunks)  # fmt: skip
-        spike_kv, start_kv = context_kv(self.encoder, spike), context_kv(self.encoder, start)  # [U, 2 * heads * Dh]
-        return {**constants, "spike": spike, "start": start, "spike_kv": spike_kv, "start_kv": start_kv,
-                "head": self.readout[self.config.behavior_key]}  # fmt: skip
-
-    def initial_stream_state(self) -> UnifiedState:
-        """The state before a stream's first chunk (zeros, empty history)."""
-        return UnifiedState.initial(self.core, self.decoder, self.config.context_chunks, self.latent_embedding.weight)
-
-    @torch.no_grad()
-    def stream_step(self, units: Tensor, times: Tensor, stream: dict[str, Any], state: UnifiedState):
-        """One chunk: :meth:`forward`'s behaviour for it (eval mode). units long [n], times [n] s into the chunk."""
-        if self.count_embedding is None:  # token keys / values fixed per stream
-            kv, start = stream["spike_kv"][units], stream["start_kv"]
-        else:  # + each unit's count in this chunk
-            counts = torch.bincount(units, minlength=stream["spike"].shape[0]).float()  # [U]
-            feature = self.count_embedding(torch.log1p(counts)[:, None])  # [U, D]
-            kv = context_kv(self.encoder, stream["spike"][units] + feature[units])
-            start = context_kv(self.encoder, stream["start"] + feature)
-        if state.filled == 0:  # a stream's first chunk holds every unit's START token at time 0
-            kv, times = torch.cat([start, kv]), torch.cat([times.new_zeros(start.shape[0]), times])
-        if self.config.input_bin is not None:
-            times = bin_centres(times, self.config.input_bin, self.config.chunk)
-        out, state = stream_chunk(self.encoder, self.decoder, self.core, stream, kv, times, state)
-        return stream["head"](out), state
 
 
 unified_objective = multitask_objective  # behaviour MSE per key + count_weight x masked Poisson NLL
