@@ -14,8 +14,9 @@ and each row carries a 95% interval (seeds and test blocks / trials resampled). 
   NDT1, STNDT and MtM against NLB smoothing (kernel width and GLM alpha chosen on val; acausal and causal).
 * **Hippocampus** (rat, W-maze and linear track): per-session position decoding on moving 1 s blocks. The
   Wiener and Kalman rows are under the protocol (the baselines only); the place-field Bayes decoder (fixed
-  settings) and the W-maze -> linear track transfer are **not yet under the protocol** (their settings were
-  not searched on validation, single seed) and are labelled so in the outputs.
+  settings) is **not yet under the protocol** and is labelled so in the outputs. The W-maze -> linear track
+  transfer is under the protocol (``--tasks transfer``; pretraining takes ``--steps``): the unified model's
+  zero-shot and recalibration against SPINT's and POYO's, and filters fitted on the same k linear-track blocks.
 
 Run ``python benchmarks/real_data.py`` (``--tasks m1,mc_maze`` for a subset, ``--quick`` for a smoke run,
 ``--trials/--seeds/--steps`` for the budget; ``SPIKEFM_REAL_DATA=/path/to/shared/data`` when the repository
@@ -36,7 +37,6 @@ import json  # noqa: E402
 import time  # noqa: E402
 from dataclasses import replace  # noqa: E402
 from pathlib import Path  # noqa: E402
-from types import SimpleNamespace  # noqa: E402
 from typing import Any, Callable  # noqa: E402
 
 for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -49,7 +49,7 @@ from spikefm.data.recording import Recording  # noqa: E402
 from spikefm.data.splits import contiguous_blocks, ordered_trial_splits  # noqa: E402
 from spikefm.data.store import load  # noqa: E402
 from spikefm.eval.baselines import make_baseline  # noqa: E402
-from spikefm.eval.bench import file_suite  # noqa: E402
+from spikefm.eval.bench import file_suite, recording_transfer_suite  # noqa: E402
 from spikefm.eval.blocks import zscore_behaviour  # noqa: E402
 from spikefm.eval.cache import ResultCache  # noqa: E402
 from spikefm.eval.candidates import BaselineCandidate, Task  # noqa: E402
@@ -66,10 +66,10 @@ M1_MODELS = ("poyo", "possm")  # NDT1 is not a decoder: rates -> Wiener is not a
 MAZE_MODELS = ("ndt1", "stndt", "mtm")
 HIPPO_BASELINES = ("wiener causal", "wiener acausal", "kalman")
 NOT_PROTOCOL = "not yet under the protocol: fixed settings, one seed, no validation search"
-TRANSFER_SEED = 0  # the transfer task (not under the protocol) trains one fixed seed
-# The transfer experiment's own step counts (it is not under the protocol yet).
-TRANSFER_STEPS = {"pretrain": 1000, "adapt": 150, "scratch": 400, "k": [32, 256]}
-TRANSFER_QUICK = {"pretrain": 3, "adapt": 2, "scratch": 2, "k": [8, 16]}
+# W-maze -> linear track: the unified model against each parent on the parent's condition (zero-shot: SPINT;
+# gradient recalibration: POYO), k moving 1 s blocks of the linear track (659 train blocks).
+TRANSFER_ROWS = ("unified:zero_shot", "unified:recalibrate", "spint:zero_shot", "poyo:recalibrate")
+TRANSFER_K, TRANSFER_K_QUICK = (32, 256), (8,)
 
 
 # ----------------------------------------------------------------------------- protocol tasks
@@ -176,23 +176,14 @@ def hippo_recordings() -> dict[str, Recording]:
     return {name: replace(hippo_recording(f"nelpy_{name}"), session=name) for name in ("wmaze", "lineartrack")}
 
 
-def run_transfer_task(quick: bool, out: Path) -> dict[str, Any]:
-    """Per-spike decoders pretrained on the W-maze, moved to the linear track (and trained there from scratch)."""
-    from spikefm.eval.transfer import TransferConfig, run_transfer
-
+def run_hippo_transfer(budget: Budget, out: Path, cache: ResultCache, quick: bool = False) -> ProtocolResult:
+    """W-maze -> linear track under the protocol (:func:`spikefm.eval.bench.recording_transfer_suite`): pretrained on
+    the W-maze's moving train blocks, adapted with the linear track's first k moving train blocks, the adaptation
+    chosen on its val blocks, scored once on its test blocks, against filters fitted on the same k blocks."""
     recs = hippo_recordings()
-    steps = TRANSFER_QUICK if quick else TRANSFER_STEPS
-    config = TransferConfig(
-        models=["poyo", "possm", "spint"], held_out="lineartrack", window=1.0, batch_size=16,
-        model_overrides={m: {"behavior_key": "position"} for m in ("poyo", "possm", "spint")},
-        calibration_trials=steps["k"], pretrain_steps=steps["pretrain"],
-        adapt_steps=steps["adapt"], scratch_steps=steps["scratch"], seed=TRANSFER_SEED,
-        sessions_per_batch=0, out_dir=str(out / "transfer"),
-    )
-    start = time.perf_counter()
-    result = run_transfer(config, dataset=SimpleNamespace(recordings=[recs["wmaze"], recs["lineartrack"]]))
-    return {"status": NOT_PROTOCOL, "result": json.loads(result.to_json()), "markdown": result.markdown(),
-            "steps": steps, "seconds": round(time.perf_counter() - start, 1)}
+    task = Task(POSITION_R2, window=1.0, bin_size=0.05, behavior_key="position")
+    return recording_transfer_suite(list(TRANSFER_ROWS), budget, out / "hippo_transfer", cache, recs["lineartrack"],
+                                    [recs["wmaze"]], task, ks=TRANSFER_K_QUICK if quick else TRANSFER_K)
 
 
 def run_bayes() -> dict[str, dict[str, Any]]:
@@ -232,11 +223,8 @@ def markdown(results: dict[str, Any]) -> str:
         lines += [f"| {n} | {r['R2']:.3f} | {' / '.join(f'{r[k]:.0f}' for k in BAYES_ERRORS)} |"
                   for n, r in results["bayes"].items()] + [""]
     if "transfer" in results:
-        transfer = results["transfer"]
-        lines += [f"## Hippocampus transfer W-maze -> linear track ({NOT_PROTOCOL})", "",
-                  "`within` is the W-maze-pretrained model on W-maze test blocks; `scratch` trains on the linear "
-                  f"track's first k train blocks only. Steps: {transfer['steps']}.", "",
-                  transfer["markdown"], "", f"Transfer wall time {transfer['seconds']} s.", ""]
+        lines += _protocol_section("Hippocampus transfer W-maze -> linear track: position R2 on the linear track's "
+                                   "moving test blocks", results["transfer"])
     return "\n".join(lines)
 
 
@@ -254,7 +242,7 @@ def run_task(task: str, budget: Budget, out: Path, cache: ResultCache, quick: bo
     if task == "bayes":
         return run_bayes()
     if task == "transfer":
-        return run_transfer_task(quick, out)
+        return run_hippo_transfer(budget, out, cache, quick).to_json()
     raise SystemExit(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
 
 

@@ -463,6 +463,8 @@ def bench(
         None, help="Comma-separated generator seeds of a synthetic suite's sealed draws (default 1001,1002,1003)."),
     ks: Optional[str] = typer.Option(
         None, "--ks", help="Transfer suites: comma-separated numbers of the new session's trials (default 8,32)."),
+    transfer_from: Optional[List[Path]] = typer.Option(
+        None, "--transfer-from", help="With --data NEW: pretrain on this recording, transfer to NEW; repeatable."),
     merge: Optional[List[Path]] = typer.Option(
         None, "--merge", help="Combine these results JSONs into one table (<out>/merged.json and .md); repeatable."),
     into: Optional[List[Path]] = typer.Option(
@@ -487,7 +489,7 @@ def bench(
             target, data=data, quick=quick, trials=budget, seeds=seeds, max_steps=steps,
             models=[m for m in models.split(",") if m] if models is not None else None, out=out, behavior_key=behavior, block=block,
             draws=_int_list(draws, "--draws") if draws is not None else None, co_bps_bin=co_bps_bin,
-            ks=_int_list(ks, "--ks") if ks is not None else None, log=_plain,
+            ks=_int_list(ks, "--ks") if ks is not None else None, transfer_from=transfer_from or (), log=_plain,
         )
     except (DataError, ValueError, FileNotFoundError) as error:
         _fail(str(error))

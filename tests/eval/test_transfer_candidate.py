@@ -128,3 +128,33 @@ def test_fresh_worlds_are_drawn_only_after_the_recipes_are_frozen(tmp_path: Path
                    draws=(3001,), ks=(2,), log=lambda *_: None)
     assert drawn == [0, 3001]
     assert json.loads((tmp_path / "transfer_lorenz_frozen_recipes.json").read_text())["selected_on"] == "lorenzw0-2"
+
+
+def test_transfer_between_recording_files_from_the_command_line(tmp_path: Path) -> None:
+    """`bench --data NEW --transfer-from OLD`: pretrain on one file's train trials, adapt and score on the other's;
+    the unified model is paired with SPINT; a source named like the target is refused before any training."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from spikefm.cli import app
+    from spikefm.data.store import write_recording
+
+    pretrain, target = TransferWorld.quick().draw(21)
+    write_recording(target, tmp_path / "new.h5")
+    write_recording(pretrain[0], tmp_path / "old.h5")
+    write_recording(replace(pretrain[1], session=target.session), tmp_path / "same_name.h5")
+    args = ["bench", "--data", str(tmp_path / "new.h5"), "--quick", "--budget", "1", "--seeds", "1", "--steps", "2",
+            "--models", "unified:zero_shot,spint:zero_shot", "--ks", "2"]
+    result = CliRunner().invoke(app, [*args, "--transfer-from", str(tmp_path / "old.h5"), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    payload = json.loads((tmp_path / "r" / "transfer_new_quick.json").read_text())
+    assert {r["name"] for r in payload["rows"] if r["role"] == "model"} == {"unified zero_shot k=2", "spint zero_shot k=2"}
+    assert {r["data"][0]["name"] for r in payload["rows"]} == {target.session}
+    assert [(p["model"], p["versus"]) for p in payload["pairs"]] == [("unified zero_shot k=2", "spint zero_shot k=2")]
+    result = CliRunner().invoke(app, [*args, "--transfer-from", str(tmp_path / "same_name.h5"),
+                                      "--out", str(tmp_path / "bad")])
+    assert result.exit_code == 2 and "same_name.h5" in result.output and "same session" in result.output, result.output
+    too_many = [*args[:-1], "99", "--transfer-from", str(tmp_path / "old.h5"), "--out", str(tmp_path / "bad")]
+    result = CliRunner().invoke(app, too_many)
+    assert result.exit_code == 2 and "fewer than k = 99" in result.output, result.output

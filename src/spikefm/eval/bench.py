@@ -250,20 +250,13 @@ def transfer_suite(rows: Sequence[str], budget: Budget, out: Path, cache: Result
     pretrained on a world's other sessions (``budget.max_steps`` steps, a fixed recipe), adapted with the first k
     train trials of the new session (every k of ``ks``), its adaptation chosen on world 0's new session's
     validation trials, and scored on the new sessions of the fresh worlds ``draws``."""
-    from spikefm.eval.transfer_candidate import Pretraining, TransferCandidate, transfer_task
+    from spikefm.eval.transfer_candidate import Pretraining, transfer_task
 
     task = transfer_task()
     dev_pretrain, dev_target = world.draw(DEV_DRAW)
     sources = {dev_target.session: dev_pretrain}  # the fresh worlds join it only after selection
     pretraining = Pretraining(steps=budget.max_steps)
-    candidates: list = []
-    for k in ks:
-        for name in ("wiener causal", "wiener acausal", "kalman"):
-            extra = {"window_bins": task.window_bins} if name == "wiener acausal" else {}
-            candidates.append(BaselineCandidate(make_baseline(name, **extra), task, train_trials=k))
-        for row in rows:
-            model, _, condition = row.partition(":")
-            candidates.append(TransferCandidate(model, condition or "zero_shot", k, task, sources, pretraining))
+    candidates = _transfer_candidates(rows, ks, task, sources, pretraining)
     select_on = DataSpec(dev_target.session, dev_target, "world 0's new session (selection only)")
     selections = select_all(candidates, select_on, budget, cache, log)  # before any fresh world exists
     _freeze(out, "transfer_lorenz" if world.system == "lorenz" else f"transfer_{world.system}", select_on.name,
@@ -279,6 +272,57 @@ def transfer_suite(rows: Sequence[str], budget: Budget, out: Path, cache: Result
     result.notes.append(f"Pretraining (fixed, not searched): {asdict(pretraining)} on the train trials of each "
                         f"world's first {world.n_sessions - 1} sessions; adaptation chosen on {dev_target.session}'s "
                         f"val trials; scored on the new sessions of worlds {list(draws)}.")
+    return result
+
+
+def _transfer_candidates(rows: Sequence[str], ks: Sequence[int], task: Task, sources: dict[str, list[Recording]],
+                         pretraining: Any) -> list:
+    """Per k: the Wiener / Kalman filters fitted on the k labelled trials, then each ``model:condition`` row."""
+    from spikefm.eval.transfer_candidate import TransferCandidate
+
+    candidates: list = []
+    for k in ks:
+        for name in ("wiener causal", "wiener acausal", "kalman"):
+            extra = {"window_bins": task.window_bins} if name == "wiener acausal" else {}
+            candidates.append(BaselineCandidate(make_baseline(name, **extra), task, train_trials=k))
+        for row in rows:
+            model, _, condition = row.partition(":")
+            candidates.append(TransferCandidate(model, condition or "zero_shot", k, task, sources, pretraining))
+    return candidates
+
+
+def recording_transfer_suite(rows: Sequence[str], budget: Budget, out: Path, cache: ResultCache, target: Recording,
+                             sources: Sequence[Recording], task: Task, ks: Sequence[int] = TRANSFER_K,
+                             log=print) -> ProtocolResult:
+    """Transfer between real recordings: each ``model:condition`` row is pretrained on the train trials of
+    ``sources`` (``budget.max_steps`` steps, the fixed transfer recipe), adapted with the first k train trials of
+    ``target`` (every k of ``ks``), its adaptation chosen on the target's val trials, and scored once on the
+    target's test trials, against Wiener and Kalman filters fitted on the same k trials.
+
+    Raises:
+        DataError: a source shares the target's session name (its new rows would be the source's), or the target
+            has fewer train trials than the largest k.
+    """
+    from spikefm.eval.transfer import calibration_pool
+    from spikefm.eval.transfer_candidate import Pretraining
+
+    if not sources:
+        raise DataError("transfer needs at least one recording to pretrain on")
+    clash = [s.source or s.session for s in sources if s.session == target.session]
+    if clash:
+        raise DataError(f"pretraining recording(s) {clash} have the target's session name {target.session!r}; "
+                        "give the sessions distinct names")
+    n_train = calibration_pool(target).size
+    if max(ks) > n_train:
+        raise DataError(f"{target.session}: {n_train} train trials, fewer than k = {max(ks)}")
+    pretraining = Pretraining(steps=budget.max_steps)
+    candidates = _transfer_candidates(rows, ks, task, {target.session: list(sources)}, pretraining)
+    names = ", ".join(s.session for s in sources)
+    spec = DataSpec(target.session, target, f"new session; pretrained on {names}")
+    result = run(f"transfer {names} -> {target.session}", candidates, select_on=spec, score_on=[spec], budget=budget,
+                 cache=cache, pairs=unified_versus_parents(candidates), log=log)
+    result.notes.append(f"Pretraining (fixed, not searched): {asdict(pretraining)} on the train trials of {names}; "
+                        f"adaptation chosen on {target.session}'s val trials; scored on its test trials once.")
     return result
 
 
@@ -326,6 +370,26 @@ def file_suite(path: Path, models: Sequence[str], budget: Budget, out: Path, cac
     candidates += model_candidates
     spec = DataSpec(rec.session, rec, f"{path.name}: {description}")
     return run(f"file {path.name}", candidates, select_on=spec, score_on=[spec], budget=budget, cache=cache, log=log)
+
+
+def _file_transfer(data: Path, sources: Sequence[Path], rows: Sequence[str], budget: Budget, out: Path,
+                   cache: ResultCache, behavior_key: str | None, block: float, ks: Sequence[int] | None,
+                   log) -> ProtocolResult:
+    """``bench --data NEW --transfer-from OLD``: both files prepared as ``--data`` decoding prepares one."""
+    from spikefm.data.store import load
+
+    target, task, _ = _decoding_data(load(data), data, behavior_key, block, None)
+    if task.continuous:  # blocks of a continuous recording: transfer adapts and scores on whole blocks
+        task = replace(task, continuous=False)
+    prepared = [_decoding_data(load(p), p, task.behavior_key, block, None)[0] for p in sources]
+    clash = [str(p) for p, rec in zip(sources, prepared) if rec.session == target.session]
+    if clash:
+        raise DataError(f"{', '.join(clash)} and {data} record the same session {target.session!r}; transfer "
+                        "pretrains on other sessions")
+    ks = tuple(sorted({int(k) for k in ks})) if ks is not None else TRANSFER_K
+    if min(ks) < 1:
+        raise ValueError(f"ks must be positive trial counts, got {list(ks)}")
+    return recording_transfer_suite(rows, budget, out, cache, target, prepared, task, ks, log=log)
 
 
 def _has_splits(rec: Recording, needed: Sequence[str] = ("train", "val", "test")) -> bool:
@@ -413,21 +477,30 @@ def run_bench(target: str | None, *, data: Path | None = None, quick: bool = Fal
               seeds: int | None = None, max_steps: int | None = None, models: Sequence[str] | None = None,
               out: Path = Path("runs/bench"), cache_dir: Path | None = None, behavior_key: str | None = None,
               block: float = 1.0, draws: Sequence[int] | None = None, co_bps_bin: float | None = None,
-              ks: Sequence[int] | None = None, log=print) -> tuple[Path, Path, dict[str, Any]]:
+              ks: Sequence[int] | None = None, transfer_from: Sequence[Path] = (),
+              log=print) -> tuple[Path, Path, dict[str, Any]]:
     """Run one suite; returns (results JSON path, markdown path, results).
 
     ``draws`` replaces a synthetic suite's sealed draws (:data:`SEALED_DRAWS`): a re-run whose recipe changed
     after the default draws' test split was read must be scored on draws nobody has scored before. ``ks`` replaces a
     transfer suite's numbers of the new session's trials (:data:`TRANSFER_K`), e.g. for a curve over k.
+    ``transfer_from`` (with ``data``): recordings to pretrain on; ``data`` is then the new session
+    (:func:`recording_transfer_suite`).
     """
-    if ks is not None and target not in TRANSFER_SUITES:
-        raise ValueError(f"ks (trials of the new session) applies to the transfer suites ({', '.join(TRANSFER_SUITES)}), "
-                         f"not to {target or data}")
+    if ks is not None and target not in TRANSFER_SUITES and not transfer_from:
+        raise ValueError(f"ks (trials of the new session) applies to the transfer suites ({', '.join(TRANSFER_SUITES)}) "
+                         f"and to --data with --transfer-from, not to {target or data}")
+    if transfer_from and data is None:
+        raise ValueError("transfer_from needs data: the new session to transfer to")
     changes = {k: v for k, v in {"trials": trials, "seeds": seeds, "max_steps": max_steps}.items() if v is not None}
     budget = Budget.quick(**changes) if quick else Budget(**changes)
     cache = ResultCache(cache_dir or out / "cache")
     start, started_at = time.perf_counter(), environment()["commit"]  # the code a long sitting imported
-    if data is not None:
+    if data is not None and transfer_from:
+        result = _file_transfer(data, transfer_from, list(models) if models is not None else list(TRANSFER_ROWS),
+                                budget, out, cache, behavior_key, block, ks, log)
+        stem = f"transfer_{data.stem}"
+    elif data is not None:
         chosen = list(models) if models is not None else ["poyo"]
         result = file_suite(data, chosen, budget, out, cache, behavior_key=behavior_key, block=block,
                             co_bps_bin=co_bps_bin, log=log)
