@@ -12,6 +12,11 @@ ten times the compute instead). Writes JSON lines to ``--out``.
 
     spikefm synth runs/corpus256 --sessions 256 --groups 8 --trials 40 --units 20-80
     python benchmarks/curation_experiment.py runs/corpus256 --out benchmarks/results/curation.jsonl
+    python benchmarks/curation_experiment.py runs/corpus256 --seed 1 --sets curated random all --out ...  # more seeds
+    python benchmarks/curation_experiment.py --summarize benchmarks/results/curation.jsonl   # mean and 95% interval
+
+The seed sets the pretraining and adaptation seeds and the random sets' draw. ``--summarize`` groups the
+records of the default recipe (150 steps) by target and set, over seeds (records without a seed are seed 0).
 """
 
 from __future__ import annotations
@@ -31,9 +36,52 @@ import time
 from pathlib import Path
 
 
+def seed_interval(values: list[float]) -> tuple[float, float, float]:
+    """Mean and 95% t interval over seeds (NaN bounds for one seed)."""
+    import numpy as np
+    from scipy import stats
+
+    x = np.asarray(values, dtype=float)
+    if x.size < 2:
+        return float(x.mean()), float("nan"), float("nan")
+    half = stats.t.ppf(0.975, x.size - 1) * x.std(ddof=1) / np.sqrt(x.size)
+    return float(x.mean()), float(x.mean() - half), float(x.mean() + half)
+
+
+def summarize(path: Path, steps: int = 150) -> str:
+    """Markdown: per target, each set's vel R2 over seeds and curated minus random / all, paired by seed."""
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    by: dict[tuple[str, str], dict[int, float]] = {}
+    for r in records:
+        if r.get("steps") == steps and r["set"] in ("curated", "random", "all"):
+            by.setdefault((r["target"], r["set"]), {})[r.get("seed", 0)] = r["vel_r2"]
+
+    def cell(values: list[float]) -> str:
+        mean, lo, hi = seed_interval(values)
+        return f"{mean:+.3f}" + ("" if lo != lo else f" [{lo:+.3f}, {hi:+.3f}]")
+
+    lines = ["| target | set | seeds | vel R2, mean [95% t interval over seeds] |", "|---|---|---:|---|"]
+    diffs = ["", "| target | difference (paired by seed) | seeds | mean [95% interval] | excludes zero |",
+             "|---|---|---:|---|---|"]
+    for target in sorted({t for t, _ in by}):
+        for name in ("curated", "random", "all"):
+            scores = by.get((target, name), {})
+            if scores:
+                lines.append(f"| {target} | {name} | {len(scores)} | {cell(list(scores.values()))} |")
+        curated = by.get((target, "curated"), {})
+        for other in ("random", "all"):
+            seeds = sorted(set(curated) & set(by.get((target, other), {})))
+            if len(seeds) >= 2:
+                delta = [curated[s] - by[(target, other)][s] for s in seeds]
+                _, lo, hi = seed_interval(delta)
+                diffs.append(f"| {target} | curated - {other} | {len(seeds)} | {cell(delta)} | "
+                             f"{'yes' if lo > 0 or hi < 0 else 'no'} |")
+    return "\n".join(lines + (diffs if len(diffs) > 3 else [])) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("corpus", type=Path)
+    parser.add_argument("corpus", type=Path, nargs="?")
     parser.add_argument("--targets", nargs="+", default=["g4-rot-31", "g1-lor-31"])
     parser.add_argument("--k", type=int, default=8)
     parser.add_argument("--curve", nargs="*", type=int, default=[4, 16, 64])
@@ -44,9 +92,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sets", nargs="+", default=["curated", "random", "curve", "all"],
                         choices=["curated", "random", "curve", "all"], help="which pretraining sets to run")
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--out", type=Path, help="JSON lines to append to (required with a corpus)")
+    parser.add_argument("--summarize", type=Path, help="print the table of this JSON-lines file and stop")
     parser.add_argument("--work", type=Path, default=Path("/tmp/spikefm_curation"))
     args = parser.parse_args()
+    if args.summarize:
+        print(summarize(args.summarize), end="")
+        return
+    if args.corpus is None or args.out is None:
+        parser.error("give a corpus folder and --out (or --summarize FILE)")
 
     import numpy as np
     import torch
@@ -84,7 +138,7 @@ def main() -> None:
         adapted = finetune(pretrained_dir, target, mode="recalibrate", trials=args.calibration,
                            settings={"adapt_steps": args.adapt_steps, "seed": args.seed}, log=lambda _: None)
         record = {
-            "target": target_id, "set": label, "n_sessions": len(sessions), "steps": args.steps,
+            "target": target_id, "set": label, "seed": args.seed, "n_sessions": len(sessions), "steps": args.steps,
             "batch_size": args.batch_size, "vel_r2": adapted.row.score, "pretrain_s": round(pretrain_seconds, 1),
             "finetune_s": round(adapted.row.seconds, 1),
             "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),

@@ -1,0 +1,40 @@
+"""The curation experiment's summary over seeds (fast: synthetic records, no training)."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def experiment():
+    spec = importlib.util.spec_from_file_location("curation_experiment", ROOT / "benchmarks" / "curation_experiment.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_summary_pairs_sets_by_seed_and_says_when_an_interval_excludes_zero(experiment, tmp_path: Path) -> None:
+    rows = []
+    for seed, (curated, random, every) in enumerate([(0.9, 0.5, 0.1), (0.92, 0.4, 0.0), (0.88, 0.6, 0.05)]):
+        for name, score in (("curated", curated), ("random", random), ("all", every)):
+            record = {"target": "g1", "set": name, "steps": 150, "vel_r2": score}
+            rows.append(record if seed == 0 else {**record, "seed": seed})  # the first runs wrote no seed
+    rows.append({"target": "g1", "set": "all", "steps": 4800, "vel_r2": 0.8})  # another recipe: left out
+    path = tmp_path / "curation.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    table = experiment.summarize(path)
+    assert "| g1 | curated | 3 | +0.900 [+0.850, +0.950] |" in table
+    assert "| g1 | all | 3 | +0.050 [" in table
+    assert "| g1 | curated - all | 3 | +0.850 [" in table and table.rstrip().endswith("| yes |")
+    assert "| g1 | curated - random | 3 | +0.400 [" in table
+
+
+def test_one_seed_has_no_interval(experiment) -> None:
+    mean, lo, hi = experiment.seed_interval([0.5])
+    assert mean == 0.5 and lo != lo and hi != hi
