@@ -7,7 +7,6 @@ import torch
 
 from spikefm.data.synthetic import SyntheticConfig, generate
 from spikefm.eval.metrics import bits_per_spike
-from spikefm.eval import mtm_tasks
 from spikefm.eval.baselines.masked import GLMTask
 from spikefm.eval.mtm_tasks import TASKS, mtm_task_scores, smoothing_task_scores, task_predictions
 from spikefm.eval.scoreboard import baseline_scores, split_arrays
