@@ -16,7 +16,8 @@ ten times the compute instead). Writes JSON lines to ``--out``.
     python benchmarks/curation_experiment.py --summarize benchmarks/results/curation.jsonl   # mean and 95% interval
 
 The seed sets the pretraining and adaptation seeds and the random sets' draw. ``--summarize`` groups the
-records of the default recipe (150 steps) by target and set, over seeds (records without a seed are seed 0).
+records of the default recipe (150 steps) by target and set, over seeds (records without a seed are seed 0), and
+pools the targets (the mean of each target's mean difference, a t interval over targets).
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ def summarize(path: Path, steps: int = 150) -> str:
     lines = ["| target | set | seeds | vel R2, mean [95% t interval over seeds] |", "|---|---|---:|---|"]
     diffs = ["", "| target | difference (paired by seed) | seeds | mean [95% interval] | excludes zero |",
              "|---|---|---:|---|---|"]
+    per_target: dict[str, list[float]] = {"random": [], "all": []}  # each target's mean difference
     for target in sorted({t for t, _ in by}):
         for name in ("curated", "random", "all"):
             scores = by.get((target, name), {})
@@ -76,6 +78,12 @@ def summarize(path: Path, steps: int = 150) -> str:
                 _, lo, hi = seed_interval(delta)
                 diffs.append(f"| {target} | curated - {other} | {len(seeds)} | {cell(delta)} | "
                              f"{'yes' if lo > 0 or hi < 0 else 'no'} |")
+                per_target[other].append(sum(delta) / len(delta))
+    for other, means in per_target.items():
+        if len(means) >= 2:  # targets as the unit: the mean of their mean differences, t interval over targets
+            _, lo, hi = seed_interval(means)
+            diffs.append(f"| all {len(means)} targets | curated - {other} | {len(means)} targets | {cell(means)} | "
+                         f"{'yes' if lo > 0 or hi < 0 else 'no'} |")
     return "\n".join(lines + (diffs if len(diffs) > 3 else [])) + "\n"
 
 

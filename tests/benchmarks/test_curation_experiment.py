@@ -33,6 +33,17 @@ def test_summary_pairs_sets_by_seed_and_says_when_an_interval_excludes_zero(expe
     assert "| g1 | all | 3 | +0.050 [" in table
     assert "| g1 | curated - all | 3 | +0.850 [" in table and table.rstrip().endswith("| yes |")
     assert "| g1 | curated - random | 3 | +0.400 [" in table
+    assert "all 2 targets" not in table  # one target: nothing to pool
+
+
+def test_targets_pool_into_one_interval_over_targets(experiment, tmp_path: Path) -> None:
+    rows = [{"target": t, "set": name, "seed": seed, "steps": 150, "vel_r2": score + 0.01 * seed}
+            for t, gap in (("g1", 0.3), ("g2", 0.5)) for seed in range(2)
+            for name, score in (("curated", 0.5 + gap), ("random", 0.5), ("all", 0.0))]
+    path = tmp_path / "curation.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    table = experiment.summarize(path)
+    assert "| all 2 targets | curated - random | 2 targets | +0.400 [" in table
 
 
 def test_one_seed_has_no_interval(experiment) -> None:
