@@ -387,7 +387,7 @@ def _file_transfer(data: Path, sources: Sequence[Path], rows: Sequence[str], bud
         raise DataError(f"{', '.join(clash)} and {data} record the same session {target.session!r}; transfer "
                         "pretrains on other sessions")
     ks = tuple(sorted({int(k) for k in ks})) if ks is not None else TRANSFER_K
-    if min(ks) < 1:
+    if not ks or min(ks) < 1:
         raise ValueError(f"ks must be positive trial counts, got {list(ks)}")
     return recording_transfer_suite(rows, budget, out, cache, target, prepared, task, ks, log=log)
 
