@@ -266,11 +266,14 @@ class RotaryTimeEmbedding(nn.Module):
         work = _angle_dtype(timestamps.device)
         pairs = self.rotate_dim // 2
         omega = torch.tensor(self.omega[:pairs], dtype=work, device=timestamps.device)  # [P]
-        angles = timestamps.to(work)[..., None] * omega  # [..., P], up to ~1e5 rad
         if out_dtype != work:
-            # Reduce to [0, 2 pi) in float64, then the trig in float32: as exact as float64 trig
-            # (error ~2e-7) at half its cost.
-            angles = torch.remainder(angles, 2 * math.pi).to(out_dtype)
+            # Turns t / period in float64, their fractional part (exact), then 2 pi x it and the trig in
+            # float32: as exact as float64 trig (error ~4e-7 rad) at half its cost. ``frac`` is a single
+            # pass; ``remainder(angle, 2 pi)`` divides and was ~40% of the table's time.
+            turns = timestamps.to(work)[..., None] * (omega / (2 * math.pi))  # [..., P]
+            angles = torch.frac(turns).to(out_dtype).mul_(2 * math.pi)  # (-2 pi, 2 pi)
+        else:
+            angles = timestamps.to(work)[..., None] * omega  # [..., P], up to ~1e5 rad
         # cos and sin written straight into their interleaved slots (a stack would be one more
         # pass and one more table-sized buffer: POYO builds this for every spike, ~30k x P).
         if angles.requires_grad:  # out= does not differentiate; times rarely carry gradients
