@@ -300,8 +300,8 @@ def recording_transfer_suite(rows: Sequence[str], budget: Budget, out: Path, cac
     target's test trials, against Wiener and Kalman filters fitted on the same k trials.
 
     Raises:
-        DataError: a source shares the target's session name (its new rows would be the source's), or the target
-            has fewer train trials than the largest k.
+        DataError: a source shares the target's session name (its new rows would be the source's).
+        ValueError: ``ks`` are not distinct positive counts, or the target has fewer train trials than the largest.
     """
     from spikefm.eval.transfer import calibration_pool
     from spikefm.eval.transfer_candidate import Pretraining
@@ -312,9 +312,7 @@ def recording_transfer_suite(rows: Sequence[str], budget: Budget, out: Path, cac
     if clash:
         raise DataError(f"pretraining recording(s) {clash} have the target's session name {target.session!r}; "
                         "give the sessions distinct names")
-    n_train = calibration_pool(target).size
-    if max(ks) > n_train:
-        raise DataError(f"{target.session}: {n_train} train trials, fewer than k = {max(ks)}")
+    ks = _check_ks(ks, calibration_pool(target).size, target.session)
     pretraining = Pretraining(steps=budget.max_steps)
     candidates = _transfer_candidates(rows, ks, task, {target.session: list(sources)}, pretraining)
     names = ", ".join(s.session for s in sources)
@@ -386,10 +384,8 @@ def _file_transfer(data: Path, sources: Sequence[Path], rows: Sequence[str], bud
     if clash:
         raise DataError(f"{', '.join(clash)} and {data} record the same session {target.session!r}; transfer "
                         "pretrains on other sessions")
-    ks = tuple(sorted({int(k) for k in ks})) if ks is not None else TRANSFER_K
-    if not ks or min(ks) < 1:
-        raise ValueError(f"ks must be positive trial counts, got {list(ks)}")
-    return recording_transfer_suite(rows, budget, out, cache, target, prepared, task, ks, log=log)
+    return recording_transfer_suite(rows, budget, out, cache, target, prepared, task,
+                                    TRANSFER_K if ks is None else ks, log=log)
 
 
 def _has_splits(rec: Recording, needed: Sequence[str] = ("train", "val", "test")) -> bool:
@@ -518,7 +514,10 @@ def run_bench(target: str | None, *, data: Path | None = None, quick: bool = Fal
         world = TransferWorld.quick() if quick else TransferWorld(system=TRANSFER_SUITES[target])
         chosen = list(models) if models is not None else list(TRANSFER_ROWS)
         fresh = _check_draws(draws) if draws is not None else TRANSFER_DRAWS[:1] if quick else TRANSFER_DRAWS
-        ks = _check_ks(ks, world) if ks is not None else (2,) if quick else TRANSFER_K
+        from spikefm.data.synthetic import SyntheticConfig
+
+        n_train = int(SyntheticConfig().split_fractions[0] * world.n_trials)
+        ks = _check_ks(ks, n_train) if ks is not None else (2,) if quick else TRANSFER_K
         result = transfer_suite(chosen, budget, out, cache, world, fresh, ks=ks, log=log)
         stem = target.replace("-", "_")
     elif target is not None and Path(target).suffix in (".yaml", ".yml"):
@@ -540,14 +539,13 @@ def run_bench(target: str | None, *, data: Path | None = None, quick: bool = Fal
     return json_path, md_path, payload
 
 
-def _check_ks(ks: Sequence[int], world: Any) -> tuple[int, ...]:
-    """Distinct positive trial counts, each at most the new session's train trials."""
-    from spikefm.data.synthetic import SyntheticConfig
-
+def _check_ks(ks: Sequence[int], n_train: int, session: str = "the new session") -> tuple[int, ...]:
+    """Distinct positive trial counts, sorted, each at most the new session's ``n_train`` train trials."""
     ks = tuple(int(k) for k in ks)
-    most = int(SyntheticConfig().split_fractions[0] * world.n_trials)
-    if not ks or len(set(ks)) != len(ks) or min(ks) < 1 or max(ks) > most:
-        raise ValueError(f"ks must be distinct trial counts in 1..{most} (the new session's train trials), got {list(ks)}")
+    if not ks or len(set(ks)) != len(ks) or min(ks) < 1:
+        raise ValueError(f"ks must be distinct positive trial counts, got {list(ks)}")
+    if max(ks) > n_train:
+        raise ValueError(f"ks: {session} has {n_train} train trials, fewer than k = {max(ks)}")
     return tuple(sorted(ks))
 
 
