@@ -19,6 +19,7 @@ ROWS = ("| wiener causal |", "| wiener acausal |", "| kalman |", "| poyo |", "| 
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2000)  # its own subprocess limit is 1800 s; the suite's default is 900
 def test_quick_run_writes_every_table(tmp_path, shared_data):
     table = tmp_path / "real_data.md"
     env = {**os.environ, "SPIKEFM_REAL_DATA": str(shared_data()), "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}

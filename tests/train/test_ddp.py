@@ -27,7 +27,8 @@ def _script():
 def test_two_process_ddp_matches_one_process(tmp_path):
     one = _script().run(1, 8, STEPS, SESSIONS, TRIALS, str(tmp_path / "one"))
     out = tmp_path / "two.json"
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    # Loopback for gloo: no hostname lookup (see tests/nn/test_identity_ddp.py).
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "GLOO_SOCKET_IFNAME": "lo"}
     subprocess.run([sys.executable, str(SCRIPT), "--devices", "2", "--batch-size", "4", "--steps", str(STEPS),
                     "--sessions", str(SESSIONS), "--trials", str(TRIALS), "--out", str(out)],
                    check=True, env=env, timeout=300, cwd=tmp_path)
