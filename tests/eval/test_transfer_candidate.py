@@ -38,6 +38,13 @@ def test_a_model_without_the_conditions_hook_is_refused(world) -> None:
         TransferCandidate("spint", "scratch", 2, transfer_task(), {target.session: pretrain})
 
 
+def test_a_model_that_does_not_decode_is_refused_before_pretraining(world) -> None:
+    # ndt2 (masked modelling) once pretrained and adapted, then crashed at scoring: it predicts no behaviour.
+    pretrain, target = world
+    with pytest.raises(ValueError, match=r"ndt2 does not decode behaviour.*decoders: .*ndt2_decoder"):
+        TransferCandidate("ndt2", "recalibrate", 2, transfer_task(), {target.session: pretrain})
+
+
 def test_zero_shot_reads_no_label_of_the_new_session(world) -> None:
     pretrain, target = world
     candidate = TransferCandidate("spint", "zero_shot", 4, transfer_task(), {target.session: pretrain},

@@ -122,13 +122,17 @@ class TransferCandidate(ScoredBySplit):
     deterministic: bool = False
 
     def __post_init__(self) -> None:
-        from spikefm.models.registry import get_spec, is_causal
+        from spikefm.models.registry import get_spec, is_causal, list_models
 
         if self.condition not in CONDITIONS:
             raise ValueError(f"unknown transfer condition {self.condition!r}; choose from {CONDITIONS}")
         if self.k < 1:
             raise ValueError(f"k must be >= 1, got {self.k}")
         self.spec = get_spec(self.model)
+        if self.spec.task != "decoding":  # transfer is scored by decode R2; found before any pretraining
+            decoders = [name for name in list_models() if get_spec(name).task == "decoding"]
+            raise ValueError(f"{self.model} does not decode behaviour (task {self.spec.task!r}), so it has no "
+                             f"transfer score; decoders: {', '.join(decoders)}")
         self.config = self._model_config()
         probe = self.spec.model_cls  # the condition must be one the model supports
         needs = {"zero_shot": ("calibrate",), "recalibrate": ("add_session", "freeze_for_recalibration")}
