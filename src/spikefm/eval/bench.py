@@ -38,6 +38,7 @@ from spikefm.eval.candidates import BaselineCandidate, Task, masked_metric
 from spikefm.eval.generation_candidate import GenerationCandidate, generation_task
 from spikefm.eval.metrics import BITS_PER_SPIKE, CO_BPS, DECODE_R2, POSITION_R2
 from spikefm.eval.model_candidate import ModelCandidate
+from spikefm.eval.rates_decoder_candidate import RatesDecoderCandidate
 from spikefm.eval.mtm_candidate import MaskedTaskCandidate, masked_task
 from spikefm.eval.mtm_tasks import TASKS as MTM_TASKS
 from spikefm.eval.unit_rate_candidate import UnitForwardCandidate, UnitRateCandidate
@@ -48,10 +49,14 @@ __all__ = ["SEALED_DRAWS", "MODEL_TASKS", "SYNTHETIC_SUITES", "SyntheticSettings
 
 SEALED_DRAWS = (1001, 1002, 1003)  # generator seeds never used during development
 DEV_DRAW = 0
+#: Self-supervised binned models whose rates can be decoded (``--models ndt1:rates``).
+RATES_MODELS = ("ndt1", "stndt", "mtm", "ndt2")
 MODEL_TASKS = {"ndt1": CO_BPS, "stndt": CO_BPS, "mtm": CO_BPS, "ndt2": CO_BPS, "poyo": DECODE_R2,
                "poyo_plus": DECODE_R2, "possm": DECODE_R2, "ndt3": DECODE_R2, "neds": DECODE_R2,
                "unified": DECODE_R2, "spint": DECODE_R2, "neuroformer": BITS_PER_SPIKE,
                "ndt2_decoder": DECODE_R2,
+               # a self-supervised model's rates decoded by a Wiener filter (NLB's vel R2 idea as a decoding row)
+               **{f"{m}:rates": DECODE_R2 for m in RATES_MODELS},
                # MtM's four masked-prediction tasks, one row each (``--models mtm:tasks`` runs all four)
                **{f"mtm:{task}": masked_metric(task) for task in MTM_TASKS},
                # the unified model's held-out unit rates per 50 ms chunk (run with co_bps_bin = 0.05), and its
@@ -165,6 +170,11 @@ def _models(models: Sequence[str], task_of: Callable[[str], Task], budget: Budge
     out_models = []
     for m in models:
         task = task_of(m)
+        if m.endswith(":rates"):  # a self-supervised model at the task's bins, its rates -> a Wiener filter
+            out_models.append(RatesDecoderCandidate(_base(m), task, max_steps=budget.max_steps, batch_size=batch_size,
+                                                    overrides=_binned_overrides(_base(m), task),
+                                                    out_dir=out / "runs" / _base(m)))
+            continue
         per_chunk = UNIT_COUNT_ROWS.get(m.split(":")[1] if ":" in m and _base(m) != "mtm" else "")
         if per_chunk is not None:  # a spike-token model's counts per chunk, scored on one task (":<ablation>" optional)
             sampler, batch = TRAINING.get(_base(m), ("trials", batch_size))  # as its decoding row trains
