@@ -2,7 +2,7 @@
 
 Configuration (spikefm issues 9 and 20): POYO dim 128, depth 2, 2 heads x 64 (cross and self), 64
 latents per 1 s window (8 every 0.125 s), 100 units at 20 Hz (~2,000 spikes per window),
-batch 16, AdamW, ``torch.set_num_threads(2)``; the data pipeline runs on one thread.
+batch 16, AdamW (fused, for both), ``torch.set_num_threads(2)``; the data pipeline runs on one thread.
 
 One synthetic recording (velocity-tuned Poisson units, 100 Hz ``hand_vel``) is written once
 to a spikefm store and once to a torch_brain HDF5 file. Each data pipeline reads a batch of
@@ -53,6 +53,7 @@ from spikefm.data.recording import Recording, SpikeTrains, TimeSeries, Units
 from spikefm.data.store import open_recording, write_recording
 from spikefm.models.poyo import POYO, POYOConfig, poyo_objective
 from spikefm.tokenize import SpikeConfig, SpikeTokenizer, collate
+from spikefm.train.optim import adamw
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "vs_torch_brain.md"
 PIPELINE_TARGET = 5.0  # x torch_brain's spikes/s (issue 20)
@@ -272,8 +273,8 @@ class Impl:
     setup: Setup = field(default_factory=Setup)
 
     def __post_init__(self) -> None:
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.setup.lr,
-                                           weight_decay=self.setup.weight_decay)
+        # The same optimizer for both: torch's AdamW in its fused form (spikefm's trainer uses it where torch has it).
+        self.optimizer = adamw(self.model.parameters(), lr=self.setup.lr, weight_decay=self.setup.weight_decay)
 
     def train_step(self, batch) -> float:
         self.model.train()
@@ -870,7 +871,7 @@ def report(rows: dict[str, Row], args: argparse.Namespace, recording: Recording,
         f"- {versions()}.",
         f"- Model: dim {s.dim}, depth {s.depth}, {s.heads} heads x {s.head_dim} (cross and self), "
         f"{s.latents_per_step} latents every {s.latent_step} s = {int(s.latents_per_step * s.window / s.latent_step)} "
-        f"latents per {s.window:g} s window, GEGLU x4, dropout 0.2 / 0.4 (torch_brain defaults), AdamW lr {s.lr}, "
+        f"latents per {s.window:g} s window, GEGLU x4, dropout 0.2 / 0.4 (torch_brain defaults), fused AdamW lr {s.lr} (both), "
         f"weight decay {s.weight_decay}, batch {s.batch_size}. MSE on `hand_vel` at its 100 Hz samples (100 queries "
         "per window). spikefm without unit dropout (torch_brain does it as a data transform, not here).",
         f"- Data: synthetic, {recording.duration:.0f} s, {recording.n_units} units cosine-tuned to a 2-D velocity, "

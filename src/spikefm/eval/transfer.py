@@ -46,6 +46,7 @@ from spikefm.eval.trials import trial_arrays
 from spikefm.models.registry import ModelSpec, build_config, get_spec, list_models
 from spikefm.tokenize.base import Tokens, collate
 from spikefm.train.module import warmup_cosine
+from spikefm.train.optim import adamw
 
 __all__ = [
     "CONDITIONS",
@@ -225,7 +226,7 @@ def train_steps(
     params = [p for p in (model.parameters() if params is None else params) if p.requires_grad]
     if not params:
         raise ValueError("nothing to train: no parameter requires grad")
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    optimizer = adamw(params, lr=lr, weight_decay=weight_decay)
     warmup = max(1, min(100, steps // 10))
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: warmup_cosine(s, warmup_steps=warmup, max_steps=steps, min_lr_ratio=0.05)

@@ -11,6 +11,7 @@ import torch.nn as nn
 
 from spikefm.train.checkpoints import plain
 from spikefm.train.config import TrainerConfig
+from spikefm.train.optim import adamw, fuses_with
 
 __all__ = ["SpikeModule", "warmup_cosine"]
 
@@ -86,10 +87,9 @@ class SpikeModule(L.LightningModule):
                 continue
             # Norms, biases and embedding tables are not decayed (the usual transformer recipe).
             (no_decay if param.ndim < 2 or "embed" in name or "norm" in name else decay).append(param)
-        optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=cfg.lr,
-        )
+        groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        precision = self.trainer.precision if self._trainer is not None else "32-true"
+        optimizer = adamw(groups, lr=cfg.lr, fused=fuses_with(precision, cfg.grad_clip))
         schedule = torch.optim.lr_scheduler.LambdaLR(
             optimizer,
             lambda step: warmup_cosine(
