@@ -35,6 +35,7 @@ from spikefm.data.recording import DataError, Recording
 from spikefm.eval.cache import ResultCache
 from spikefm.eval.baselines import baselines_for, make_baseline
 from spikefm.eval.candidates import BaselineCandidate, Task, masked_metric
+from spikefm.eval.chunk_decode_candidate import ChunkDecodeCandidate, chunk_decode_baselines, chunk_decode_task
 from spikefm.eval.generation_candidate import GenerationCandidate, generation_task
 from spikefm.eval.metrics import BITS_PER_SPIKE, CO_BPS, DECODE_R2, POSITION_R2
 from spikefm.eval.model_candidate import ModelCandidate
@@ -49,6 +50,8 @@ __all__ = ["SEALED_DRAWS", "MODEL_TASKS", "SYNTHETIC_SUITES", "SyntheticSettings
 
 SEALED_DRAWS = (1001, 1002, 1003)  # generator seeds never used during development
 DEV_DRAW = 0
+#: Neuroformer's behaviour decoding, chunk by chunk (:mod:`spikefm.eval.chunk_decode_candidate`).
+CHUNK_DECODE = "neuroformer:decode"
 #: Self-supervised binned models whose rates can be decoded (``--models ndt1:rates``).
 RATES_MODELS = ("ndt1", "stndt", "mtm", "ndt2")
 MODEL_TASKS = {"ndt1": CO_BPS, "stndt": CO_BPS, "mtm": CO_BPS, "ndt2": CO_BPS, "poyo": DECODE_R2,
@@ -57,6 +60,7 @@ MODEL_TASKS = {"ndt1": CO_BPS, "stndt": CO_BPS, "mtm": CO_BPS, "ndt2": CO_BPS, "
                "ndt2_decoder": DECODE_R2,
                # a self-supervised model's rates decoded by a Wiener filter (NLB's vel R2 idea as a decoding row)
                **{f"{m}:rates": DECODE_R2 for m in RATES_MODELS},
+               CHUNK_DECODE: DECODE_R2,
                # MtM's four masked-prediction tasks, one row each (``--models mtm:tasks`` runs all four)
                **{f"mtm:{task}": masked_metric(task) for task in MTM_TASKS},
                # the unified model's held-out unit rates per 50 ms chunk (run with co_bps_bin = 0.05), and its
@@ -134,11 +138,22 @@ SYNTHETIC_SUITES = {"synthetic": "rotational", "synthetic-lorenz": "lorenz"}
 SUITE_MODELS = {"synthetic": ("ndt1", "poyo"), "synthetic-lorenz": ("spint",)}
 
 
+def _chunk_task(task: Task) -> Task:
+    """The suite's decoding task as Neuroformer's chunk decoding scores it (same trials and behaviour, 10 ms bins)."""
+    return chunk_decode_task(_base(CHUNK_DECODE), window=task.window, behavior_key=task.behavior_key)
+
+
 def _baselines(task: Task, models: Sequence[str]) -> list[BaselineCandidate]:
     """The baselines the ``models`` are compared with on ``task`` (causal models: causal baselines only);
     with no model, every baseline of the task. The acausal Wiener filter reads at most the model's window."""
     from spikefm.models.registry import is_causal
 
+    if CHUNK_DECODE in models:  # Wiener filters that read what Neuroformer's chunk decoding reads
+        others = [m for m in models if m != CHUNK_DECODE]
+        if others:
+            raise ValueError(f"{CHUNK_DECODE} is compared with filters that read its 100 ms span; score it in a "
+                             f"sitting of its own, not with {others}")
+        return chunk_decode_baselines(_chunk_task(task))
     kind = METRIC_KIND[task.metric]
     names = baselines_for(kind, causal=False)
     if models:
@@ -170,6 +185,11 @@ def _models(models: Sequence[str], task_of: Callable[[str], Task], budget: Budge
     out_models = []
     for m in models:
         task = task_of(m)
+        if m == CHUNK_DECODE:  # Neuroformer trained on its own windows, decoding every chunk of the trials
+            out_models.append(ChunkDecodeCandidate(_base(m), _chunk_task(task), max_steps=budget.max_steps,
+                                                   out_dir=out / "runs" / _base(m), sampler="random",
+                                                   batch_size=batch_size))
+            continue
         if m.endswith(":rates"):  # a self-supervised model at the task's bins, its rates -> a Wiener filter
             out_models.append(RatesDecoderCandidate(_base(m), task, max_steps=budget.max_steps, batch_size=batch_size,
                                                     overrides=_binned_overrides(_base(m), task),

@@ -273,7 +273,7 @@ class BaselineCandidate(ScoredBySplit):
             ahead = reads.get("leads", 0) * ms
             self.info = (f"{'causal' if self.causal else 'acausal'}, {ms:g} ms bins, up to "
                          f"{reads['lags'] * ms:.0f} ms history" + (f" + {ahead:.0f} ms ahead" if ahead else "")
-                         + (f" (within the model's {self.task.window:g} s window)" if not self.causal else ""))
+                         + (f" ({self._within()})" if not self.causal else ""))
         elif self.name.startswith("kalman"):
             self.info = f"causal, {ms:g} ms bins, state = behaviour"
         elif self.name == "forward GLM":
@@ -290,6 +290,13 @@ class BaselineCandidate(ScoredBySplit):
                 raise ValueError(f"train_trials must be >= 1, got {self.train_trials}")
             self.name = f"{self.name} k={self.train_trials}"
             self.info = f"{self.info}; fitted on {self.train_trials} labelled trials of the session"
+
+    def _within(self) -> str:
+        """What bounds an acausal filter's reads: the model's window, or a narrower span it was capped at."""
+        cap = getattr(self.baseline, "window_bins", None)
+        if cap is None or cap >= self.task.window_bins:
+            return f"within the model's {self.task.window:g} s window"
+        return f"at most {cap * self.task.bin_size * 1e3:.0f} ms in all, what the model reads"
 
     def key(self) -> dict[str, Any]:
         space = {k: repr(v) for k, v in self.baseline.search_space().items()}

@@ -44,7 +44,8 @@ from spikefm.eval.trials import trial_arrays
 from spikefm.models.neuroformer import EventInputs, Neuroformer
 from spikefm.tokenize.base import collate
 
-__all__ = ["GeneratedSpikes", "generate_spikes", "decode_behavior", "generation_scores", "split_trials"]
+__all__ = ["GeneratedSpikes", "generate_spikes", "decode_behavior", "decode_behavior_by_trial", "generation_scores",
+           "split_trials"]
 
 RATE_FLOOR = 1e-3  # expected counts per bin added to sampled rates (0.05 Hz at 20 ms) so log(rate) is finite
 KERNEL_SD = 0.03  # s; smoothing of the Monte Carlo rate estimate
@@ -293,26 +294,36 @@ def decode_behavior(
     Every current chunk of a trial is decoded from the window (past + current chunk) ending at its
     end; the behaviour samples inside the chunk are kept.
     """
+    decoded, true, _ = decode_behavior_by_trial(model, tokenizer, recording, trials, duration=duration)
+    return decoded, true
+
+
+def decode_behavior_by_trial(
+    model: Neuroformer, tokenizer: Any, recording: Recording, trials: Sequence[int], *, duration: float | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`decode_behavior` with each sample's position in ``trials`` (int [sum of samples])."""
     trials = np.asarray(trials, dtype=np.int64)
     duration = _trial_duration(recording, trials, duration)
     cfg = model.config
     was_training = model.training
     model.eval()
-    decoded, true = [], []
+    decoded, true, index = [], [], []
     n_chunks = int(np.ceil(duration / cfg.current_window - 1e-9))
-    for start in recording.trials.start[trials]:
+    for i, start in enumerate(recording.trials.start[trials]):
         ends = start + (np.arange(n_chunks) + 1) * cfg.current_window
         samples = [tokenizer(recording.window(e - cfg.current_window - cfg.past_window, e)) for e in ends]
         batch = collate(samples)
-        out = model(batch.to(next(model.parameters()).device))
+        with torch.no_grad():
+            out = model(batch.to(next(model.parameters()).device))
         slot = torch.round(batch.query_timestamps.double() / cfg.resolution)  # as the model places queries
         first = round(cfg.past_window / cfg.resolution)
         stop = round((cfg.past_window + cfg.current_window) / cfg.resolution)
         keep = batch.query_mask & (slot >= first) & (slot < stop)  # the current chunk, each sample once
         decoded.append(out["behavior"][keep].float().cpu().numpy())
         true.append(batch.targets[cfg.behavior_key][keep].numpy())
+        index.append(np.full(int(keep.sum()), i, dtype=np.int64))
     model.train(was_training)
-    return np.concatenate(decoded), np.concatenate(true)
+    return np.concatenate(decoded), np.concatenate(true), np.concatenate(index)
 
 
 # ---------------------------------------------------------------------------- scores

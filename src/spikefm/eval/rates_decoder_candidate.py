@@ -68,8 +68,8 @@ class RatesDecoderCandidate(ScoredBySplit):
         self.decoder = Wiener(causal=self.causal, window_bins=None if self.causal else self.task.window_bins)
         self.name, self.metric = f"{self.model} rates -> {self.decoder.name}", self.task.metric
         ms = self.task.bin_size * 1e3
-        self.info = (f"{self.rates_model.info}; its rates in {ms:g} ms bins decoded by a "
-                     f"{'causal' if self.causal else 'acausal'} Wiener filter fitted on the train windows")
+        self.info = (f"{self.rates_model.info}; its rates in {ms:g} ms bins decoded by "
+                     f"{'a causal' if self.causal else 'an acausal'} Wiener filter fitted on the train windows")
 
     def key(self) -> dict[str, Any]:
         space = {k: repr(v) for k, v in self.decoder.search_space().items()}
