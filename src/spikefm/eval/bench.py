@@ -35,9 +35,10 @@ from spikefm.data.recording import DataError, Recording
 from spikefm.eval.cache import ResultCache
 from spikefm.eval.baselines import baselines_for, make_baseline
 from spikefm.eval.candidates import BaselineCandidate, Task, masked_metric
+from spikefm.eval.encoding_candidate import EncodingCandidate
 from spikefm.eval.chunk_decode_candidate import ChunkDecodeCandidate, chunk_decode_baselines, chunk_decode_task
 from spikefm.eval.generation_candidate import GenerationCandidate, generation_task
-from spikefm.eval.metrics import BITS_PER_SPIKE, CO_BPS, DECODE_R2, POSITION_R2
+from spikefm.eval.metrics import BITS_PER_SPIKE, CO_BPS, DECODE_R2, ENC_BPS, POSITION_R2
 from spikefm.eval.model_candidate import ModelCandidate
 from spikefm.eval.rates_decoder_candidate import RatesDecoderCandidate
 from spikefm.eval.mtm_candidate import MaskedTaskCandidate, masked_task
@@ -52,6 +53,8 @@ SEALED_DRAWS = (1001, 1002, 1003)  # generator seeds never used during developme
 DEV_DRAW = 0
 #: Neuroformer's behaviour decoding, chunk by chunk (:mod:`spikefm.eval.chunk_decode_candidate`).
 CHUNK_DECODE = "neuroformer:decode"
+#: NEDS's encoding: every unit's counts from the behaviour alone (:mod:`spikefm.eval.encoding_candidate`).
+ENCODING = "neds:encoding"
 #: Self-supervised binned models whose rates can be decoded (``--models ndt1:rates``).
 RATES_MODELS = ("ndt1", "stndt", "mtm", "ndt2")
 MODEL_TASKS = {"ndt1": CO_BPS, "stndt": CO_BPS, "mtm": CO_BPS, "ndt2": CO_BPS, "poyo": DECODE_R2,
@@ -61,6 +64,7 @@ MODEL_TASKS = {"ndt1": CO_BPS, "stndt": CO_BPS, "mtm": CO_BPS, "ndt2": CO_BPS, "
                # a self-supervised model's rates decoded by a Wiener filter (NLB's vel R2 idea as a decoding row)
                **{f"{m}:rates": DECODE_R2 for m in RATES_MODELS},
                CHUNK_DECODE: DECODE_R2,
+               ENCODING: ENC_BPS,
                # MtM's four masked-prediction tasks, one row each (``--models mtm:tasks`` runs all four)
                **{f"mtm:{task}": masked_metric(task) for task in MTM_TASKS},
                # the unified model's held-out unit rates per 50 ms chunk (run with co_bps_bin = 0.05), and its
@@ -85,7 +89,7 @@ UNIFIED_ABLATIONS = {"table": {"identity": "table"},  # POYO's learned row per u
 #: Rows ``<model>:<task>[:<ablation>]`` of spike-token models scored from their per-chunk unit counts.
 UNIT_COUNT_ROWS = {"co-bps": UnitRateCandidate, "forward_pred": UnitForwardCandidate}
 #: The kind of baseline each metric is compared with (:func:`spikefm.eval.baselines.baselines_for`).
-METRIC_KIND = {CO_BPS: "self_supervised", BITS_PER_SPIKE: "generation", DECODE_R2: "decoding",
+METRIC_KIND = {CO_BPS: "self_supervised", BITS_PER_SPIKE: "generation", ENC_BPS: "encoding", DECODE_R2: "decoding",
                POSITION_R2: "decoding", **{masked_metric(task): task for task in MTM_TASKS}}
 #: How a model trains in the suites when it differs from trial windows, 32 a batch: (sampler, windows per batch).
 #: The per-spike decoders train on random windows. SPINT trains as its recipe does (``configs/spint_tiny.yaml``):
@@ -158,8 +162,9 @@ def _baselines(task: Task, models: Sequence[str]) -> list[BaselineCandidate]:
     names = baselines_for(kind, causal=False)
     if models:
         names = [n for n in names if any(n in baselines_for(kind, causal=is_causal(_base(m))) for m in models)]
-    return [BaselineCandidate(make_baseline(n, **({"window_bins": task.window_bins} if n == "wiener acausal" else {})),
-                              task) for n in names]
+    widened = ("wiener acausal", "behaviour GLM")  # acausal: read at most the model's window, and all of it
+    return [BaselineCandidate(make_baseline(n, **({"window_bins": task.window_bins} if n in widened else {})), task)
+            for n in names]
 
 
 def _freeze(out: Path, stem: str, selected_on: str, settings: dict[str, Any], selections: dict) -> None:
@@ -189,6 +194,11 @@ def _models(models: Sequence[str], task_of: Callable[[str], Task], budget: Budge
             out_models.append(ChunkDecodeCandidate(_base(m), _chunk_task(task), max_steps=budget.max_steps,
                                                    out_dir=out / "runs" / _base(m), sampler="random",
                                                    batch_size=batch_size))
+            continue
+        if m == ENCODING:  # NEDS trained as its decoding row, scored with every spike hidden
+            out_models.append(EncodingCandidate(_base(m), task, max_steps=budget.max_steps, batch_size=batch_size,
+                                                out_dir=out / "runs" / _base(m),
+                                                overrides=_binned_overrides(_base(m), task)))
             continue
         if m.endswith(":rates"):  # a self-supervised model at the task's bins, its rates -> a Wiener filter
             out_models.append(RatesDecoderCandidate(_base(m), task, max_steps=budget.max_steps, batch_size=batch_size,
@@ -243,6 +253,7 @@ def synthetic_suite(models: Sequence[str], budget: Budget, out: Path, cache: Res
     tasks = {CO_BPS: Task(CO_BPS, window=1.0, bin_size=co_bps_bin),
              DECODE_R2: Task(DECODE_R2, window=1.0, bin_size=0.02, behavior_key="hand_vel"),
              BITS_PER_SPIKE: generation_task("neuroformer", window=1.0, behavior_key="hand_vel"),
+             ENC_BPS: Task(ENC_BPS, window=1.0, bin_size=0.02, behavior_key="hand_vel"),
              **{masked_metric(t): masked_task(t, window=1.0, bin_size=co_bps_bin) for t in MTM_TASKS}}
     models = expand_models(models)
     unknown = [m for m in models if m not in MODEL_TASKS]

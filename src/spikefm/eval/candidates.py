@@ -28,7 +28,8 @@ import numpy as np
 
 from spikefm.data.recording import Recording
 from spikefm.eval.baselines import Baseline, Choice, suggest
-from spikefm.eval.metrics import BITS_PER_SPIKE, CO_BPS, DECODE_R2, POSITION_R2, bits_per_spike, co_bps, decoding_r2
+from spikefm.eval.metrics import (BITS_PER_SPIKE, CO_BPS, DECODE_R2, ENC_BPS, POSITION_R2, bits_per_spike, co_bps,
+                                  decoding_r2)
 from spikefm.eval.samples import BehaviorSamples, at_samples, bin_centres
 from spikefm.eval.trials import TrialArrays, trial_arrays
 
@@ -51,6 +52,7 @@ def _decode_r2(pred: np.ndarray, truth: np.ndarray) -> float:
 METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
     CO_BPS: co_bps,
     BITS_PER_SPIKE: bits_per_spike,
+    ENC_BPS: bits_per_spike,
     DECODE_R2: _decode_r2,
     POSITION_R2: _decode_r2,
     **{f"{task} bps": bits_per_spike for task in ("forward_pred", "neuron_pred", "intra_region", "inter_region")},
@@ -280,6 +282,9 @@ class BaselineCandidate(ScoredBySplit):
             self.info = f"causal: held-in units' smoothed counts up to the last visible {ms:g} ms bin"
         elif self.name.startswith("smoothing ") and self.name != "smoothing causal":
             self.info = f"acausal: Gaussian kernel, {ms:g} ms bins, the held-in units its task shows"
+        elif self.name == "behaviour GLM":
+            self.info = (f"acausal: the behaviour within {reads['half_width'] * ms:.0f} ms either side of each "
+                         f"{ms:g} ms bin, no spikes")
         elif self.name.startswith("history"):
             self.info = (f"causal: recorded spikes of up to {reads['history'] * ms:.0f} ms before each {ms:g} ms bin"
                          " + the bin's behaviour")
@@ -331,7 +336,7 @@ class BaselineCandidate(ScoredBySplit):
             return TrialScores.binned(self.metric, fitted.predict(arrays)[1], arrays.heldout_counts)
         if hasattr(fitted, "predict_entries"):  # MtM's masked tasks: the entries the task hides
             return TrialScores.binned(self.metric, *fitted.predict_entries(arrays))
-        if self.metric == BITS_PER_SPIKE:
+        if self.metric in (BITS_PER_SPIKE, ENC_BPS):  # every unit's counts (generation, encoding)
             return TrialScores.binned(self.metric, fitted.predict(arrays), arrays.counts)
         k, t = arrays.counts.shape[:2]
         pred = fitted.predict(_as_stretch(arrays) if self.task.continuous else arrays).reshape(k, t, -1)

@@ -63,6 +63,7 @@ __all__ = [
     "DECODE_R2",
     "POSITION_R2",
     "BITS_PER_SPIKE",
+    "ENC_BPS",
     "METRIC_LABELS",
     "decoder_metric",
     "ZERO_RATE",
@@ -91,6 +92,7 @@ PSTH_R2 = "psth R2"
 DECODE_R2 = "decode R2"
 POSITION_R2 = "position R2"
 BITS_PER_SPIKE = "bits/spike"
+ENC_BPS = "enc bps"
 METRIC_LABELS: dict[str, str] = {
     CO_BPS: "co-smoothing bits per spike on held-out neurons (NLB, pooled)",
     FP_BPS: "forward-prediction bits per spike (NLB, pooled, held-in and held-out neurons)",
@@ -99,6 +101,7 @@ METRIC_LABELS: dict[str, str] = {
     DECODE_R2: "a decoder's own R2 at the recorded behaviour samples, variance-weighted over dimensions",
     POSITION_R2: "decode R2 of a position series (variance-weighted over dimensions)",
     BITS_PER_SPIKE: "bits per spike of all neurons (NLB pooled definition)",
+    ENC_BPS: "encoding: bits per spike of all neurons predicted from the behaviour alone (NLB pooled definition)",
 }
 
 

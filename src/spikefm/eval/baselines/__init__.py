@@ -9,6 +9,8 @@ One file per idea:
 - :mod:`~.kalman`: the Kalman-filter decoder, closed-form fit (:class:`KalmanDecoder`; tunable :class:`Kalman`).
 - :mod:`~.history_glm`: a Poisson GLM on the true past spikes and the behaviour (:class:`HistoryGLM`), the
   baseline with Neuroformer's conditioning.
+- :mod:`~.behavior_glm`: a Poisson GLM from the behaviour around each bin (:class:`BehaviorGLM`), the baseline
+  with NEDS's encoding information.
 - :mod:`~.masked`: MtM's four masked-prediction tasks (:class:`MaskedSmoothing` for neuron / intra-region /
   inter-region prediction, :class:`ForwardGLM` for forward prediction), reading what the model's task shows it.
 - :mod:`~.poisson_glm`: the Poisson GLM they share; :mod:`~.oracle`: synthetic data's true rates, the ceiling.
@@ -24,6 +26,7 @@ be compared with (causal models only with causal baselines).
 
 from typing import Any
 
+from spikefm.eval.baselines.behavior_glm import BehaviorGLM
 from spikefm.eval.baselines.history_glm import HistoryGLM, history_features
 from spikefm.eval.baselines.kalman import Kalman, KalmanDecoder
 from spikefm.eval.baselines.masked import MASKED_TASKS, ForwardGLM, MaskedSmoothing
@@ -42,6 +45,7 @@ from spikefm.eval.baselines.wiener import RidgeDecoder, Wiener, lagged_features
 __all__ = [
     "BASELINES",
     "Baseline",
+    "BehaviorGLM",
     "Choice",
     "ForwardGLM",
     "MaskedSmoothing",
@@ -78,6 +82,7 @@ BASELINES: dict[str, Any] = {
     "wiener acausal": lambda **kw: Wiener(causal=False, **kw),
     "kalman": lambda **kw: Kalman(**kw),
     "history GLM": lambda **kw: HistoryGLM(**kw),
+    "behaviour GLM": lambda **kw: BehaviorGLM(**kw),
     "forward GLM": lambda **kw: ForwardGLM(**kw),
     **{f"smoothing {task}": (lambda task: lambda **kw: MaskedSmoothing(task, **kw))(task) for task in MASKED_TASKS},
 }
@@ -87,6 +92,7 @@ _TASK_BASELINES = {
     "self_supervised": ("smoothing", "smoothing causal"),
     "decoding": ("wiener causal", "wiener acausal", "kalman"),
     "generation": ("history GLM",),
+    "encoding": ("behaviour GLM",),
     "forward_pred": ("forward GLM",),
     **{task: (f"smoothing {task}",) for task in MASKED_TASKS},
 }
@@ -100,7 +106,7 @@ def make_baseline(name: str, **kwargs: Any) -> Baseline:
 
 
 def baselines_for(task: str, *, causal: bool) -> list[str]:
-    """The baselines a model of ``task`` ("self_supervised", "decoding", "generation" or one of MtM's four masked
+    """The baselines a model of ``task`` ("self_supervised", "decoding", "generation", "encoding" or one of MtM's four masked
     tasks, "forward_pred", "neuron_pred", "intra_region", "inter_region") is compared with.
 
     A causal model is compared with causal baselines only; an acausal one with both forms (the acausal form is
