@@ -16,8 +16,9 @@ ten times the compute instead). Writes JSON lines to ``--out``.
     python benchmarks/curation_experiment.py --summarize benchmarks/results/curation.jsonl   # mean and 95% interval
 
 The seed sets the pretraining and adaptation seeds and the random sets' draw. ``--summarize`` groups the
-records of the default recipe (150 steps) by target and set, over seeds (records without a seed are seed 0), and
-pools the targets (the mean of each target's mean difference, a t interval over targets).
+records of the default recipe (150 steps) by target and set, over seeds (records without a seed are seed 0), pools
+the targets (the mean of each target's mean difference, a t interval over targets), and gives the scale curve over
+seeds (``--seed S --sets curve`` adds a seed's curve).
 """
 
 from __future__ import annotations
@@ -84,7 +85,26 @@ def summarize(path: Path, steps: int = 150) -> str:
             _, lo, hi = seed_interval(means)
             diffs.append(f"| all {len(means)} targets | curated - {other} | {len(means)} targets | {cell(means)} | "
                          f"{'yes' if lo > 0 or hi < 0 else 'no'} |")
-    return "\n".join(lines + (diffs if len(diffs) > 3 else [])) + "\n"
+    return "\n".join(lines + (diffs if len(diffs) > 3 else []) + _curve(records, steps)) + "\n"
+
+
+def _curve(records: list[dict], steps: int) -> list[str]:
+    """The scale curve over seeds: vel R2 by number of random pretraining sessions (``random<n>`` sets of the
+    curve's target, and its ``all`` set), mean and 95% t interval over seeds."""
+    curve = [r for r in records if r.get("steps") == steps and r["set"].startswith("random") and r["set"] != "random"]
+    if not curve:
+        return []
+    target = curve[0]["target"]
+    by: dict[int, dict[int, float]] = {}
+    for r in records:
+        if r.get("steps") == steps and r["target"] == target and r["set"].startswith(("random", "all")):
+            by.setdefault(r["n_sessions"], {})[r.get("seed", 0)] = r["vel_r2"]
+    lines = ["", f"Scale curve, target {target} (random sets; all = every pool session):", "",
+             "| pretraining sessions | seeds | vel R2, mean [95% t interval over seeds] |", "|---:|---:|---|"]
+    for n in sorted(by):
+        mean, lo, hi = seed_interval(list(by[n].values()))
+        lines.append(f"| {n} | {len(by[n])} | {mean:+.3f}" + ("" if lo != lo else f" [{lo:+.3f}, {hi:+.3f}]") + " |")
+    return lines
 
 
 def main() -> None:

@@ -49,3 +49,16 @@ def test_targets_pool_into_one_interval_over_targets(experiment, tmp_path: Path)
 def test_one_seed_has_no_interval(experiment) -> None:
     mean, lo, hi = experiment.seed_interval([0.5])
     assert mean == 0.5 and lo != lo and hi != hi
+
+
+def test_the_scale_curve_is_summarized_over_seeds(experiment, tmp_path: Path) -> None:
+    rows = [{"target": "g4", "set": f"random{n}", "seed": seed, "steps": 150, "n_sessions": n, "vel_r2": score + seed / 100}
+            for seed in range(3) for n, score in ((4, 0.3), (16, 0.2))]
+    rows += [{"target": "g4", "set": "random", "seed": 0, "steps": 150, "n_sessions": 8, "vel_r2": 0.26},
+             {"target": "g4", "set": "all", "seed": 0, "steps": 150, "n_sessions": 254, "vel_r2": 0.0},
+             {"target": "g4", "set": "all", "seed": 0, "steps": 4800, "n_sessions": 254, "vel_r2": 0.8}]
+    path = tmp_path / "curve.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    table = experiment.summarize(path)
+    assert "| 4 | 3 | +0.310 [" in table and "| 16 | 3 | +0.210 [" in table
+    assert "| 8 | 1 | +0.260 |" in table and "| 254 | 1 | +0.000 |" in table  # the 4,800-step run is left out
