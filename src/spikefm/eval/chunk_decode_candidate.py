@@ -75,6 +75,9 @@ class ChunkDecodeCandidate(ModelCandidate):
         self.info = (f"acausal: recorded spikes of the {past * 1e3:g} ms before each {chunk * 1e3:g} ms chunk and "
                      "of the chunk (up to one chunk after a decoded sample)")
 
+    def key(self) -> dict:
+        return {**super().key(), "scoring": "chunk_decode"}  # the same training as a plain model row, scored otherwise
+
     def _scores(self, fitted: dict, rec: Recording, split: str) -> TrialScores:
         from spikefm.eval.generation import decode_behavior_by_trial, split_trials
 

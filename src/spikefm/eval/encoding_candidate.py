@@ -33,6 +33,9 @@ class EncodingCandidate(ModelCandidate):
         self.name, self.causal = f"{self.model} encoding", False
         self.info = f"acausal: the behaviour of its {self.task.window:g} s window, every spike hidden"
 
+    def key(self) -> dict:
+        return {**super().key(), "scoring": "encoding"}  # the same training as a plain model row, scored otherwise
+
     def _scores(self, fitted: dict, rec: Recording, split: str) -> TrialScores:
         from spikefm.eval.neds_tasks import predict_neds
 
