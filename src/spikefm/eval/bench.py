@@ -35,14 +35,14 @@ from spikefm.data.recording import DataError, Recording
 from spikefm.eval.cache import ResultCache
 from spikefm.eval.baselines import baselines_for, make_baseline
 from spikefm.eval.candidates import BaselineCandidate, Task, masked_metric
-from spikefm.eval.encoding_candidate import EncodingCandidate
 from spikefm.eval.chunk_decode_candidate import ChunkDecodeCandidate, chunk_decode_baselines, chunk_decode_task
+from spikefm.eval.encoding_candidate import EncodingCandidate
 from spikefm.eval.generation_candidate import GenerationCandidate, generation_task
 from spikefm.eval.metrics import BITS_PER_SPIKE, CO_BPS, DECODE_R2, ENC_BPS, POSITION_R2
 from spikefm.eval.model_candidate import ModelCandidate
-from spikefm.eval.rates_decoder_candidate import RatesDecoderCandidate
 from spikefm.eval.mtm_candidate import MaskedTaskCandidate, masked_task
 from spikefm.eval.mtm_tasks import TASKS as MTM_TASKS
+from spikefm.eval.rates_decoder_candidate import RatesDecoderCandidate
 from spikefm.eval.unit_rate_candidate import UnitForwardCandidate, UnitRateCandidate
 from spikefm.eval.protocol import Budget, DataSpec, ProtocolResult, ablation_name, environment, run, select_all
 
