@@ -66,6 +66,10 @@ STREAM_TARGET_MS = 1.0  # ms per 50 ms chunk at 200 units, one thread
 # kept here because this script reports end-to-end numbers only). Percentages are of self CPU time of spikefm's
 # packed step. ``distance_to_targets`` computes the same budget from each run's own numbers.
 PROFILE_NOTES = [
+    "- Issue 20, 2026-12-05: AdamW in its fused form (one kernel per parameter, `spikefm.train.optim.adamw`) for "
+    "both implementations, as spikefm's trainer now uses it: the optimizer step of this 2.1M-parameter POYO drops "
+    "from ~6.6 ms to ~1 ms, spikefm's one-thread step from 204 to 202 ms (Zen 4, quiet): within the ratio's "
+    "run-to-run spread, which torch_brain's own variance sets (its one-thread step 506-636 ms across three runs).",
     "- Issue 20 changes (spikefm POYO step, 1 thread, CPU time per step at load ~5: 322 -> ~265 ms; inference "
     "~108 -> ~82 ms): (1) the encoder's per-sample SDPA calls take 4-D [1, H, L, Dh] inputs, which reach the "
     "fused CPU flash kernel; 3-D inputs fell back to the math path (`bmm` + `softmax` + masks, ~25% of the step); "
