@@ -8,14 +8,14 @@ GLM's ``alpha``, chosen on validation like every baseline.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
-from spikefm.eval.baselines.poisson_glm import PoissonGLM
-from spikefm.eval.baselines.tuning import Baseline, Choice, Knob
+from spikefm.eval.baselines.count_glm import CountGLM
+from spikefm.eval.baselines.tuning import Choice, Knob
 from spikefm.eval.baselines.wiener import lagged_features
-from spikefm.eval.metrics import ENC_BPS, bits_per_spike
+from spikefm.eval.metrics import ENC_BPS
 
 __all__ = ["BehaviorGLM", "behavior_features"]
 
@@ -28,7 +28,7 @@ def behavior_features(behavior: np.ndarray, half_width: int) -> np.ndarray:
     return lagged_features(behavior, half_width + 1, leads=half_width)
 
 
-class BehaviorGLM(Baseline):
+class BehaviorGLM(CountGLM):
     """Poisson GLM per unit from the behaviour within ``half_width`` bins of each bin; pooled bits per spike."""
 
     name = "behaviour GLM"
@@ -45,7 +45,7 @@ class BehaviorGLM(Baseline):
         if window_bins is not None:
             widths = {h for h in widths if h < window_bins} | {max(window_bins - 1, 0)}
         self.half_widths, self.alphas = tuple(sorted(widths)), tuple(alphas)
-        self.glm: PoissonGLM | None = None
+        self.glm = None
         self.params: dict[str, Any] = {}
 
     def search_space(self) -> dict[str, Knob]:
@@ -55,19 +55,3 @@ class BehaviorGLM(Baseline):
         if data.behavior is None:
             raise ValueError("the behaviour GLM needs behaviour in the data")
         return behavior_features(np.asarray(data.behavior, np.float64), int(self.params["half_width"]))
-
-    def fit(self, train: Any, params: Mapping[str, Any]) -> "BehaviorGLM":
-        self.params = self._check_params(params)
-        y = np.asarray(train.counts, np.float64)
-        self.glm = PoissonGLM(alpha=float(self.params["alpha"])).fit(self._features(train), y.reshape(-1, y.shape[2]))
-        return self
-
-    def predict(self, data: Any) -> np.ndarray:
-        """Expected counts per bin of every neuron, ``[K, T, N]``."""
-        if self.glm is None:
-            raise RuntimeError("BehaviorGLM.predict called before fit")
-        k, t, n = data.counts.shape
-        return self.glm.predict(self._features(data)).reshape(k, t, n)
-
-    def score(self, data: Any) -> float:
-        return bits_per_spike(self.predict(data), data.counts)

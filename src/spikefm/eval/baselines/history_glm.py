@@ -12,13 +12,13 @@ Shape legend: ``B`` trials, ``T`` bins, ``N`` neurons, ``D`` behaviour dims.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
-from spikefm.eval.baselines.poisson_glm import PoissonGLM
-from spikefm.eval.baselines.tuning import Baseline, Choice, Knob
-from spikefm.eval.metrics import BITS_PER_SPIKE, bits_per_spike
+from spikefm.eval.baselines.count_glm import CountGLM
+from spikefm.eval.baselines.tuning import Choice, Knob
+from spikefm.eval.metrics import BITS_PER_SPIKE
 
 __all__ = ["HistoryGLM", "history_features"]
 
@@ -54,7 +54,7 @@ def history_features(
     return np.concatenate(parts, axis=1)
 
 
-class HistoryGLM(Baseline):
+class HistoryGLM(CountGLM):
     """Poisson GLM on the true spike history and behaviour, as a tunable baseline: ``bits/spike``, all neurons.
 
     Knobs: ``history`` (bins) and ``alpha`` (L2 penalty). Causal: bin ``t`` reads spikes before ``t`` and the
@@ -84,7 +84,7 @@ class HistoryGLM(Baseline):
             raise ValueError(f"min_lag must be >= 1, got {min_lag}")
         self.min_lag, self.use_behavior = int(min_lag), bool(use_behavior)
         self.history, self.alphas = tuple(history), tuple(alphas)
-        self.glm: PoissonGLM | None = None
+        self.glm = None
         self.params: dict[str, Any] = {}
 
     def search_space(self) -> dict[str, Knob]:
@@ -95,19 +95,3 @@ class HistoryGLM(Baseline):
             raise ValueError("HistoryGLM(use_behavior=True) needs behaviour in the data")
         behaviour = data.behavior if self.use_behavior else None
         return history_features(data.counts, behaviour, history=int(self.params["history"]), min_lag=self.min_lag)
-
-    def fit(self, train: Any, params: Mapping[str, Any]) -> "HistoryGLM":
-        self.params = self._check_params(params)
-        y = np.asarray(train.counts, np.float64)
-        self.glm = PoissonGLM(alpha=float(self.params["alpha"])).fit(self._features(train), y.reshape(-1, y.shape[2]))
-        return self
-
-    def predict(self, data: Any) -> np.ndarray:
-        """Expected counts per bin of every neuron, ``[B, T, N]``."""
-        if self.glm is None:
-            raise RuntimeError("HistoryGLM.predict called before fit")
-        b, t, n = data.counts.shape
-        return self.glm.predict(self._features(data)).reshape(b, t, n)
-
-    def score(self, data: Any) -> float:
-        return bits_per_spike(self.predict(data), data.counts)
