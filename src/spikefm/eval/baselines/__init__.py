@@ -13,7 +13,8 @@ One file per idea:
   with NEDS's encoding information.
 - :mod:`~.masked`: MtM's four masked-prediction tasks (:class:`MaskedSmoothing` for neuron / intra-region /
   inter-region prediction, :class:`ForwardGLM` for forward prediction), reading what the model's task shows it.
-- :mod:`~.poisson_glm`: the Poisson GLM they share (:mod:`~.count_glm`: the tunable counts-from-features form); :mod:`~.oracle`: synthetic data's true rates, the ceiling.
+- :mod:`~.poisson_glm`: the Poisson GLM they share (:mod:`~.count_glm`: the tunable counts-from-features form);
+  :mod:`~.oracle`: synthetic data's true rates, the ceiling.
 - :mod:`~.tuning`: the interface a tunable baseline follows and :func:`tune_on_val`, its validation-only search.
 
 The tunable interface (what :mod:`spikefm.eval.protocol` drives): ``baseline.name``, ``baseline.causal``,
