@@ -19,12 +19,18 @@ def adamw(params: Iterable[Any], *, lr: float, weight_decay: float = 0.0, fused:
     """``torch.optim.AdamW(params, lr, weight_decay)``, fused when ``fused`` and torch supports it for ``params``
     (floating-point parameters on a device with a fused kernel); the default form otherwise."""
     params = list(params)  # parameters or parameter groups; read twice when the fused form is refused
-    if fused:
-        try:
-            return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
-        except (RuntimeError, ValueError, TypeError):  # an older torch, or parameters without a fused kernel
-            pass
-    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    optimizer = _fused_adamw(params, lr, weight_decay) if fused else None
+    if optimizer is None:
+        optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    return optimizer
+
+
+def _fused_adamw(params: list[Any], lr: float, weight_decay: float) -> torch.optim.AdamW | None:
+    """The fused form, or None where torch refuses it (an older torch, or parameters without a fused kernel)."""
+    try:
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
+    except (RuntimeError, ValueError, TypeError):
+        return None
 
 
 def fuses_with(precision: str, grad_clip: float) -> bool:
