@@ -41,7 +41,7 @@ def test_a_model_without_the_conditions_hook_is_refused(world) -> None:
 def test_a_model_that_does_not_decode_is_refused_before_pretraining(world) -> None:
     # ndt2 (masked modelling) once pretrained and adapted, then crashed at scoring: it predicts no behaviour.
     pretrain, target = world
-    with pytest.raises(ValueError, match=r"ndt2 does not decode behaviour.*decoders: .*ndt2_decoder"):
+    with pytest.raises(ValueError, match=r"ndt2 does not decode behaviour.*models that do: .*ndt2_decoder"):
         TransferCandidate("ndt2", "recalibrate", 2, transfer_task(), {target.session: pretrain})
 
 

@@ -99,3 +99,44 @@ def test_published_preset_carries_mtm_values():
     config = build_config("mtm", "ibl")
     assert (config.dim, config.depth, config.heads, config.ffn_dim, config.dropout) == (512, 5, 8, 1024, 0.4)
     assert (config.neuron_ratio, config.causal_ratio, config.intra_ratio) == (0.3, 0.6, 0.3)
+
+
+def test_a_new_session_gets_stitchers_and_recalibration_moves_only_them(small_dataset):
+    """add_session + freeze_for_recalibration (MtM's transfer to an unseen session): the new session's stitchers and
+    session token train, every pretrained weight stays put, and a region the model never saw joins its vocabulary."""
+    from spikefm.data.synthetic import SyntheticConfig, generate
+    from spikefm.objectives.losses import poisson_nll
+
+    spec = get_spec("mtm")
+    config = build_config("mtm", "tiny", region_token=True, **QUIET)
+    old = small_dataset.recordings[0]
+    model = MtM(config, **spec.sizes_from_data([old], config))
+    new = generate(SyntheticConfig(n_sessions=1, units_per_session=(11, 11), n_trials=8, seed=9,
+                                   regions=("M1", "PMd", "V4"), regions_per_session=(3, 3))).recordings[0]
+    new = replace(new, session="unseen")
+    unseen_regions = sorted(set(map(str, new.units.region)) - set(model.regions))
+    assert unseen_regions, "the test needs a region the pretrained model has not seen"
+    with pytest.raises(KeyError, match="add_session"):
+        model.freeze_for_recalibration(new)
+    model.add_session(new)
+    with pytest.raises(ValueError, match="already known"):
+        model.add_session(new)
+    assert set(unseen_regions) <= set(model.regions) and all(r in model.region_embed for r in unseen_regions)
+    tokenizer = spec.make_tokenizer(config)
+    batch = collate([tokenizer(new.window(t0, t0 + 1.0)) for t0 in new.trials.start[:4]])
+    before = {k: v.detach().clone() for k, v in model.state_dict().items() if isinstance(v, torch.Tensor)}
+    params = model.freeze_for_recalibration(new)
+    optimizer = torch.optim.SGD(params, lr=0.5)
+    model.train()
+    for _ in range(3):
+        out = model(batch)
+        loss = poisson_nll(out["log_rates"], out["counts"], out["loss_mask"])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    after = model.state_dict()
+    moved = {k for k in before if not torch.equal(before[k], after[k])}
+    slot = model._slot["unseen"]
+    assert moved and all(k.startswith((f"stitch_in.{slot}.", f"stitch_out.{slot}.", "session_embed.")) for k in moved)
+    row = model.session_embed.keys.index(old.session)
+    torch.testing.assert_close(after["session_embed.weight"][row], before["session_embed.weight"][row])

@@ -290,7 +290,8 @@ def transfer_suite(rows: Sequence[str], budget: Budget, out: Path, cache: Result
     """Transfer to a new session (:mod:`spikefm.eval.transfer_candidate`): ``rows`` are ``model:condition``; each is
     pretrained on a world's other sessions (``budget.max_steps`` steps, a fixed recipe), adapted with the first k
     train trials of the new session (every k of ``ks``), its adaptation chosen on world 0's new session's
-    validation trials, and scored on the new sessions of the fresh worlds ``draws``."""
+    validation trials, and scored on the new sessions of the fresh worlds ``draws``. A decoder's row is scored by
+    decode R2, a self-supervised model's (``mtm:finetune``) by co-bps of the new session's held-out units."""
     from spikefm.eval.transfer_candidate import Pretraining, transfer_task
 
     task = transfer_task()
@@ -318,17 +319,32 @@ def transfer_suite(rows: Sequence[str], budget: Budget, out: Path, cache: Result
 
 def _transfer_candidates(rows: Sequence[str], ks: Sequence[int], task: Task, sources: dict[str, list[Recording]],
                          pretraining: Any) -> list:
-    """Per k: the Wiener / Kalman filters fitted on the k labelled trials, then each ``model:condition`` row."""
+    """Per k: the baselines fitted on the k trials, then each ``model:condition`` row. A decoder's row is scored by
+    ``task`` (decode R2) against the Wiener / Kalman filters; a self-supervised model's row (MtM) by co-bps of the new
+    session's held-out units in its bins (:mod:`~spikefm.eval.cobps_transfer_candidate`) against NLB smoothing."""
+    from spikefm.eval.cobps_transfer_candidate import CoBpsTransferCandidate, cobps_transfer_task
     from spikefm.eval.transfer_candidate import TransferCandidate
+    from spikefm.models.registry import get_spec
 
+    parsed = [(model, condition) for model, _, condition in (row.partition(":") for row in rows)]
+    cobps = {model: cobps_transfer_task(model, window=task.window) for model, _ in parsed
+             if get_spec(model).task == "self_supervised"}
     candidates: list = []
     for k in ks:
-        for name in ("wiener causal", "wiener acausal", "kalman"):
-            extra = {"window_bins": task.window_bins} if name == "wiener acausal" else {}
-            candidates.append(BaselineCandidate(make_baseline(name, **extra), task, train_trials=k))
-        for row in rows:
-            model, _, condition = row.partition(":")
-            candidates.append(TransferCandidate(model, condition or "zero_shot", k, task, sources, pretraining))
+        if not parsed or len(cobps) < len(parsed):  # some row decodes (or baselines only: the decoding task's)
+            for name in ("wiener causal", "wiener acausal", "kalman"):
+                extra = {"window_bins": task.window_bins} if name == "wiener acausal" else {}
+                candidates.append(BaselineCandidate(make_baseline(name, **extra), task, train_trials=k))
+        for bins in sorted({t.bin_size for t in cobps.values()}):
+            smoothing = Task(CO_BPS, window=task.window, bin_size=bins)
+            candidates += [BaselineCandidate(make_baseline(name), smoothing, train_trials=k)
+                           for name in baselines_for("self_supervised", causal=False)]
+        for model, condition in parsed:
+            if model in cobps:
+                candidates.append(CoBpsTransferCandidate(model, condition or "finetune", k, cobps[model], sources,
+                                                         pretraining))
+            else:
+                candidates.append(TransferCandidate(model, condition or "zero_shot", k, task, sources, pretraining))
     return candidates
 
 
@@ -338,10 +354,12 @@ def recording_transfer_suite(rows: Sequence[str], budget: Budget, out: Path, cac
     """Transfer between real recordings: each ``model:condition`` row is pretrained on the train trials of
     ``sources`` (``budget.max_steps`` steps, the fixed transfer recipe), adapted with the first k train trials of
     ``target`` (every k of ``ks``), its adaptation chosen on the target's val trials, and scored once on the
-    target's test trials, against Wiener and Kalman filters fitted on the same k trials.
+    target's test trials, against Wiener and Kalman filters fitted on the same k trials (a self-supervised model's
+    row: co-bps of the target's held-out units, against smoothing fitted on the same k trials).
 
     Raises:
-        DataError: a source shares the target's session name (its new rows would be the source's).
+        DataError: a source shares the target's session name (its new rows would be the source's), or a co-bps row
+            meets a target with no held-out units.
         ValueError: ``ks`` are not distinct positive counts, or the target has fewer train trials than the largest.
     """
     from spikefm.eval.transfer import calibration_pool
@@ -356,6 +374,9 @@ def recording_transfer_suite(rows: Sequence[str], budget: Budget, out: Path, cac
     ks = _check_ks(ks, calibration_pool(target).size, target.session)
     pretraining = Pretraining(steps=budget.max_steps)
     candidates = _transfer_candidates(rows, ks, task, {target.session: list(sources)}, pretraining)
+    if any(c.metric == CO_BPS for c in candidates) and not np.asarray(target.units.heldout).any():
+        raise DataError(f"{target.session}: co-smoothing transfer rows ({', '.join(rows)}) need held-out units in "
+                        "the new recording, and it flags none")
     names = ", ".join(s.session for s in sources)
     spec = DataSpec(target.session, target, f"new session; pretrained on {names}")
     result = run(f"transfer {names} -> {target.session}", candidates, select_on=spec, score_on=[spec], budget=budget,

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -121,6 +121,10 @@ class TransferCandidate(ScoredBySplit):
     preset: str = "tiny"
     deterministic: bool = False
 
+    #: The registry task of the models this candidate transfers, and how a refusal names the others.
+    model_task: ClassVar[str] = "decoding"
+    refusal: ClassVar[str] = "does not decode behaviour"
+
     def __post_init__(self) -> None:
         from spikefm.models.registry import get_spec, is_causal, list_models
 
@@ -129,10 +133,10 @@ class TransferCandidate(ScoredBySplit):
         if self.k < 1:
             raise ValueError(f"k must be >= 1, got {self.k}")
         self.spec = get_spec(self.model)
-        if self.spec.task != "decoding":  # transfer is scored by decode R2; found before any pretraining
-            decoders = [name for name in list_models() if get_spec(name).task == "decoding"]
-            raise ValueError(f"{self.model} does not decode behaviour (task {self.spec.task!r}), so it has no "
-                             f"transfer score; decoders: {', '.join(decoders)}")
+        if self.spec.task != self.model_task:  # found before any pretraining
+            fits = [name for name in list_models() if get_spec(name).task == self.model_task]
+            raise ValueError(f"{self.model} {self.refusal} (task {self.spec.task!r}), so it has no "
+                             f"{self.task.metric} transfer score; models that do: {', '.join(fits)}")
         self.config = self._model_config()
         probe = self.spec.model_cls  # the condition must be one the model supports
         needs = {"zero_shot": ("calibrate",), "recalibrate": ("add_session", "freeze_for_recalibration")}

@@ -125,11 +125,7 @@ class MtM(nn.Module):
         self.session_units = dict(session_units)
         self.regions = list(regions)
         self._slot = {s: f"s{i}" for i, s in enumerate(self.session_units)}  # ModuleDict-safe names
-        width = config.stitch_mult
-        self.stitch_in = nn.ModuleDict({
-            self._slot[s]: nn.Sequential(nn.Linear(n, width * n), nn.Softsign(), nn.Linear(width * n, config.dim))
-            for s, n in self.session_units.items()
-        })  # fmt: skip
+        self.stitch_in = nn.ModuleDict({self._slot[s]: self._stitch_in(n) for s, n in self.session_units.items()})
         self.stitch_out = nn.ModuleDict({self._slot[s]: nn.Linear(config.dim, n) for s, n in self.session_units.items()})
         self.position = LearnedPositionEmbedding(num_positions=config.max_bins, dim=config.dim)
         self.session_embed = KeyedEmbedding(dim=config.dim, keys=list(self.session_units))
@@ -141,6 +137,45 @@ class MtM(nn.Module):
             dim=config.dim, depth=config.depth, heads=config.heads, ffn_dim=config.ffn_dim, ffn="gelu",
             dropout=config.dropout, attn_dropout=config.dropout,
         )
+
+    def _stitch_in(self, n_units: int) -> nn.Module:
+        """A session's input stitcher: ``Linear(N, mN)`` -> softsign -> ``Linear(mN, dim)``."""
+        width = self.config.stitch_mult * n_units
+        return nn.Sequential(nn.Linear(n_units, width), nn.Softsign(), nn.Linear(width, self.config.dim))
+
+    # ------------------------------------------------------------------ new sessions
+    def add_session(self, recording: Recording) -> None:
+        """New stitchers and a session token for ``recording`` (train them before use, alone or with the rest).
+
+        Regions the model has not seen join its region vocabulary. The new session is not in the
+        ``session_units`` a checkpoint was built with: save the adapted model with its new ``session_units``.
+        """
+        if recording.session in self.session_units:
+            raise ValueError(f"session {recording.session!r} is already known to this MtM model")
+        self.session_units[recording.session] = recording.n_units
+        self._slot[recording.session] = f"s{len(self._slot)}"
+        device, slot = self.session_embed.weight.device, self._slot[recording.session]
+        self.stitch_in[slot] = self._stitch_in(recording.n_units).to(device)
+        self.stitch_out[slot] = nn.Linear(self.config.dim, recording.n_units).to(device)
+        self.session_embed.extend([recording.session])
+        labels = [] if recording.units.region is None else [str(r) for r in recording.units.region]
+        new_regions = sorted(set(labels) - set(self.regions) - {""})
+        if new_regions and self.region_embed is not None:
+            self.region_embed.extend(new_regions)
+        self.regions.extend(new_regions)
+
+    def freeze_for_recalibration(self, recording: Recording) -> list[nn.Parameter]:
+        """Train only ``recording``'s stitchers and session token (the shared transformer, positions and prompts
+        frozen); returns the parameters to optimise."""
+        if recording.session not in self.session_units:
+            raise KeyError(f"session {recording.session!r} has no stitchers; call add_session(recording) first")
+        for parameter in self.parameters():
+            parameter.requires_grad_(False)
+        slot = self._slot[recording.session]
+        stitchers = [*self.stitch_in[slot].parameters(), *self.stitch_out[slot].parameters()]
+        for parameter in stitchers:
+            parameter.requires_grad_(True)
+        return [*stitchers, *self.session_embed.train_only([recording.session])]
 
     # ------------------------------------------------------------------ training forward
     def forward(self, batch: Batch) -> dict[str, Tensor]:
