@@ -72,6 +72,17 @@ def test_the_suite_scores_mtm_against_smoothing_of_its_k_and_decoders_against_fi
         assert c["model"].rsplit(" ", 1)[1] == c["baseline"].rsplit(" ", 1)[1]  # same k=...
 
 
+def test_co_smoothing_rows_alone_get_no_decoding_baselines(world) -> None:
+    # mtm:recalibrate,mtm:finetune once brought Wiener / Kalman rows along (rows were counted by model, not by row)
+    from spikefm.eval.bench import _transfer_candidates
+
+    pretrain, target = world
+    candidates = _transfer_candidates(["mtm:recalibrate", "mtm:finetune"], (2,), transfer_task(),
+                                      {target.session: pretrain}, Pretraining(steps=3))
+    assert [c.name for c in candidates] == ["smoothing k=2", "smoothing causal k=2", "mtm recalibrate k=2",
+                                            "mtm finetune k=2"]
+
+
 def test_a_recording_without_held_out_units_is_refused_before_pretraining(world, tmp_path: Path) -> None:
     pretrain, target = world
     unflagged = replace(target, units=replace(target.units, heldout=np.zeros(target.n_units, bool)))

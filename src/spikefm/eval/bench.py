@@ -331,7 +331,7 @@ def _transfer_candidates(rows: Sequence[str], ks: Sequence[int], task: Task, sou
              if get_spec(model).task == "self_supervised"}
     candidates: list = []
     for k in ks:
-        if not parsed or len(cobps) < len(parsed):  # some row decodes (or baselines only: the decoding task's)
+        if not parsed or any(model not in cobps for model, _ in parsed):  # a row decodes (or baselines only)
             for name in ("wiener causal", "wiener acausal", "kalman"):
                 extra = {"window_bins": task.window_bins} if name == "wiener acausal" else {}
                 candidates.append(BaselineCandidate(make_baseline(name, **extra), task, train_trials=k))
