@@ -62,13 +62,16 @@ def test_finetune_in_a_fresh_process_reproduces_the_in_process_score(tmp_path, c
     assert any(k.startswith("synth-2/") for k in adapted.model.unit_embedding.keys)
 
 
-@pytest.mark.parametrize("name, mode", [("spint", "zero-shot"), ("poyo", "head"), ("ndt2_decoder", "full")])
+@pytest.mark.parametrize("name, mode", [("spint", "zero-shot"), ("poyo", "head"), ("ndt2_decoder", "full"),
+                                        ("mtm", "recalibrate")])
 def test_saved_and_live_models_adapt_identically(tmp_path, corpus_and_target, name, mode):
     corpus, target = corpus_and_target
     result = _pretrain(tmp_path, corpus, name)
     live = finetune(_live(result, name), target, mode=mode, trials=4, settings=SETTINGS, log=print)
-    saved = finetune(result.pretrained_dir, target, mode=mode, trials=4, settings=SETTINGS, log=print)
+    saved = finetune(result.pretrained_dir, target, mode=mode, trials=4, settings=SETTINGS, log=print,
+                     out=tmp_path / "adapted")
     assert saved.row.score == pytest.approx(live.row.score, abs=1e-5)
+    assert from_pretrained(tmp_path / "adapted").card["sessions"][-1] == "synth-2"  # the adapted model ships
     assert live.row.steps == (0 if mode == "zero-shot" else SETTINGS["adapt_steps"])
 
 
