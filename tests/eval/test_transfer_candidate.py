@@ -165,3 +165,23 @@ def test_transfer_between_recording_files_from_the_command_line(tmp_path: Path) 
     too_many = [*args[:-1], "99", "--transfer-from", str(tmp_path / "old.h5"), "--out", str(tmp_path / "bad")]
     result = CliRunner().invoke(app, too_many)
     assert result.exit_code == 2 and "fewer than k = 99" in result.output, result.output
+
+
+def test_adaptation_trains_with_the_trainers_load_aware_thread_count(world, monkeypatch) -> None:
+    # transfer rows once trained with torch's default threads (one per core) whatever else ran on the machine
+    import torch
+
+    from spikefm.train import threads
+
+    pretrain, target = world
+    monkeypatch.setattr(threads, "default_threads", lambda *args, **kwargs: 1)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        candidate = TransferCandidate("poyo", "recalibrate", 2, transfer_task(), {target.session: pretrain},
+                                      Pretraining(steps=2, batch_size=4))
+        dev, _ = seal(target, name="t")
+        candidate.fit(dev, {"lr": 1e-3, "steps": 2}, seed=0)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
