@@ -1,8 +1,6 @@
 """The curation experiment's summary over seeds (fast: synthetic records, no training)."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,12 +9,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def experiment():
-    spec = importlib.util.spec_from_file_location("curation_experiment", ROOT / "benchmarks" / "curation_experiment.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+def experiment(benchmark_script):
+    return benchmark_script("curation_experiment")
 
 
 def test_summary_pairs_sets_by_seed_and_says_when_an_interval_excludes_zero(experiment, tmp_path: Path) -> None:

@@ -1,15 +1,10 @@
 """benchmarks/gpu_throughput.py runs end to end in its CPU dry-run mode."""
 
-import importlib.util
-from pathlib import Path
-
-SCRIPT = Path(__file__).parents[2] / "benchmarks" / "gpu_throughput.py"
 
 
-def test_dry_run_reports_tokens_per_second_and_mfu(tmp_path):
-    spec = importlib.util.spec_from_file_location("gpu_throughput", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+
+def test_dry_run_reports_tokens_per_second_and_mfu(tmp_path, benchmark_script):
+    module = benchmark_script("gpu_throughput")
     records = module.main(["--dry-run", "--out", str(tmp_path / "out.json")])
     assert [r["model"] for r in records] == ["poyo", "possm"]
     assert [r["packed"] for r in records] == [False, True]

@@ -1,7 +1,6 @@
 """The real-data benchmark: end to end in its quick mode (slow, needs ../shared/data), and its
 place-cell decoder on a synthetic place code (fast)."""
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -34,17 +33,9 @@ def test_quick_run_writes_every_table(tmp_path, shared_data):
     assert "score (95% interval)" in text  # the protocol's rows carry intervals
 
 
-def _benchmark_module():
-    spec = importlib.util.spec_from_file_location("real_data_benchmark", ROOT / "benchmarks" / "real_data.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_bayes_decoder_scores_a_place_code_in_pixels():
+def test_bayes_decoder_scores_a_place_code_in_pixels(benchmark_script):
     """A clean synthetic place code: the decoder's median error is small, and in pixels, not z-units."""
-    bench = _benchmark_module()
+    bench = benchmark_script("real_data")
     rng = np.random.default_rng(0)
     t = np.arange(0, 600, 0.05)
     x = 200 + 150 * np.sin(2 * np.pi * t / 20)  # px: laps along a diagonal track

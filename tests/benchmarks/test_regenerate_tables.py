@@ -1,9 +1,7 @@
 """benchmarks/regenerate_tables.py: the manifest behind the merged synthetic table, its commands, one quick run."""
 
-import importlib.util
 import json
 import re
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,12 +10,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def regen():
-    spec = importlib.util.spec_from_file_location("regenerate_tables", ROOT / "benchmarks" / "regenerate_tables.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+def regen(benchmark_script):
+    return benchmark_script("regenerate_tables")
 
 
 def test_the_manifest_lists_exactly_the_files_the_docs_merge_in_their_order(regen) -> None:

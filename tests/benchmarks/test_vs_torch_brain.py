@@ -1,7 +1,5 @@
 """The POYO vs torch_brain benchmark's run summaries and target lines (fast: no timing, no torch_brain)."""
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
@@ -10,12 +8,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("vs_torch_brain", ROOT / "benchmarks" / "vs_torch_brain.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["vs_torch_brain"] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+def bench(benchmark_script):
+    return benchmark_script("vs_torch_brain")
 
 
 def run(step: float, infer: float, pipeline: float = 6.0, rate: float = 25e6) -> dict:
