@@ -124,3 +124,32 @@ def test_recipe_parses_and_builds():
     config = build_config(recipe.model.name, recipe.model.preset, **recipe.model.overrides)
     assert recipe.model.name == "neds" and config.max_bins * config.bin_size >= recipe.data.window
     assert get_spec("neds").make_tokenizer(config, **recipe.tokenizer).config.query == "bins"
+
+
+def test_recalibration_trains_only_the_new_sessions_stitchers_and_token(small_dataset):
+    """add_session + freeze_for_recalibration: the new session's four stitchers and session row move, nothing else."""
+    spec = get_spec("neds")
+    config = build_config("neds", "tiny", dropout=0.0, embed_dropout=0.0)
+    old, new = small_dataset.recordings[0], replace(small_dataset.recordings[1], session="unseen")
+    model = spec.model_cls(config, **spec.sizes_from_data([old], config))
+    with pytest.raises(KeyError, match="add_session"):
+        model.freeze_for_recalibration(new)
+    model.add_session(new)
+    tokenizer = spec.make_tokenizer(config)
+    batch = collate([tokenizer(new.window(t0, t0 + 1.0)) for t0 in new.trials.start[:4]])
+    before = {k: v.detach().clone() for k, v in model.state_dict().items() if torch.is_tensor(v)}
+    optimizer = torch.optim.SGD(model.freeze_for_recalibration(new), lr=0.5)
+    model.train()
+    for _ in range(3):
+        loss, _ = neds_objective(model(batch), batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    after = model.state_dict()
+    moved = {k for k in before if not torch.equal(before[k], after[k])}
+    assert {k.split(".")[0] for k in moved} <= {"spike_in", "spike_out", "behavior_in", "behavior_out",
+                                                "session_embedding"}
+    assert all("unseen" in k for k in moved if not k.startswith("session_embedding"))
+    assert any(k.startswith("spike_in") for k in moved) and "session_embedding.weight" in moved
+    row = model.session_embedding.keys.index(old.session)
+    torch.testing.assert_close(after["session_embedding.weight"][row], before["session_embedding.weight"][row])

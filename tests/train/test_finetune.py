@@ -63,7 +63,7 @@ def test_finetune_in_a_fresh_process_reproduces_the_in_process_score(tmp_path, c
 
 
 @pytest.mark.parametrize("name, mode", [("spint", "zero-shot"), ("poyo", "head"), ("ndt2_decoder", "full"),
-                                        ("mtm", "recalibrate")])
+                                        ("mtm", "recalibrate"), ("neds", "recalibrate")])
 def test_saved_and_live_models_adapt_identically(tmp_path, corpus_and_target, name, mode):
     corpus, target = corpus_and_target
     result = _pretrain(tmp_path, corpus, name)

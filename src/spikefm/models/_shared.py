@@ -24,6 +24,7 @@ __all__ = [
     "unit_dropout_keep",
     "select_packed",
     "UnitRecalibration",
+    "train_only",
 ]
 
 EMBEDDING_INIT_STD = 0.02  # torch_brain POYO ``emb_init_scale``; the unit and session tables' KeyedEmbedding default
@@ -85,6 +86,20 @@ def select_packed(batch: Batch, keep: Tensor) -> Batch:
         mask=batch.mask[keep], values=batch.values[keep], sample_index=sample, cu_seqlens=cu, lengths=lengths,
         max_seqlen=int(lengths.max()), extras={k: v[keep] for k, v in batch.extras.items()},
     )  # fmt: skip
+
+
+def train_only(model: nn.Module, modules: Sequence[nn.Module], rows: Sequence[tuple[Any, Sequence[str]]] = ()
+               ) -> list[nn.Parameter]:
+    """Freeze every parameter of ``model``, then let ``modules`` train and, of each (KeyedEmbedding, keys) in
+    ``rows``, only those keys' rows; returns the parameters to optimise (a new session's stitchers and token)."""
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    trainable = [parameter for module in modules for parameter in module.parameters()]
+    for parameter in trainable:
+        parameter.requires_grad_(True)
+    for table, keys in rows:
+        trainable += table.train_only(keys)
+    return trainable
 
 
 class UnitRecalibration:

@@ -32,6 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from spikefm.data.recording import Recording
+from spikefm.models._shared import train_only
 from spikefm.models.registry import ModelSpec, register
 from spikefm.nn.attention import causal_mask as causal_attention
 from spikefm.nn.identity import KeyedEmbedding, PromptEmbedding
@@ -169,13 +170,8 @@ class MtM(nn.Module):
         frozen); returns the parameters to optimise."""
         if recording.session not in self.session_units:
             raise KeyError(f"session {recording.session!r} has no stitchers; call add_session(recording) first")
-        for parameter in self.parameters():
-            parameter.requires_grad_(False)
         slot = self._slot[recording.session]
-        stitchers = [*self.stitch_in[slot].parameters(), *self.stitch_out[slot].parameters()]
-        for parameter in stitchers:
-            parameter.requires_grad_(True)
-        return [*stitchers, *self.session_embed.train_only([recording.session])]
+        return train_only(self, [self.stitch_in[slot], self.stitch_out[slot]], [(self.session_embed, [recording.session])])
 
     # ------------------------------------------------------------------ training forward
     def forward(self, batch: Batch) -> dict[str, Tensor]:

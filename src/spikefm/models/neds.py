@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from spikefm.data.recording import Recording
-from spikefm.models._shared import behavior_width
+from spikefm.models._shared import behavior_width, train_only
 from spikefm.models.registry import ModelSpec, register
 from spikefm.nn.identity import KeyedEmbedding
 from spikefm.nn.position import LearnedPositionEmbedding, RotaryTimeEmbedding
@@ -184,6 +184,16 @@ class NEDS(nn.Module):
             raise ValueError(f"session {recording.session!r} is already known to this NEDS model")
         self.session_units[recording.session] = recording.n_units
         self._add_stitchers(recording.session, recording.n_units)
+        self.to(self.mask_token.device)  # the new stitchers join the model's device
+
+    def freeze_for_recalibration(self, recording: Recording) -> list[nn.Parameter]:
+        """Train only ``recording``'s stitchers (spikes and behaviour, in and out) and session embedding, the shared
+        transformer frozen; returns the parameters to optimise."""
+        if recording.session not in self.session_units:
+            raise KeyError(f"session {recording.session!r} has no stitchers; call add_session(recording) first")
+        key = _key(recording.session)
+        stitchers = [table[key] for table in (self.spike_in, self.spike_out, self.behavior_in, self.behavior_out)]
+        return train_only(self, stitchers, [(self.session_embedding, [recording.session])])
 
     # ------------------------------------------------------------------ forward
     def forward(self, batch: Batch, mode: str | None = None) -> dict[str, Tensor]:

@@ -12,7 +12,7 @@ Modes (``finetune --mode``) and the transfer conditions they run:
 mode          condition       what moves
 ============  ==============  ==============================================================
 zero-shot     ``zero_shot``   nothing (SPINT-style models: one IDEncoder pass over k trials)
-recalibrate   ``recalibrate`` the new session's rows (POYO family, NDT2/3), stitchers (MtM)
+recalibrate   ``recalibrate`` the new session's rows (POYO family, NDT2/3), stitchers (MtM, NEDS)
 head          ``head``        the output head (+ the new session's rows where there are any)
 full          ``finetune``    every parameter
 ============  ==============  ==============================================================
