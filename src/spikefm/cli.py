@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shlex
+import sys
 from pathlib import Path
 from typing import List, Optional
 
@@ -490,11 +492,19 @@ def bench(
             models=[m for m in models.split(",") if m] if models is not None else None, out=out, behavior_key=behavior, block=block,
             draws=_int_list(draws, "--draws") if draws is not None else None, co_bps_bin=co_bps_bin,
             ks=_int_list(ks, "--ks") if ks is not None else None, transfer_from=transfer_from or (), log=_plain,
+            command=_invocation(),
         )
     except (DataError, ValueError, FileNotFoundError) as error:
         _fail(str(error))
     _plain(md_path.read_text())
     console.print(f"results written to {json_path} and {md_path}")
+
+
+def _invocation() -> str | None:
+    """The command line as typed (``spikefm ...`` or ``python -m spikefm.cli ...``); None when called in-process."""
+    if Path(sys.argv[0]).name not in ("spikefm", "cli.py"):
+        return None
+    return shlex.join(["spikefm", *sys.argv[1:]])
 
 
 def _int_list(text: str, option: str) -> list[int]:

@@ -52,3 +52,6 @@ def test_one_sitting_runs_quick_and_merges(regen, tmp_path: Path) -> None:
     assert (tmp_path / "protocol_synthetic_ndt2" / "cache").resolve() == (tmp_path / "cache").resolve()
     assert [m["name"] for m in merged["models"]] == ["ndt2"]
     assert merged["sources"][0]["budget"]["seeds"] == 2  # the quick budget, not the sitting's
+    recorded = json.loads((tmp_path / "results" / "protocol_synthetic_ndt2.json").read_text())["command"]
+    assert recorded.startswith("spikefm bench synthetic --models ndt2") and recorded.endswith("--quick --out " +
+                                                                                             str(tmp_path / "protocol_synthetic_ndt2"))

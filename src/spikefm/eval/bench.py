@@ -535,9 +535,12 @@ def run_bench(target: str | None, *, data: Path | None = None, quick: bool = Fal
               seeds: int | None = None, max_steps: int | None = None, models: Sequence[str] | None = None,
               out: Path = Path("runs/bench"), cache_dir: Path | None = None, behavior_key: str | None = None,
               block: float = 1.0, draws: Sequence[int] | None = None, co_bps_bin: float | None = None,
-              ks: Sequence[int] | None = None, transfer_from: Sequence[Path] = (),
+              ks: Sequence[int] | None = None, transfer_from: Sequence[Path] = (), command: str | None = None,
               log=print) -> tuple[Path, Path, dict[str, Any]]:
     """Run one suite; returns (results JSON path, markdown path, results).
+
+    ``command``: the command line that asked for this run, kept in the results JSON (provenance: the manifest of
+    ``benchmarks/protocol_sittings.yaml`` lists such commands).
 
     ``draws`` replaces a synthetic suite's sealed draws (:data:`SEALED_DRAWS`): a re-run whose recipe changed
     after the default draws' test split was read must be scored on draws nobody has scored before. ``ks`` replaces a
@@ -595,6 +598,8 @@ def run_bench(target: str | None, *, data: Path | None = None, quick: bool = Fal
     stem += "_quick" if quick else ""
     out.mkdir(parents=True, exist_ok=True)
     payload = result.to_json()
+    if command is not None:
+        payload["command"] = command
     json_path, md_path = out / f"{stem}.json", out / f"{stem}.md"
     json_path.write_text(json.dumps(payload, indent=2, default=str))
     md_path.write_text(result.markdown())
