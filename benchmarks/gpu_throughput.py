@@ -1,7 +1,8 @@
 """Training throughput on one GPU: tokens/s and model FLOPs utilisation (MFU), bf16 autocast.
 
 For each model (default: POYO at its published size ``poyo_11.8m``, read padded; POSSM ``tiny``
-read packed, the varlen route for variable-length spike sequences) the script builds synthetic
+read packed, the varlen route for variable-length spike sequences; the unified model at its published-size preset
+``unified_possm``, 6.2M parameters, packed) the script builds synthetic
 sessions, tokenizes ``--batch-size`` 1 s windows, and times ``--steps`` full training steps
 (forward, objective, backward, AdamW) after ``--warmup`` steps, under
 ``torch.autocast(device, dtype=bfloat16)``. It reports:
@@ -121,7 +122,7 @@ def measure(name: str, preset: str, *, device: str, batch_size: int, steps: int,
 
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=["poyo:poyo_11.8m", "possm:tiny"],
+    parser.add_argument("--models", nargs="+", default=["poyo:poyo_11.8m", "possm:tiny", "unified:unified_possm"],
                         help="name:preset pairs")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--steps", type=int, default=20)
@@ -134,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     import torch
 
     if args.dry_run:
-        device, models, batch, steps, warmup, peak = "cpu", ["poyo:tiny", "possm:tiny"], 4, 2, 1, 1.0
+        device, models, batch, steps, warmup, peak = "cpu", ["poyo:tiny", "possm:tiny", "unified:tiny"], 4, 2, 1, 1.0
         torch.set_num_threads(1)
     else:
         if not torch.cuda.is_available():
