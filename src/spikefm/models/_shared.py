@@ -121,13 +121,8 @@ class UnitRecalibration:
 
     def freeze_for_recalibration(self, recording: Recording) -> list[nn.Parameter]:
         """Train only ``recording``'s unit rows and session row; returns the parameters to optimise."""
-        for parameter in self.parameters():  # type: ignore[attr-defined]
-            parameter.requires_grad_(False)
-        tables = ((self.unit_embedding, recording.unit_keys()), (self.session_embedding, [recording.session]))
-        for table, keys in tables:
-            table.weight.requires_grad_(True)
-            table.freeze_except(keys)
-        return [self.unit_embedding.weight, self.session_embedding.weight]
+        rows = [(self.unit_embedding, recording.unit_keys()), (self.session_embedding, [recording.session])]
+        return train_only(self, [], rows)  # type: ignore[arg-type]
 
 
 class RegisteredCalibration:

@@ -39,7 +39,7 @@ from torch import Tensor, nn
 from spikefm.data.recording import Recording
 from spikefm.models.registry import ModelSpec, register
 from spikefm.nn.identity import ContextTokens
-from spikefm.models._shared import behavior_width
+from spikefm.models._shared import behavior_width, train_only
 from spikefm.nn.transformer import TorchStyleBlock
 from spikefm.objectives.behavior import behavior_mse, single_target
 from spikefm.objectives.losses import poisson_nll
@@ -355,19 +355,11 @@ class NDT2(nn.Module):
         """Train only the context rows :meth:`add_session` added for ``recording``; returns their tables' weights."""
         if recording.session not in self.context.tables["session"]:
             raise KeyError(f"session {recording.session!r} has no context row; call add_session(recording) first")
-        for parameter in self.parameters():
-            parameter.requires_grad_(False)
-        trainable = []
-        for field in self.config.context:
-            keys = [k for f, k in self._adapting if f == field]
-            if keys:
-                table = self.context.tables[field]
-                table.weight.requires_grad_(True)
-                table.freeze_except(keys)
-                trainable.append(table.weight)
-        if not trainable:
+        rows = [(self.context.tables[field], keys) for field in self.config.context
+                if (keys := [k for f, k in self._adapting if f == field])]
+        if not rows:
             raise ValueError(f"no new context rows to learn for {recording.session!r}")
-        return trainable
+        return train_only(self, [], rows)
 
     def load_pretrained(self, path: str | Path) -> None:
         """Copy the patch embedding, encoder and context tables of an ``ndt2`` checkpoint into this model."""

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from spikefm.data.recording import Recording, Window
-from spikefm.models._shared import behavior_width
+from spikefm.models._shared import behavior_width, train_only
 from spikefm.models.registry import ModelSpec, register
 from spikefm.nn.attention import causal_mask
 from spikefm.nn.identity import ContextTokens
@@ -373,18 +373,11 @@ class NDT3(nn.Module):
         """
         if recording.session not in self.subjects:
             self.add_session(recording)
-        for parameter in self.parameters():
-            parameter.requires_grad_(False)
-        session, subject = self.context.tables["session"], self.context.tables["subject"]
-        session.weight.requires_grad_(True)
-        session.freeze_except([recording.session])
-        params = [session.weight]
+        rows = [(self.context.tables["session"], [recording.session])]
         shared = [s for s, subj in self.subjects.items() if subj == self.subjects[recording.session]]
         if shared == [recording.session]:  # a new subject: its row is learned too
-            subject.weight.requires_grad_(True)
-            subject.freeze_except([self.subjects[recording.session]])
-            params.append(subject.weight)
-        return params
+            rows.append((self.context.tables["subject"], [self.subjects[recording.session]]))
+        return train_only(self, [], rows)
 
     def get_extra_state(self) -> dict[str, Any]:
         return {"subjects": dict(self.subjects)}

@@ -31,7 +31,8 @@ import torch
 from torch import Tensor, nn
 
 from spikefm.data.recording import Recording
-from spikefm.models._shared import EMBEDDING_INIT_STD, RegisteredCalibration, behavior_width, unit_dropout_keep
+from spikefm.models._shared import (EMBEDDING_INIT_STD, RegisteredCalibration, behavior_width, train_only,
+                                    unit_dropout_keep)
 from spikefm.models.registry import ModelSpec, register
 from spikefm.models.unified_config import PRESETS, SCHEMES, UnifiedConfig
 from spikefm.models.unified_stream import UnifiedState, UnifiedStreaming
@@ -264,9 +265,7 @@ class Unified(RegisteredCalibration, UnifiedStreaming, nn.Module):
     def freeze_for_recalibration(self, recording: Recording) -> list[nn.Parameter]:
         """Train only ``recording``'s identity offsets (its IDEncoder identities stay the starting point)
         or, with ``identity: table``, its rows."""
-        for parameter in self.parameters():
-            parameter.requires_grad_(False)
-        return self._recalibrated.train_only(recording.unit_keys())
+        return train_only(self, [], [(self._recalibrated, recording.unit_keys())])
 
     @property
     def _recalibrated(self) -> KeyedEmbedding:
