@@ -190,6 +190,18 @@ def predicted_decoder_scores(metric: str, out: Any) -> TrialScores:
                           out.behavior_true)
 
 
+def predicted_heldout_scores(metric: str, out: Any, session: str = "") -> TrialScores:
+    """Held-out units' rates and counts of a :class:`~spikefm.eval.evaluate.Predictions` (co-smoothing).
+
+    Raises:
+        ValueError: the predictions carry no rates or no held-out unit.
+    """
+    if out.rates is None or out.heldout is None or not out.heldout.any():
+        raise ValueError(f"{session or 'the recording'}: no held-out units to score (co-smoothing needs units "
+                         "flagged heldout)")
+    return TrialScores.binned(metric, out.rates[..., out.heldout], out.counts[..., out.heldout])
+
+
 @dataclass
 class ScoredBySplit:
     """What every candidate class shares: the row's ``name``, ``metric``, ``causal`` flag and ``info`` (set in

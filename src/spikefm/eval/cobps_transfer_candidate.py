@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from spikefm.data.recording import Recording
-from spikefm.eval.candidates import Task, TrialScores
+from spikefm.eval.candidates import Task, TrialScores, predicted_heldout_scores
 from spikefm.eval.metrics import CO_BPS
 from spikefm.eval.transfer_candidate import TransferCandidate
 
@@ -66,6 +66,4 @@ class CoBpsTransferCandidate(TransferCandidate):
 
         out = predict(fitted["model"], fitted["tokenizer"], rec, split=split, window=self.task.window,
                       pack=self.spec.pack)
-        if out.rates is None or out.heldout is None or not out.heldout.any():
-            raise ValueError(f"{rec.session}: no held-out units to score (co-smoothing needs units flagged heldout)")
-        return TrialScores.binned(self.metric, out.rates[..., out.heldout], out.counts[..., out.heldout])
+        return predicted_heldout_scores(self.metric, out, rec.session)

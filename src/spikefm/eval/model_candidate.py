@@ -18,7 +18,8 @@ import lightning as L
 from spikefm.data.recording import Recording
 from spikefm.data.splits import merge_split_runs
 from spikefm.eval.cache import cache_key
-from spikefm.eval.candidates import Reporter, ScoredBySplit, Task, TrialScores, predicted_decoder_scores
+from spikefm.eval.candidates import (Reporter, ScoredBySplit, Task, TrialScores, predicted_decoder_scores,
+                                    predicted_heldout_scores)
 from spikefm.eval.metrics import CO_BPS
 from spikefm.eval.sealed import fingerprint
 from spikefm.eval.evaluate import predict
@@ -165,5 +166,5 @@ class ModelCandidate(ScoredBySplit):
         out = predict(fitted["model"], fitted["tokenizer"], rec, split=split, window=self.task.window,
                       pack=fitted["pack"])
         if self.metric == CO_BPS:
-            return TrialScores.binned(self.metric, out.rates[..., out.heldout], out.counts[..., out.heldout])
+            return predicted_heldout_scores(self.metric, out, rec.session)
         return predicted_decoder_scores(self.metric, out)
