@@ -52,6 +52,7 @@ import torch
 from spikefm.data.recording import Recording, SpikeTrains, TimeSeries, Units
 from spikefm.data.store import open_recording, write_recording
 from spikefm.models.poyo import POYO, POYOConfig, poyo_objective
+from spikefm.nn.bf16_matmul import use_bf16_matmuls
 from spikefm.tokenize import SpikeConfig, SpikeTokenizer, collate
 from spikefm.train.optim import adamw
 
@@ -59,6 +60,7 @@ DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "vs_torch_brain.md"
 PIPELINE_TARGET = 5.0  # x torch_brain's spikes/s (issue 20)
 SPIKE_RATE_TARGET = 20e6  # spikes / s on one thread
 STEP_TARGET = 0.33  # x torch_brain's float32 training-step time
+BF16_SUFFIX = "bf16-matmul"  # rows whose linears multiply in bf16 (spikefm.nn.bf16_matmul)
 INFER_TARGET = 0.2  # x torch_brain's inference time
 STREAM_TARGET_MS = 1.0  # ms per 50 ms chunk at 200 units, one thread
 
@@ -294,26 +296,38 @@ class Impl:
             self.loss(self.model, batch)
 
 
-def make_impls(recording: Recording, paths: dict[str, Path], setup: Setup, seed: int, with_tb: bool) -> list[Impl]:
-    def ours(pack: bool) -> Impl:
+def make_impls(
+    recording: Recording, paths: dict[str, Path], setup: Setup, seed: int, with_tb: bool, bf16: bool = False
+) -> list[Impl]:
+    """spikefm padded and packed, torch_brain; with ``bf16``, spikefm packed and torch_brain again with their linears
+    multiplied in bf16 (``spikefm.nn.bf16_matmul``, the trainer's ``precision: bf16-matmul``), same weights."""
+
+    def ours(pack: bool, bf16_matmuls: bool = False) -> Impl:
         model = build_ours(recording, setup, seed)
+        if bf16_matmuls:
+            use_bf16_matmuls(model)
         return Impl(
-            name=f"spikefm POYO, {'packed' if pack else 'padded'}",
+            name=f"spikefm POYO, {'packed' if pack else 'padded'}{' ' + BF16_SUFFIX if bf16_matmuls else ''}",
             pipeline=OursPipeline(paths["ours"], setup, pack=pack), model=model, loss=ours_loss,
             spikes=lambda b: int(((b.token_type == 0) & b.mask).sum()),
             computed=lambda b: ours_counts(b, model), setup=setup,
         )  # fmt: skip
 
-    impls = [ours(False), ours(True)]
-    if with_tb:
+    def theirs(bf16_matmuls: bool = False) -> Impl:
         model = build_torch_brain(recording, setup, seed)
-        impls.append(Impl(
-            name="torch_brain 0.2.1 POYO (pad8)", pipeline=TorchBrainPipeline(paths["tb"], model, setup), model=model,
-            loss=torch_brain_loss,
+        if bf16_matmuls:
+            use_bf16_matmuls(model)
+        return Impl(
+            name=f"torch_brain 0.2.1 POYO (pad8){', ' + BF16_SUFFIX if bf16_matmuls else ''}",
+            pipeline=TorchBrainPipeline(paths["tb"], model, setup), model=model, loss=torch_brain_loss,
             spikes=lambda b: int(((b["input_token_type"] == 0) & b["input_mask"]).sum()),
             computed=lambda b: (int(b["input_mask"].sum()), int(b["input_mask"].numel()), int(b["input_mask"].numel())),
             setup=setup,
-        ))  # fmt: skip
+        )  # fmt: skip
+
+    impls = [ours(False), ours(True)] + ([theirs()] if with_tb else [])
+    if bf16:
+        impls += [ours(True, bf16_matmuls=True)] + ([theirs(bf16_matmuls=True)] if with_tb else [])
     return impls
 
 
@@ -472,10 +486,10 @@ def loss_curves(recording, paths, starts: np.ndarray, rows: dict[str, Row], args
 
 
 # ---------------------------------------------------------------------------- hardware limits
-def matmul_peak(threads: int, size: int = 1024, repeats: int = 12) -> float:
-    """The machine's float32 matmul rate: best GFLOP/s of ``[size, size] @ [size, size]`` (MKL/oneDNN sgemm)."""
+def matmul_peak(threads: int, size: int = 1024, repeats: int = 12, dtype: torch.dtype = torch.float32) -> float:
+    """The machine's matmul rate: best GFLOP/s of ``[size, size] @ [size, size]`` (float32: MKL sgemm; bf16: oneDNN)."""
     torch.set_num_threads(threads)
-    a, b, out = torch.randn(size, size), torch.randn(size, size), torch.empty(size, size)
+    a, b, out = (torch.randn(size, size, dtype=dtype) for _ in range(3))
     torch.mm(a, b, out=out)
     best = float("inf")
     for _ in range(repeats):
@@ -535,21 +549,24 @@ class Variant:
 def make_variants(
     recording: Recording, paths: dict[str, Path], setup: Setup, seed: int, *, with_compile: bool
 ) -> list[Variant]:
-    """fp32, bf16 autocast and (``with_compile``) torch.compile copies of spikefm POYO (packed), same weights."""
+    """fp32, bf16 autocast, bf16 linears and (``with_compile``) torch.compile copies of spikefm POYO (packed), same
+    weights."""
 
     def ours() -> Impl:
         model = build_ours(recording, setup, seed)
         return Impl(name="spikefm POYO, packed", pipeline=OursPipeline(paths["ours"], setup, pack=True), model=model,
                     loss=ours_loss, spikes=len, computed=len, setup=setup)  # fmt: skip
 
-    fp32, bf16 = ours(), ours()
+    fp32, bf16, bf16_matmuls = ours(), ours(), ours()
 
     def bf16_loss(model, batch) -> torch.Tensor:
         with torch.autocast("cpu", dtype=torch.bfloat16):
             return ours_loss(model, batch)
 
     bf16.loss = bf16_loss
-    named = [("float32", fp32), ("bf16 autocast", bf16)]
+    use_bf16_matmuls(bf16_matmuls.model)
+    named = [("float32", fp32), ("bf16 autocast", bf16), ("bf16 matmuls (linears only; `precision: bf16-matmul`)",
+                                                           bf16_matmuls)]
     if with_compile:
         compiled = ours()
         compiled_model = torch.compile(compiled.model, dynamic=True)
@@ -651,18 +668,27 @@ def commit() -> str:
 
 
 def run_summary(rows: dict[str, Row], threads: Sequence[int], load: tuple[float, float]) -> dict:
-    """One run's ratios to torch_brain (same process) and spikes/s: a line of the runs file."""
-    tb = next((r for n, r in rows.items() if n.startswith("torch_brain")), None)
+    """One run's ratios to torch_brain's float32 rows (same process) and spikes/s: a line of the runs file. Rows in
+    bf16 matmuls (``BF16_SUFFIX``) get their ratios to torch_brain's float32 time in ``step_ratio`` / ``infer_ratio``
+    and to torch_brain's own bf16-matmul time in ``bf16_same_precision``; the pipeline is the float32 rows'."""
+    tb = next((r for n, r in rows.items() if n.startswith("torch_brain") and BF16_SUFFIX not in n), None)
+    tb16 = next((r for n, r in rows.items() if n.startswith("torch_brain") and BF16_SUFFIX in n), None)
     ours = {n.split(", ")[-1]: r for n, r in rows.items() if n.startswith("spikefm")}
+    fp32 = {k: r for k, r in ours.items() if BF16_SUFFIX not in k}
     summary = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "commit": commit(),
-        "load": [round(x, 2) for x in load], "spikes_per_s": {k: r.spikes_per_s for k, r in ours.items()},
+        "load": [round(x, 2) for x in load], "spikes_per_s": {k: r.spikes_per_s for k, r in fp32.items()},
         "step_ms": {str(t): {k: r.step_ms(t) for k, r in ours.items()} for t in threads},
     }  # fmt: skip
     if tb is not None:
-        summary["pipeline_ratio"] = {k: r.spikes_per_s / tb.spikes_per_s for k, r in ours.items()}
+        summary["pipeline_ratio"] = {k: r.spikes_per_s / tb.spikes_per_s for k, r in fp32.items()}
         summary["step_ratio"] = {str(t): {k: r.step_ms(t) / tb.step_ms(t) for k, r in ours.items()} for t in threads}
         summary["infer_ratio"] = {str(t): {k: r.infer_ms[t] / tb.infer_ms[t] for k, r in ours.items()} for t in threads}
+    if tb16 is not None:
+        summary["bf16_same_precision"] = {str(t): {
+            f"step {k}": r.step_ms(t) / tb16.step_ms(t) for k, r in ours.items() if BF16_SUFFIX in k} | {
+            f"inference {k}": r.infer_ms[t] / tb16.infer_ms[t] for k, r in ours.items() if BF16_SUFFIX in k}
+            for t in threads}  # fmt: skip
     return summary
 
 
@@ -680,10 +706,12 @@ def spread(values: Sequence[float], fmt: str = "{:.2f}") -> str:
     return f"{fmt.format(statistics.median(values))} ({fmt.format(min(values))}-{fmt.format(max(values))})"
 
 
-def best_layout(run: dict, key: str, threads: str | None, better=min) -> float:
+def best_layout(run: dict, key: str, threads: str | None, better=min, bf16: bool = False) -> float:
+    """The best float32 layout's value (``bf16``: the best bf16-matmul row's)."""
     table = run.get(key, {})
     table = table.get(threads, {}) if threads is not None else table
-    return better(table.values()) if table else float("nan")
+    values = [v for k, v in table.items() if (BF16_SUFFIX in k) == bf16]
+    return better(values) if values else float("nan")
 
 
 # ---------------------------------------------------------------------------- report
@@ -704,18 +732,41 @@ def targets(runs: Sequence[dict], threads: Sequence[int], streaming: Sequence[di
     lines.append(f"- data pipeline >= {PIPELINE_TARGET:g}x torch_brain's spikes/s (best layout): {spread(ratio)}x ({of}) "
                  f"({met(statistics.median(ratio) >= PIPELINE_TARGET)})")
     for t in map(str, threads):
-        for layout in runs[0]["step_ratio"][t]:
-            step = [r["step_ratio"][t][layout] for r in runs]
+        for layout in (k for k in runs[-1]["step_ratio"][t] if BF16_SUFFIX not in k):
+            step = [r["step_ratio"][t][layout] for r in runs if layout in r["step_ratio"][t]]
             lines.append(f"- training step <= {STEP_TARGET}x torch_brain's time, float32, {t} thread(s), {layout}: "
                          f"{spread(step)}x ({of}) ({met(statistics.median(step) <= STEP_TARGET)})")
         infer = [best_layout(r, "infer_ratio", t) for r in runs]
         lines.append(f"- inference <= {INFER_TARGET}x torch_brain's time, {t} thread(s) (best layout): {spread(infer)}x "
                      f"({of}) ({met(statistics.median(infer) <= INFER_TARGET)})")
+    lines += bf16_target_lines(runs, threads)
     for s in streaming:
         if s["units"] == 200:
             lines.append(f"- streaming < {STREAM_TARGET_MS:g} ms per 50 ms chunk at 200 units, 1 thread ({s['model']}): "
                          f"p50 {s['p50']:.3f} ms ({met(s['p50'] < STREAM_TARGET_MS)}; p99 {s['p99']:.3f} ms, "
                          f"{'also' if s['p99'] < STREAM_TARGET_MS else 'not'} under {STREAM_TARGET_MS:g} ms)")
+    return lines
+
+
+def bf16_target_lines(runs: Sequence[dict], threads: Sequence[int]) -> list[str]:
+    """The opt-in bf16-matmul rows against the float32 targets (not the targets' float32 lines: a separate line), and
+    against torch_brain with the same bf16 linears, over the runs that measured them."""
+    with_bf16 = [r for r in runs if "bf16_same_precision" in r]
+    if not with_bf16:
+        return []
+    of = f"median of {len(with_bf16)} run{'s' if len(with_bf16) > 1 else ''} with the bf16 rows"
+    lines = []
+    for t in map(str, threads):
+        step = [best_layout(r, "step_ratio", t, bf16=True) for r in with_bf16]
+        infer = [best_layout(r, "infer_ratio", t, bf16=True) for r in with_bf16]
+        same = [r["bf16_same_precision"][t] for r in with_bf16]
+        same_step = [min(v for k, v in s.items() if k.startswith("step")) for s in same]
+        same_infer = [min(v for k, v in s.items() if k.startswith("inference")) for s in same]
+        lines.append(f"- opt-in bf16 matmuls (`trainer.precision: bf16-matmul`), {t} thread(s): training step "
+                     f"{spread(step)}x torch_brain's float32 time ({met(statistics.median(step) <= STEP_TARGET)} "
+                     f"against {STEP_TARGET}x, which the issue sets in float32), inference {spread(infer)}x "
+                     f"({met(statistics.median(infer) <= INFER_TARGET)} against {INFER_TARGET}x); against torch_brain "
+                     f"with the same bf16 linears: step {spread(same_step)}x, inference {spread(same_infer)}x ({of})")
     return lines
 
 
@@ -772,16 +823,20 @@ def results_table(rows: dict[str, Row]) -> list[str]:
 
 def limits_section(hw: dict, rows: dict[str, Row], variants: Sequence[Variant]) -> list[str]:
     """FLOPs per step, achieved GFLOP/s and its ratio to the measured matmul peak; bf16 / compile side by side."""
+    bf16_peak = hw.get("peak_bf16")
     lines = [f"- float32 matmul peak (`torch.mm` 1024^3, best of 12): {hw['peak'][1]:.1f} GFLOP/s on 1 thread, "
-             f"{hw['peak'][2]:.1f} GFLOP/s on 2 threads.", "",
+             f"{hw['peak'][2]:.1f} GFLOP/s on 2 threads"
+             + (f"; bf16 (oneDNN): {bf16_peak[1]:.1f} / {bf16_peak[2]:.1f} GFLOP/s. Rows in bf16 matmuls are "
+                "set against the bf16 peak." if bf16_peak else "."), "",
              "| implementation | model GFLOP / training step | GFLOP / inference | step GFLOP/s, 1 thread (x peak) "
              "| step GFLOP/s, 2 threads (x peak) | inference GFLOP/s, 1 thread (x peak) |", "|---|---|---|---|---|---|"]
     for name, (train, infer) in hw["flops"].items():
         row = rows[name]
+        peak = bf16_peak if BF16_SUFFIX in name and bf16_peak else hw["peak"]
         cells = []
         for flops, ms, threads in ((train, row.step_ms(1), 1), (train, row.step_ms(2), 2), (infer, row.infer_ms.get(1), 1)):
             rate = flops / (ms or float("nan")) / 1e6
-            cells.append(f"{rate:.1f} ({rate / hw['peak'][threads]:.2f})")
+            cells.append(f"{rate:.1f} ({rate / peak[threads]:.2f})")
         lines.append(f"| {name} | {train / 1e9:.2f} | {infer / 1e9:.2f} | " + " | ".join(cells) + " |")
     fp32 = variants[0]
     lines += ["", f"Side by side, spikefm POYO (packed), 1 thread, {len(fp32.steps)} alternating steps after one "
@@ -798,18 +853,19 @@ def limits_section(hw: dict, rows: dict[str, Row], variants: Sequence[Variant]) 
         else:
             ok, worst = curve_within_tolerance(v.losses, fp32.losses)
             curve = f"worst 20-step mean {worst:+.1%} ({'within' if ok else 'outside'} {CURVE_TOLERANCE:.0%})"
-            adopted = "yes" if ok else "no (curve)"
+            adopted = "yes, opt-in (float32 stays the default)" if ok else "no (curve)"
         lines.append(f"| {v.name} | {v.step_ms:.0f} | {v.step_ms / fp32.step_ms:.2f}x | {v.first_ms:.0f} | {curve} | {adopted} |")
-    if len(variants) < 3:
+    if not any("compile" in v.name for v in variants):
         lines.append(f"| torch.compile (inductor), not in this run (`--compile`) | {COMPILE_NOTE} | | | | no (slower) |")
     return lines
 
 
 def distance_to_targets(rows: dict[str, Row], hw: dict) -> list[str]:
     """The step and inference targets as GFLOP/s against this run's matmul peak (1 thread, best spikefm layout)."""
-    ours = [r for name, r in rows.items() if not name.startswith("torch_brain") and name in hw["flops"]
+    fp32 = {name: r for name, r in rows.items() if BF16_SUFFIX not in name}
+    ours = [r for name, r in fp32.items() if not name.startswith("torch_brain") and name in hw["flops"]
             and r.steps.get(1) and 1 in r.infer_ms]
-    theirs = next((r for name, r in rows.items() if name.startswith("torch_brain")), None)
+    theirs = next((r for name, r in fp32.items() if name.startswith("torch_brain")), None)
     if not ours or theirs is None or not theirs.steps.get(1) or 1 not in theirs.infer_ms:
         return []
     best = min(ours, key=lambda r: r.step_ms(1))
@@ -839,7 +895,8 @@ def streaming_section(streaming: Sequence[dict], duration: float) -> list[str]:
 
 def runs_section(runs: Sequence[dict], threads: Sequence[int]) -> list[str]:
     lines = ["| date, commit | load before / after | M spikes/s (padded / packed) | pipeline ratio "
-             + "".join(f"| step ratio, {t} thr (padded / packed) | inference ratio, {t} thr " for t in threads) + "|",
+             + "".join(f"| step ratio, {t} thr (padded / packed [/ packed {BF16_SUFFIX}]) | inference ratio, {t} thr "
+                       for t in threads) + "|",
              "|---|---|---|---" + "|---|---" * len(threads) + "|"]
     for r in runs:
         cells = [f"{r['date']}, {r['commit']}", " / ".join(f"{x:.2f}" for x in r["load"]),
@@ -926,6 +983,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--stream-duration", type=float, default=10.0, help="seconds of stream per streaming case")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--no-torch-brain", action="store_true")
+    parser.add_argument("--no-bf16-matmul", action="store_true", help="skip the rows whose linears multiply in bf16")
     parser.add_argument("--threads", type=int, nargs="+", default=[2, 1], help="torch threads for the model timings")
     args = parser.parse_args(argv)
     args.argv = list(argv or [])
@@ -957,12 +1015,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Row]:
         write_recording(recording, paths["ours"])
         if not args.no_torch_brain:
             write_torch_brain_store(recording, paths["tb"])
-        impls = make_impls(recording, paths, setup, args.seed, not args.no_torch_brain)
+        impls = make_impls(recording, paths, setup, args.seed, not args.no_torch_brain, bf16=not args.no_bf16_matmul)
         n = max(args.pipeline_batches, args.steps, args.curve_steps) * setup.batch_size
         starts = window_starts(recording.duration, setup, n, args.seed)
         load_before = os.getloadavg()[0]
         rows, summaries = timed_runs(impls, starts, args)
         extra["hw"]["peak"] = {t: matmul_peak(t) for t in (1, 2)}
+        extra["hw"]["peak_bf16"] = {t: matmul_peak(t, dtype=torch.bfloat16) for t in (1, 2)}
         torch.set_num_threads(1)
         extra["hw"]["flops"] = {impl.name: step_flops(impl, impl.pipeline(starts[:setup.batch_size])) for impl in impls}
         extra["streaming"] = measure_streaming(args.stream_duration)

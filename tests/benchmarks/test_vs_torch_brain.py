@@ -55,3 +55,26 @@ def test_distance_to_targets_is_computed_from_the_runs_own_numbers(bench):
     assert "at the whole peak 100 ms = 0.20x" in line
     assert "the inference target is 60 ms" in line and "in 60 ms (0.50 of the peak" in line
     assert bench.distance_to_targets({ours.name: ours}, hw) == []  # no torch_brain row: nothing to compare
+
+
+def test_bf16_matmul_rows_are_reported_apart_from_the_float32_targets(bench):
+    rows = {name: bench.Row(name) for name in ("spikefm POYO, padded", "spikefm POYO, packed",
+                                               "torch_brain 0.2.1 POYO (pad8)", "spikefm POYO, packed bf16-matmul",
+                                               "torch_brain 0.2.1 POYO (pad8), bf16-matmul")}
+    times = {"spikefm POYO, padded": (0.2, 60.0, 30e6), "spikefm POYO, packed": (0.2, 60.0, 31e6),
+             "torch_brain 0.2.1 POYO (pad8)": (0.5, 200.0, 3e6), "spikefm POYO, packed bf16-matmul": (0.16, 50.0, 0.0),
+             "torch_brain 0.2.1 POYO (pad8), bf16-matmul": (0.4, 150.0, 3e6)}
+    for name, (step, infer, rate) in times.items():
+        rows[name].steps, rows[name].infer_ms, rows[name].spikes_per_s = {1: [step]}, {1: infer}, rate
+    summary = bench.run_summary(rows, [1], (0.1, 0.2))
+    assert set(summary["spikes_per_s"]) == {"padded", "packed"}  # the pipeline is the float32 rows'
+    assert summary["pipeline_ratio"]["packed"] == pytest.approx(31 / 3)
+    assert summary["step_ratio"]["1"]["packed bf16-matmul"] == pytest.approx(0.16 / 0.5)  # vs torch_brain float32
+    assert summary["bf16_same_precision"]["1"]["step packed bf16-matmul"] == pytest.approx(0.16 / 0.4)
+    lines = bench.targets([summary], [1], [])
+    float32 = [line for line in lines if "float32, 1 thread" in line]
+    assert len(float32) == 2 and all("**NOT met**" in line for line in float32)  # 0.4x: the bf16 row does not count
+    (bf16,) = [line for line in lines if "bf16 matmuls" in line]
+    assert "step 0.32x torch_brain's float32 time (met" in bf16 and "step 0.40x" in bf16 and "inference 0.25x" in bf16
+    old = run(0.4, 0.3)  # runs recorded before the bf16 rows still summarize
+    assert not [line for line in bench.targets([old], [1], []) if "bf16" in line]

@@ -27,6 +27,8 @@ import yaml
 from pydantic import BeforeValidator, ConfigDict
 from pydantic.dataclasses import dataclass as _pydantic_dataclass
 
+BF16_MATMUL = "bf16-matmul"  # trainer.precision: float32 run, linears multiplied in bf16 (spikefm.nn.bf16_matmul)
+
 __all__ = [
     "ConfigError", "DataConfig", "ModelSection", "TrainerConfig", "RunConfig", "load_recipe", "apply_overrides",
 ]
@@ -108,7 +110,9 @@ class TrainerConfig:
         warmup_steps: linear warm-up steps before cosine decay to ``lr * min_lr_ratio``.
         min_lr_ratio: final learning rate as a fraction of ``lr``.
         grad_clip: max gradient norm (0 disables).
-        precision: Lightning precision; "auto" = bf16-mixed on GPU, 32 on CPU.
+        precision: Lightning precision; "auto" = bf16-mixed on GPU, 32 on CPU. ``"bf16-matmul"``
+            (CPU): a float32 run whose linears multiply in bf16 (:mod:`spikefm.nn.bf16_matmul`),
+            faster where the CPU has bf16 dot products (AVX-512-BF16, AMX) and where autocast is not.
         seed: seeds python, numpy and torch (and window sampling).
         val_every: validate every this many steps.
         early_stopping_patience: stop after this many validations without improvement (0 disables).
@@ -152,6 +156,9 @@ class TrainerConfig:
     checkpoint_every: int = 100
 
     def __post_init__(self) -> None:
+        if self.precision == BF16_MATMUL and self.accelerator not in ("auto", "cpu"):
+            raise ValueError(f"trainer.precision {BF16_MATMUL!r} is for CPU runs (accelerator {self.accelerator!r}); "
+                             "use 'bf16-mixed' on GPUs")
         if self.max_steps < 1 or self.batch_size < 1:
             raise ValueError(
                 f"trainer.max_steps and trainer.batch_size must be >= 1, got {self.max_steps} and {self.batch_size}"

@@ -29,9 +29,10 @@ from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging, Model
 
 from spikefm.data.recording import Recording
 from spikefm.models.registry import ModelSpec, build_config, get_spec
+from spikefm.nn.bf16_matmul import use_bf16_matmuls
 from spikefm.nn.identity import fix_vocabularies
 from spikefm.train.checkpoints import CheckpointError, safe_load, unit_ids_of
-from spikefm.train.config import RunConfig
+from spikefm.train.config import BF16_MATMUL, RunConfig
 from spikefm.train.data import SpikeDataModule, load_recordings
 from spikefm.train.module import SpikeModule
 from spikefm.train.progress import StepProgress
@@ -66,7 +67,8 @@ class FitResult:
 
 
 def build_module(config: RunConfig, recordings: list[Recording]) -> tuple[SpikeModule, ModelSpec, Any]:
-    """Model + objective + tokenizer for a recipe, sized from ``recordings``."""
+    """Model + objective + tokenizer for a recipe, sized from ``recordings`` (with ``precision: bf16-matmul``, its
+    linears multiply in bf16)."""
     spec = get_spec(config.model.name)
     model_config = build_config(config.model.name, config.model.preset, **config.model.overrides)
     sizes = spec.sizes_from_data(recordings, model_config)
@@ -75,6 +77,8 @@ def build_module(config: RunConfig, recordings: list[Recording]) -> tuple[SpikeM
         model=model, objective=spec.objective, trainer=config.trainer, run_config=config.to_dict(), data_sizes=sizes,
         unit_ids=unit_ids_of(recordings),
     )
+    if config.trainer.precision == BF16_MATMUL:
+        use_bf16_matmuls(module)
     tokenizer = spec.make_tokenizer(model_config, **config.tokenizer)
     return module, spec, tokenizer
 
@@ -93,6 +97,9 @@ def _quiet_lightning() -> None:
 
 
 def _precision(config: RunConfig) -> str:
+    """Lightning's precision for the recipe's: ``bf16-matmul`` is a float32 run whose linears multiply in bf16."""
+    if config.trainer.precision == BF16_MATMUL:
+        return "32-true"
     if config.trainer.precision != "auto":
         return config.trainer.precision
     return "bf16-mixed" if torch.cuda.is_available() else "32-true"
