@@ -96,6 +96,23 @@ def test_the_unified_model_is_paired_with_each_parent_on_the_parents_condition_a
         + [(f"unified recalibrate k={k}", f"poyo recalibrate k={k}") for k in (4, 8)])
 
 
+def test_a_transfer_row_of_a_unified_ablation_is_paired_with_the_full_row_not_the_parents() -> None:
+    from spikefm.eval.bench import _transfer_candidates, unified_versus_parents
+    from spikefm.eval.protocol import ablation_of
+
+    rows = _transfer_candidates(["unified:zero_shot", "unified:zero_shot:onepass", "spint:zero_shot"], (8,),
+                                transfer_task(), {}, Pretraining())
+    models = [c for c in rows if hasattr(c, "condition")]
+    ablation = next(c for c in models if c.overrides)
+    assert ablation.name == "unified zero_shot k=8 [triggered_input=False]"
+    assert ablation_of(ablation.name) == "unified zero_shot k=8"
+    assert ablation.config.triggered_input is False and ablation.key()["overrides"] == {"triggered_input": False}
+    assert "overrides" not in next(c for c in models if c.model == "spint").key()  # earlier rows keep their keys
+    assert unified_versus_parents(rows) == [("unified zero_shot k=8", "spint zero_shot k=8")]
+    with pytest.raises(ValueError, match="ablations are the unified model's"):
+        _transfer_candidates(["spint:zero_shot:onepass"], (8,), transfer_task(), {}, Pretraining())
+
+
 def test_the_command_line_sets_the_curve_over_k(tmp_path: Path) -> None:
     """`--ks` gives the transfer suite its numbers of new-session trials; impossible ks fail before any training."""
     import json

@@ -73,11 +73,12 @@ def test_unified_ablation_rows_carry_their_overrides_and_names() -> None:
     budget = Budget(trials=1, seeds=1, max_steps=2, bootstrap=10)
     table, untriggered = _models(["unified:co-bps:table", "unified:co-bps:untriggered"], lambda m: co_bps, budget,
                                  Path("unused"))
-    assert table.overrides == {"identity": "table"} and table.name == "unified co-bps [identity=table]"
+    assert table.overrides == {"identity": "table", "triggered_input": False}
+    assert table.name == "unified co-bps [identity=table, triggered_input=False]"
     assert untriggered.overrides == {"triggered_identity": False}
     decode_table, supervised = _models(["unified:decode:table", "unified:decode:supervised"], lambda m: decode,
                                        budget, Path("unused"))
-    assert decode_table.name == "unified [identity=table]" and decode_table.key() != supervised.key()
+    assert decode_table.name == "unified [identity=table, triggered_input=False]" and decode_table.key() != supervised.key()
     assert supervised.overrides == {"schemes": (), "count_weight": 0.0} and supervised.metric == "decode R2"
     binned, transformer = _models(["unified:decode:binned", "unified:co-bps:transformer"],
                                   {"unified:decode:binned": decode, "unified:co-bps:transformer": co_bps}.get,

@@ -247,7 +247,7 @@ def test_spikefm_eval_calibrates_and_forgets_the_scored_session(dataset):
 
 def test_the_lookup_table_ablation_has_a_row_per_unit_and_recalibrates_new_sessions_by_gradient(dataset):
     first, second = dataset.recordings
-    model, tokenizer = build([first], identity="table")
+    model, tokenizer = build([first], identity="table", triggered_input=False)
     assert model.id_encoder is None and model.unit_table.keys == first.unit_keys()
     with pytest.raises(ValueError, match="no calibration"):
         model.calibrate(first)
@@ -269,7 +269,7 @@ def test_spikefm_eval_scores_the_lookup_table_ablation_without_calibrating(datas
     from spikefm.eval.evaluate import predict
 
     rec = dataset.recordings[0]
-    model, tokenizer = build([rec], identity="table")
+    model, tokenizer = build([rec], identity="table", triggered_input=False)
     assert not model.calibrates
     out = predict(model, tokenizer, rec, split="val", window=1.0, pack=True)
     assert out.behavior is not None and np.isfinite(out.behavior).all()
@@ -354,3 +354,75 @@ def test_a_model_without_behaviour_trains_on_counts_and_says_it_cannot_stream_be
     model.eval().calibrate(rec)
     with pytest.raises(ValueError, match="decodes no behaviour"):
         model.prepare_stream(rec.unit_keys(), rec.session, torch.zeros(5, dtype=torch.float64))
+
+
+def _with_triggered_input(model):
+    """The two-pass model with its triggered-input embedding switched on (it starts at zero: the one-pass model)."""
+    torch.manual_seed(1)
+    torch.nn.init.normal_(model.input_triggered[-1].weight, std=0.2)
+    torch.nn.init.normal_(model.input_triggered[-1].bias, std=0.2)
+    return model
+
+
+def test_triggered_input_is_permutation_invariant_and_streams_as_the_offline_pass(dataset):
+    model, tokenizer = build(dataset.recordings, triggered_input=True, **EXACT)
+    model = _with_triggered_input(model)
+    rec = dataset.recordings[0]
+    samples = tokens_of(tokenizer, rec, rec.trials.start[:4])
+    with torch.no_grad():
+        base = model(collate(samples, pack=True))
+        shuffled = model(collate([permuted(t, np.random.default_rng(0)) for t in samples], pack=True))
+    torch.testing.assert_close(shuffled["behavior"], base["behavior"], atol=1e-5, rtol=1e-5)
+    model.calibrate(rec)
+    tokens = tokenizer(rec.window(0.0, 1.0))
+    batch = collate([tokens], pack=True)
+    with torch.no_grad():
+        offline = model(batch)["behavior"][0]
+    inputs = np.flatnonzero(~rec.units.heldout)
+    spikes = (tokens.token_type == TokenType.SPIKE) & np.isin(tokens.unit_index, inputs)
+    times, units = batch.timestamps.double().numpy()[spikes], np.searchsorted(inputs, tokens.unit_index[spikes])
+    streamed = StreamingDecoder(model, [rec.unit_keys()[i] for i in inputs], rec.session).run(times, units, start=0.0,
+                                                                                             n_chunks=16)
+    torch.testing.assert_close(streamed, offline, atol=1e-5, rtol=1e-5)
+    model.input_triggered[-1].weight.data.zero_()
+    model.input_triggered[-1].bias.data.zero_()
+    with torch.no_grad():  # the embedding is what changes the output
+        assert not torch.allclose(model(batch)["behavior"][0], offline, atol=1e-4)
+
+
+def test_triggered_input_registers_what_calibration_windows_in_the_batch_give(dataset):
+    """The input identities' triggered states from calibrate() equal those the same windows give in the batch."""
+    rec = dataset.recordings[0]
+    model, tokenizer = build([rec], triggered_input=True)
+    model = _with_triggered_input(model)
+    split = np.asarray(rec.trials.columns["split"]).astype(str)
+    train, scored = np.flatnonzero(split == "train")[:4], np.flatnonzero(split == "test")[0]
+    model.calibrate(rec, trials=train)
+    assert model._input_features[rec.session].shape == (rec.n_units, model.config.rnn_dim + 1)
+    none = torch.zeros(5, rec.n_units, dtype=torch.bool)
+    with torch.no_grad():
+        alone = model(collate(tokens_of(tokenizer, rec, rec.trials.start[[scored]]), pack=True),
+                      UnitMasks("neuron", none[:1], none[:1], 0))
+        model._features.pop(rec.session)
+        model._input_features.pop(rec.session)  # both triggered tables now come from the flagged batch windows
+        together = model(collate(tokens_of(tokenizer, rec, rec.trials.start[[*train, scored]]), pack=True),
+                         UnitMasks("neuron", none, none, 0), calibration=torch.tensor([True] * len(train) + [False]))
+    torch.testing.assert_close(alone["behavior"][0], together["behavior"][-1], atol=1e-5, rtol=1e-5)
+    model.calibrate(rec, trials=train)  # the registered features travel with the state dict; forget drops them
+    copy, _ = build([rec], triggered_input=True)
+    copy.load_state_dict(model.state_dict())
+    torch.testing.assert_close(copy._input_features[rec.session], model._input_features[rec.session])
+    model.forget(rec.session)
+    assert rec.session not in model._input_features and rec.session not in model._features
+
+
+def test_triggered_input_trains_its_embedding_and_needs_idencoder_identities(dataset):
+    model, tokenizer = build(dataset.recordings, triggered_input=True)
+    model.train()
+    rec = dataset.recordings[0]
+    out = model(collate(tokens_of(tokenizer, rec, rec.trials.start[:6]), pack=True))
+    loss = get_spec("unified").objective(out, collate(tokens_of(tokenizer, rec, rec.trials.start[:6]), pack=True))[0]
+    loss.backward()
+    assert model.input_triggered[-1].weight.grad.abs().sum() > 0  # the second pass reads the embedding
+    with pytest.raises(ValueError, match="triggered_input"):
+        build_config("unified", "tiny", triggered_input=True, identity="table")

@@ -29,8 +29,10 @@ from spikefm.tokenize.base import TokenType, collate
 REFERENCE = Path(__file__).parent / "data" / "unified_reference.pt"
 # Sizes that exercise unit dropout (more than min_units units) and count-row sampling (few rows);
 # 1/16 s chunks and 64 Hz queries keep boundary times exact in float32 for the streamed pass.
-# t_min: the recipe's value when the reference was written (the default is 1e-2 since 2026-12-04).
-OVERRIDES = {"min_units": 20, "count_rows": 24, "chunk": 0.0625, "query_rate_hz": 64.0, "t_min": 1e-4}
+# t_min, triggered_input: the recipe's values when the reference was written (the defaults are 1e-2 since
+# 2026-12-04 and the two-pass identity since 2026-12-05).
+OVERRIDES = {"min_units": 20, "count_rows": 24, "chunk": 0.0625, "query_rate_hz": 64.0, "t_min": 1e-4,
+             "triggered_input": False}
 
 
 def _build(recordings, **overrides):

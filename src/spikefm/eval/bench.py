@@ -80,11 +80,12 @@ MODEL_TASKS = {"ndt1": CO_BPS, "stndt": CO_BPS, "mtm": CO_BPS, "ndt2": CO_BPS, "
                # co-smoothing rows of models whose main row decodes (held-out units' rates from spikefm.eval.predict)
                "ndt3:cosmoothing": CO_BPS, "neds:cosmoothing": CO_BPS}
 #: Issue 16's ablations of the unified model, as fixed config overrides of a ``unified:<task>:<ablation>`` row.
-UNIFIED_ABLATIONS = {"table": {"identity": "table"},  # POYO's learned row per unit instead of the IDEncoder
+UNIFIED_ABLATIONS = {"table": {"identity": "table", "triggered_input": False},  # POYO's row per unit, not the IDEncoder
                      "untriggered": {"triggered_identity": False},  # readout identity from the IDEncoder alone
                      "supervised": {"schemes": (), "count_weight": 0.0},  # behaviour only: no masking, no counts
                      "binned": {"input_bin": 0.05},  # counts per unit per 50 ms chunk instead of spike times
                      "forward4": {"forward_chunks": 4},  # the causal scheme at horizons 1..4 chunks, not 1 only
+                     "onepass": {"triggered_input": False},  # input identities from the IDEncoder alone (one pass)
                      "transformer": {"core": "transformer"}}  # a causal transformer over the last 20 chunks
 #: Rows ``<model>:<task>[:<ablation>]`` of spike-token models scored from their per-chunk unit counts.
 UNIT_COUNT_ROWS = {"co-bps": UnitRateCandidate, "forward_pred": UnitForwardCandidate}
@@ -326,12 +327,12 @@ def _transfer_candidates(rows: Sequence[str], ks: Sequence[int], task: Task, sou
     from spikefm.eval.transfer_candidate import TransferCandidate
     from spikefm.models.registry import get_spec
 
-    parsed = [(model, condition) for model, _, condition in (row.partition(":") for row in rows)]
-    cobps = {model: cobps_transfer_task(model, window=task.window) for model, _ in parsed
+    parsed = [_transfer_row(row) for row in rows]
+    cobps = {model: cobps_transfer_task(model, window=task.window) for model, _, _ in parsed
              if get_spec(model).task == "self_supervised"}
     candidates: list = []
     for k in ks:
-        if not parsed or any(model not in cobps for model, _ in parsed):  # a row decodes (or baselines only)
+        if not parsed or any(model not in cobps for model, _, _ in parsed):  # a row decodes (or baselines only)
             for name in ("wiener causal", "wiener acausal", "kalman"):
                 extra = {"window_bins": task.window_bins} if name == "wiener acausal" else {}
                 candidates.append(BaselineCandidate(make_baseline(name, **extra), task, train_trials=k))
@@ -339,13 +340,24 @@ def _transfer_candidates(rows: Sequence[str], ks: Sequence[int], task: Task, sou
             smoothing = Task(CO_BPS, window=task.window, bin_size=bins)
             candidates += [BaselineCandidate(make_baseline(name), smoothing, train_trials=k)
                            for name in baselines_for("self_supervised", causal=False)]
-        for model, condition in parsed:
+        for model, condition, ablation in parsed:
+            fixed = {"overrides": UNIFIED_ABLATIONS[ablation]} if ablation else {}
             if model in cobps:
                 candidates.append(CoBpsTransferCandidate(model, condition or "finetune", k, cobps[model], sources,
-                                                         pretraining))
+                                                         pretraining, **fixed))
             else:
-                candidates.append(TransferCandidate(model, condition or "zero_shot", k, task, sources, pretraining))
+                candidates.append(TransferCandidate(model, condition or "zero_shot", k, task, sources, pretraining,
+                                                    **fixed))
     return candidates
+
+
+def _transfer_row(row: str) -> tuple[str, str, str]:
+    """``model[:condition[:ablation]]`` -> (model, condition, ablation); ablations are the unified model's
+    (:data:`UNIFIED_ABLATIONS`)."""
+    model, condition, ablation = (row.split(":") + ["", ""])[:3]
+    if ablation and (model != "unified" or ablation not in UNIFIED_ABLATIONS):
+        raise ValueError(f"transfer row {row!r}: ablations are the unified model's, one of {sorted(UNIFIED_ABLATIONS)}")
+    return model, condition, ablation
 
 
 def recording_transfer_suite(rows: Sequence[str], budget: Budget, out: Path, cache: ResultCache, target: Recording,
@@ -390,7 +402,7 @@ def unified_versus_parents(candidates: Sequence[Any]) -> list[tuple[str, str]]:
     """(unified row, other model's row) for every transfer condition and k both ran: zero-shot against zero-shot
     (SPINT), recalibration against recalibration (POYO), the same k trials of the new session."""
     transfer = [c for c in candidates if hasattr(c, "condition")]
-    return [(u.name, c.name) for u in transfer if u.model == "unified" for c in transfer
+    return [(u.name, c.name) for u in transfer if u.model == "unified" and not u.overrides for c in transfer
             if c.model != "unified" and (c.condition, c.k) == (u.condition, u.k)]
 
 

@@ -23,7 +23,7 @@ model never sees.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -110,6 +110,8 @@ class TransferCandidate(ScoredBySplit):
         sources: target session name -> its world's pretraining sessions.
         pretraining: the fixed pretraining recipe.
         preset: the model's preset.
+        overrides: fixed config overrides of the preset: an ablation row, named ``<row> [key=value]`` so the
+            protocol pairs it with the full row (:func:`~spikefm.eval.protocol.ablation_of`).
     """
 
     model: str
@@ -120,6 +122,7 @@ class TransferCandidate(ScoredBySplit):
     pretraining: Pretraining = Pretraining()
     preset: str = "tiny"
     deterministic: bool = False
+    overrides: dict[str, Any] = field(default_factory=dict)
 
     #: The registry task of the models this candidate transfers, and how a refusal names the others.
     model_task: ClassVar[str] = "decoding"
@@ -143,7 +146,10 @@ class TransferCandidate(ScoredBySplit):
         missing = [m for m in needs.get(self.condition, ()) if not hasattr(probe, m)]
         if missing:
             raise ValueError(f"{self.model} cannot run {self.condition}: it has no {', '.join(missing)}")
-        self.name, self.metric = f"{self.model} {self.condition} k={self.k}", self.task.metric
+        from spikefm.eval.protocol import ablation_name
+
+        self.name = ablation_name(f"{self.model} {self.condition} k={self.k}", self.overrides)
+        self.metric = self.task.metric
         self.causal = is_causal(self.model, self.config)
         reads = {"zero_shot": f"{self.k} unlabeled trials of the new session, no gradient step",
                  "recalibrate": f"{self.k} labelled trials: the new session's rows trained, the rest frozen",
@@ -160,12 +166,12 @@ class TransferCandidate(ScoredBySplit):
         from spikefm.models.registry import build_config
 
         return build_config(self.model, self.preset,
-                            **_behavior_override(self.model, self.preset, self.task.behavior_key))
+                            **{**_behavior_override(self.model, self.preset, self.task.behavior_key), **self.overrides})
 
     def key(self) -> dict[str, Any]:
         return {"kind": "model", "model": self.model, "preset": self.preset, "condition": self.condition,
                 "k": self.k, "task": self.task.__dict__, "pretraining": self.pretraining.__dict__,
-                "transfer_format": 1}
+                "transfer_format": 1, **({"overrides": self.overrides} if self.overrides else {})}
 
     def default(self) -> dict[str, Any]:
         return {"zero_shot": {}, "recalibrate": {"lr": 1e-2, "steps": 200},
@@ -188,7 +194,7 @@ class TransferCandidate(ScoredBySplit):
         from spikefm.eval.sealed import fingerprint
 
         data = tuple((r.session, fingerprint(r)) for r in sources)  # names alone collide across world settings
-        key = (self.model, self.preset, data, seed, self.pretraining, self.task.window)
+        key = (self.model, self.preset, data, seed, self.pretraining, self.task.window, repr(sorted(self.overrides.items())))
         if key not in _PRETRAINED:
             torch.manual_seed(seed)
             model = self.spec.model_cls(self.config, **self.spec.sizes_from_data(sources, self.config))

@@ -128,38 +128,48 @@ class UnitRecalibration:
 class RegisteredCalibration:
     """Mixin for models that keep registered calibration counts per session (SPINT, unified).
 
-    ``self._calibration`` maps a session to (unit keys, counts tensor); ``self._calibration_features`` (optional)
-    maps a session to per-unit features [U, F] computed from its calibration windows when they were registered
-    (the unified model's triggered states). Both travel in the module's extra state, so a saved model (state
-    dict, safetensors) keeps its calibration, and they follow the model across devices.
+    ``self._calibration`` maps a session to (unit keys, counts tensor). Feature tables named in ``FEATURE_TABLES``
+    (optional) map a session to per-unit features [U, F] computed from its calibration windows when they were
+    registered (the unified model's triggered states: ``features`` for its count readout, ``input_features`` for
+    its input identities). All of them travel in the module's extra state, so a saved model (state dict,
+    safetensors) keeps its calibration, and they follow the model across devices.
     """
 
     _calibration: dict[str, tuple[tuple[str, ...], Tensor]]
+    FEATURE_TABLES: tuple[str, ...] = ("features",)
+
+    def _feature_table(self, name: str) -> dict[str, Tensor]:
+        """Session -> per-unit features [U, F] of the feature table ``name``."""
+        return self.__dict__.setdefault(f"_calibration_{name}", {})
 
     @property
     def _features(self) -> dict[str, Tensor]:
-        if "_calibration_features" not in self.__dict__:
-            self.__dict__["_calibration_features"] = {}
-        return self.__dict__["_calibration_features"]
+        return self._feature_table("features")
 
     def get_extra_state(self) -> dict[str, Any]:
+        tables = {name: self._feature_table(name) for name in self.FEATURE_TABLES}
         return {s: {"keys": list(k), "counts": c.cpu(),
-                    **({"features": self._features[s].cpu()} if s in self._features else {})}
+                    **{name: table[s].cpu() for name, table in tables.items() if s in table}}
                 for s, (k, c) in self._calibration.items()}  # fmt: skip
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
         self._calibration = {s: (tuple(v["keys"]), v["counts"]) for s, v in (state or {}).items()}
-        self._features.clear()
-        self._features.update({s: v["features"] for s, v in (state or {}).items() if "features" in v})
+        for name in self.FEATURE_TABLES:
+            table = self._feature_table(name)
+            table.clear()
+            table.update({s: v[name] for s, v in (state or {}).items() if name in v})
 
     def forget(self, session: str | None = None) -> None:
         """Drop the registered calibration of ``session`` (or of every session)."""
+        tables = [self._feature_table(name) for name in self.FEATURE_TABLES]
         if session is None:
             self._calibration.clear()
-            self._features.clear()
+            for table in tables:
+                table.clear()
         else:
             self._calibration.pop(session, None)
-            self._features.pop(session, None)
+            for table in tables:
+                table.pop(session, None)
 
     @property
     def calibrated_sessions(self) -> list[str]:
@@ -170,5 +180,7 @@ class RegisteredCalibration:
         out = super()._apply(fn, recurse)
         device = next(self.parameters()).device
         self._calibration = {s: (k, c.to(device)) for s, (k, c) in self._calibration.items()}
-        self._features.update({s: f.to(device) for s, f in self._features.items()})
+        for name in self.FEATURE_TABLES:
+            table = self._feature_table(name)
+            table.update({s: f.to(device) for s, f in table.items()})
         return out

@@ -72,6 +72,8 @@ class Unified(RegisteredCalibration, UnifiedStreaming, nn.Module):
         batch and flag only those, as :class:`~spikefm.eval.unit_rate_candidate.UnitRateCandidate`).
     """
 
+    FEATURE_TABLES = ("features", "input_features")  # registered triggered states: count readout, input identity
+
     def __init__(self, config: UnifiedConfig, *, behavior_dims: dict[str, int], unit_keys: Sequence[str] = ()) -> None:
         super().__init__()
         self.config, dim = config, config.dim
@@ -95,6 +97,11 @@ class Unified(RegisteredCalibration, UnifiedStreaming, nn.Module):
         self.readout = nn.ModuleDict({key: nn.Linear(dim, width) for key, width in behavior_dims.items()})
         self.count_readout = IdentityReadout(dim, triggered_dim=core_dim + 1 if config.triggered_identity else None)
         self.count_embedding = nn.Linear(1, dim) if config.token_counts else None
+        self.input_triggered = None  # identity += MLP(triggered state of a first pass), with triggered_input
+        if config.triggered_input:
+            self.input_triggered = nn.Sequential(nn.Linear(core_dim + 1, dim), nn.GELU(), nn.Linear(dim, dim))
+            nn.init.zeros_(self.input_triggered[-1].weight)  # starts as the one-pass model
+            nn.init.zeros_(self.input_triggered[-1].bias)
         self._calibration: dict[str, tuple[tuple[str, ...], Tensor]] = {}
 
     # ------------------------------------------------------------------ offline pass
@@ -145,21 +152,48 @@ class Unified(RegisteredCalibration, UnifiedStreaming, nn.Module):
         tables = {s: table(s) for s in set(row_sessions) if s in registered}
         return with_registered(values, batch.unit_keys, row_sessions, tables)
 
-    def _encode(self, batch: Batch, masks: UnitMasks, calibration: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Identities [sum U, D], scored units bool [sum U], counts per chunk [sum U, C] and core outputs [B, C, H]."""
+    def _encode(self, batch: Batch, masks: UnitMasks, calibration: Tensor, first_pass: bool = False
+                ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Identities [sum U, D], scored units bool [sum U], counts per chunk [sum U, C] and core outputs [B, C, H].
+
+        With ``triggered_input``, two passes: the first with the IDEncoder identities; each unit's spike-triggered
+        average of its core state over the *other* calibration windows (the unit's tuning in the model's own state
+        coordinates) then adds an MLP embedding to its identity for the second. ``first_pass``: stop after the first.
+        """
         c, dev = self.config, batch.timestamps.device
         n_chunks = count_chunks(float(batch.duration.max()), c.chunk)
         hidden, scored = flat_units(masks.hidden, batch), flat_units(masks.scored, batch)  # [sum U] each
         identity = self.identities(batch, hidden, calibration)  # [sum U, D]
+        contributes = ~hidden & calibration[self._unit_windows(batch)]  # rows whose activity calibrates others
         if c.heldout_targets:
             heldout = torch.as_tensor(np.asarray(batch.unit_extras["heldout"], bool), device=dev)  # [sum U]
             hidden, scored = hidden | heldout, scored | heldout
         counts = binned_spike_counts(batch, lambda t: chunk_index(t, c.chunk).clamp(0, n_chunks - 1), n_chunks)
+        two_pass = self.input_triggered is not None and not first_pass
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not two_pass):  # the first pass only measures
+            core_out = self._core_states(batch, identity, hidden, counts)  # [B, C, H]
+        if two_pass:  # second pass: identities + their tuning to the first pass's state
+            triggered = triggered_states(counts, core_out, batch.unit_keys, self._unit_windows(batch), batch.sessions,
+                                         self.training, contributes=contributes)  # fmt: skip
+            table = lambda s: dict(zip(self._calibration[s][0], self._input_features[s]))  # noqa: E731
+            triggered = self._with_registered(triggered, batch, table, self._input_features)
+            identity = identity + self.input_triggered(triggered)
+            core_out = self._core_states(batch, identity, hidden, counts)
+        return identity, scored, counts, core_out
+
+    def _core_states(self, batch: Batch, identity: Tensor, hidden: Tensor, counts: Tensor) -> Tensor:
+        """Core outputs [B, C, H] from the visible tokens with these identities."""
+        c, n_chunks = self.config, counts.shape[1]
         tokens, times, mask = self._chunk_tokens(batch, identity, hidden, counts)  # [B * C, S, D], [B * C, S] x 2
         times = times if c.input_bin is None else bin_centres(times, c.input_bin, c.chunk)  # binned-input ablation
         latents = encode_chunks(self.encoder, self.latent_embedding.weight, self.rotary, tokens, times, mask, c.chunk)
-        core_out, _ = self.core(latents.view(batch.batch_size, n_chunks, -1))  # [B, C, H]
-        return identity, scored, counts, core_out
+        return self.core(latents.view(batch.batch_size, n_chunks, -1))[0]
+
+    @staticmethod
+    def _unit_windows(batch: Batch) -> Tensor:
+        """long [sum U]: the window of each unit row."""
+        return torch.repeat_interleave(torch.arange(batch.batch_size, device=batch.timestamps.device),
+                                       batch.unit_offsets.diff())
 
     def _chunk_tokens(self, batch: Batch, identity: Tensor, hidden: Tensor, counts: Tensor):
         """The visible tokens (not END, not hidden, not dropped) scattered into per-chunk rows."""
@@ -232,12 +266,20 @@ class Unified(RegisteredCalibration, UnifiedStreaming, nn.Module):
                                            bin_size=c.id_bin, window=c.id_window)  # fmt: skip
         self.forget(recording.session)
         self._calibration[recording.session] = (tuple(recording.unit_keys()), counts)
+        if c.triggered_input:  # first: each unit's triggered state of the first pass, for its input identity
+            self._input_features[recording.session] = self._registered_triggered(recording, starts, first_pass=True)
         if c.triggered_identity:  # + each unit's triggered state over the same windows, with these weights
             self._features[recording.session] = self._registered_triggered(recording, starts)
 
+    @property
+    def _input_features(self) -> dict[str, Tensor]:
+        """Session -> [U, H + 1] its units' triggered states of the first pass over its calibration windows."""
+        return self._feature_table("input_features")
+
     @torch.no_grad()
-    def _registered_triggered(self, recording: Recording, starts: np.ndarray) -> Tensor:
-        """[U, H + 1] the recording's units' triggered states over the calibration windows (eval mode)."""
+    def _registered_triggered(self, recording: Recording, starts: np.ndarray, first_pass: bool = False) -> Tensor:
+        """[U, H + 1] the recording's units' triggered states over the calibration windows (eval mode), of the
+        final core state or (``first_pass``) of the first pass's."""
         # spikes only: calibration data is unlabeled
         was_training, tokenizer = self.training, _tokenizer(self.config, query="none", behavior_keys=())
         dev = self.latent_embedding.weight.device
@@ -245,7 +287,8 @@ class Unified(RegisteredCalibration, UnifiedStreaming, nn.Module):
         batch = collate([tokenizer(recording.window(float(t), float(t) + self.config.id_window)) for t in starts],
                         pack=True).to(dev)  # fmt: skip
         none = torch.zeros(batch.batch_size, int(batch.unit_offsets.diff().max()), dtype=torch.bool, device=dev)
-        _, _, counts, core_out = self._encode(batch, UnitMasks("neuron", none, none, 0), batch.mask.new_ones(len(starts)))
+        _, _, counts, core_out = self._encode(batch, UnitMasks("neuron", none, none, 0), batch.mask.new_ones(len(starts)),
+                                              first_pass=first_pass)  # fmt: skip
         window = torch.repeat_interleave(torch.arange(batch.batch_size, device=counts.device), batch.unit_offsets.diff())
         table = registered_triggered_states(counts, core_out, batch.unit_keys, window)
         self.train(was_training)

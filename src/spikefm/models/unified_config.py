@@ -45,6 +45,9 @@ class UnifiedConfig:
         triggered_identity: add to a scored unit's readout identity an MLP of its spike-triggered average
             of the core state over the batch's other calibration windows
             (:func:`~spikefm.nn.calibration.triggered_states`).
+        triggered_input: two passes: each unit's *input* identity also gets an MLP embedding of its spike-triggered
+            average of the first pass's core state over the other calibration windows (its tuning in the model's
+            own state coordinates, which a new session's units get from unlabeled calibration data).
         input_bin: the binned-input ablation: each spike's time becomes the centre of its bin of this
             many seconds (must divide ``chunk``), so the input carries counts per unit per bin, not spike
             times. None: exact times (POYO).
@@ -82,6 +85,7 @@ class UnifiedConfig:
     token_counts: bool = False
     identity: str = "idencoder"
     triggered_identity: bool = True
+    triggered_input: bool = True
     input_bin: float | None = None
     core_window: int = 20
 
@@ -98,6 +102,9 @@ class UnifiedConfig:
                              "must be >= 1")
         if not (self.chunk > 0 and 0 < self.id_bin <= self.id_window and self.query_rate_hz > 0):
             raise ValueError("UnifiedConfig needs chunk > 0, 0 < id_bin <= id_window and query_rate_hz > 0")
+        if self.triggered_input and self.identity == "table":
+            raise ValueError("UnifiedConfig.triggered_input refines IDEncoder identities from calibration windows; the "
+                             "identity: table ablation has none")
         if self.input_bin is not None:
             bins_per_chunk(self.input_bin, self.chunk)  # raises unless input_bin divides chunk
 
@@ -122,7 +129,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     # turn a spike's rotated value by a phase that is noise for Poisson-like spiking; on lorenz-0's
     # validation trials (seed 0, 600 steps) t_min 1e-2 gave decode R2 0.773 vs 0.691 and co-bps 0.148 vs
     # 0.120 (binning spike times to their 50 ms chunk gave 0.780 / 0.141; 2026-12-04). SPINT: 20 ms calibration bins, 8 windows
-    # (arXiv 2507.08402; sizes ours). MtM's four schemes and ratios (IBL_foundation_model
+    # (arXiv 2507.08402; sizes ours). Two passes (triggered_input, ours): on transfer world 0's val trials (3 seeds,
+    # zero-shot) new-session decode R2 0.753 / 0.666 at k = 8 / 32 vs 0.641 / 0.624 in one pass, pretraining
+    # session 0.847 / 0.856 vs 0.830 / 0.823 (benchmarks/unified_identity_passes.py; 2026-12-05). MtM's four schemes and ratios (IBL_foundation_model
     # masker.py). POYO: START tokens, unit dropout min 30 (torch_brain poyo.py).
     "unified_possm": {"dim": 256, "heads": 1, "rnn_dim": 512, "rnn_layers": 2},
     # CPU-sized for tests, the tiny recipe and the first measurements.
