@@ -68,6 +68,18 @@ STREAM_TARGET_MS = 1.0  # ms per 50 ms chunk at 200 units, one thread
 # kept here because this script reports end-to-end numbers only). Percentages are of self CPU time of spikefm's
 # packed step. ``distance_to_targets`` computes the same budget from each run's own numbers.
 PROFILE_NOTES = [
+    "- Issue 20, 2026-12-05, bf16 on Zen 4 (AVX-512-BF16): a bf16 `mm` runs at ~2.2x float32's rate here (peak "
+    "line above; ~215 vs ~96 GFLOP/s at the linears' shapes, one thread), but `torch.autocast` makes the step "
+    "*slower* (1.29x): under autocast the rotations, gating, `cat` and row gathers after each linear run on bf16 "
+    "tensors, which these CPU kernels process slower than float32 (profiled inference under autocast: `mul` "
+    "25 ms and `cat` 17 ms per batch against a few ms in float32), and the CPU flash-attention kernel is slower "
+    "in bf16 (64 x 2,000 keys, 2 heads: 0.97 vs 0.87 ms forward, 3.85 vs 3.39 ms forward + backward). "
+    "`spikefm.nn.bf16_matmul` multiplies only the linears in bf16 and hands float32 back: step 207 -> 174 ms, "
+    "inference 65 -> 55 ms (one thread). What remains is float32: flash attention ~67 ms of the ~170 ms step "
+    "(forward 21, backward 46), the bf16 `mm`s ~38 ms, casts and copies ~12 ms. A bf16 attention from two "
+    "`bmm`s and a float32 softmax was slower still (1.44 ms forward per sample): at 64 queries the kernel is "
+    "bound by memory traffic, not multiplies. torch_brain with the same bf16 linears gains about as much "
+    "(492 -> 411 ms), so at equal precision the ratio is ~0.43x.",
     "- Issue 20, 2026-12-05: AdamW in its fused form (one kernel per parameter, `spikefm.train.optim.adamw`) for "
     "both implementations, as spikefm's trainer now uses it: the optimizer step of this 2.1M-parameter POYO drops "
     "from ~6.6 ms to ~1 ms, spikefm's one-thread step from 204 to 202 ms (Zen 4, quiet): within the ratio's "
@@ -531,7 +543,7 @@ def step_flops(impl: Impl, batch) -> tuple[int, int]:
 
 @dataclass
 class Variant:
-    """spikefm POYO (packed) trained one other way: bf16 autocast or ``torch.compile``."""
+    """spikefm POYO (packed) trained one other way: bf16 autocast, bf16 linears or ``torch.compile``."""
 
     name: str
     impl: Impl
@@ -540,6 +552,7 @@ class Variant:
     error: str = ""  # why this variant could not train, if it could not
     steps: list[float] = field(default_factory=list)
     losses: list[float] = field(default_factory=list)
+    reseeded: list[float] = field(default_factory=list)  # float32 only: the same run with other dropout draws
 
     @property
     def step_ms(self) -> float:
@@ -610,12 +623,19 @@ def variant_curves(variants: Sequence[Variant], batches: Sequence, seed: int) ->
         for v in chosen:
             torch.manual_seed(seed + i)
             v.losses.append(v.impl.train_step(batch))
+    fp32 = variants[0]  # the noise floor: float32 again from the same weights, other dropout draws
+    fp32.impl.model.load_state_dict(fp32.initial_state)
+    fp32.impl.__post_init__()
+    for i, batch in enumerate(batches):
+        torch.manual_seed(RESEED + seed + i)
+        fp32.reseeded.append(fp32.impl.train_step(batch))
 
 
 # torch.compile(model, dynamic=True), measured once with `--compile` (2026-12-04, AMD EPYC 2 cores, load ~5, 1 thread):
 COMPILE_NOTE = ("first step 482.6 s (compilation), next step 6,668 ms vs float32's 384 ms in the same run "
                 "(graph breaks at the per-sample `.tolist()` lengths and masked copies; recompiles per key count)")
-CURVE_TOLERANCE = 0.2  # every 20-step mean of a variant's loss within 20% of float32's
+CURVE_TOLERANCE = 0.2  # every 20-step mean of a variant's loss within 20% of float32's ...
+RESEED = 10_000  # ... or within float32's own distance from itself with other dropout draws (seeds + RESEED)
 
 
 def curve_within_tolerance(losses: Sequence[float], reference: Sequence[float], window: int = 20) -> tuple[bool, float]:
@@ -778,6 +798,7 @@ def plot_curves(rows: Sequence[Row], variants: Sequence[Variant], path: Path) ->
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     curves = [(r.name, r.losses) for r in rows] + [(f"spikefm POYO, packed, {v.name}", v.losses) for v in variants[1:]]
+    curves.append(("spikefm POYO, packed, float32, other dropout draws", variants[0].reseeded if variants else []))
     for name, losses in curves:
         if losses:
             ax.plot(np.arange(1, len(losses) + 1), losses, label=name, lw=1)
@@ -839,8 +860,17 @@ def limits_section(hw: dict, rows: dict[str, Row], variants: Sequence[Variant]) 
             cells.append(f"{rate:.1f} ({rate / peak[threads]:.2f})")
         lines.append(f"| {name} | {train / 1e9:.2f} | {infer / 1e9:.2f} | " + " | ".join(cells) + " |")
     fp32 = variants[0]
+    tolerance, floor = CURVE_TOLERANCE, float("nan")
+    if fp32.reseeded and fp32.losses:
+        floor = curve_within_tolerance(fp32.reseeded, fp32.losses)[1]
+        tolerance = max(CURVE_TOLERANCE, floor)
     lines += ["", f"Side by side, spikefm POYO (packed), 1 thread, {len(fp32.steps)} alternating steps after one "
-              "untimed first step (the first step includes compilation):", "",
+              "untimed first step (the first step includes compilation). A variant keeps the loss curve when every "
+              f"20-step mean of its 200-step curve is within {CURVE_TOLERANCE:.0%} of float32's, or within float32's "
+              "own distance from itself with other dropout draws, whichever is larger (the curve falls steeply "
+              "between steps ~50 and ~100, where a shift of a few steps moves a 20-step mean by more than 20%)"
+              + (f"; float32 with other dropout draws: worst 20-step mean {floor:+.1%}, so the tolerance is "
+                 f"{tolerance:.1%}" if floor == floor else "") + ":", "",
               "| variant | step ms (median) | x float32 | first step ms | 200-step curve vs float32 | adopted |",
               "|---|---|---|---|---|---|"]
     for v in variants:
@@ -851,8 +881,10 @@ def limits_section(hw: dict, rows: dict[str, Row], variants: Sequence[Variant]) 
         elif not v.losses:
             curve, adopted = "not run: slower than float32", "no (slower)"
         else:
-            ok, worst = curve_within_tolerance(v.losses, fp32.losses)
-            curve = f"worst 20-step mean {worst:+.1%} ({'within' if ok else 'outside'} {CURVE_TOLERANCE:.0%})"
+            worst = curve_within_tolerance(v.losses, fp32.losses)[1]
+            ok = worst <= tolerance
+            curve = (f"worst 20-step mean {worst:+.1%} ({'within' if ok else 'outside'} {tolerance:.1%}); "
+                     f"last 20 steps {np.mean(v.losses[-20:]):.4f} vs {np.mean(fp32.losses[-20:]):.4f}")
             adopted = "yes, opt-in (float32 stays the default)" if ok else "no (curve)"
         lines.append(f"| {v.name} | {v.step_ms:.0f} | {v.step_ms / fp32.step_ms:.2f}x | {v.first_ms:.0f} | {curve} | {adopted} |")
     if not any("compile" in v.name for v in variants):
@@ -915,6 +947,8 @@ def report(rows: dict[str, Row], args: argparse.Namespace, recording: Recording,
     runs, variants = extra["runs"], extra["variants"]
     curves = {name: r.losses for name, r in rows.items() if r.losses}  # padded trains as packed does (tests/nn)
     curves.update({f"spikefm POYO, packed, {v.name}": v.losses for v in variants[1:] if v.losses})
+    if variants and variants[0].reseeded:
+        curves["spikefm POYO, packed, float32, other dropout draws"] = variants[0].reseeded
     curve_rows = ["| step | " + " | ".join(curves) + " |", "|---|" + "---|" * len(curves)]
     n = max(map(len, curves.values()), default=0)
     for i in sorted({0, 9, 24, 49, 99, 149, n - 1} & set(range(n))):

@@ -78,3 +78,18 @@ def test_bf16_matmul_rows_are_reported_apart_from_the_float32_targets(bench):
     assert "step 0.32x torch_brain's float32 time (met" in bf16 and "step 0.40x" in bf16 and "inference 0.25x" in bf16
     old = run(0.4, 0.3)  # runs recorded before the bf16 rows still summarize
     assert not [line for line in bench.targets([old], [1], []) if "bf16" in line]
+
+
+def test_a_variant_keeps_the_curve_within_float32s_own_distance_from_itself(bench):
+    fp32 = bench.Variant("float32", impl=None, steps=[0.2], losses=[1.0] * 40, reseeded=[1.0] * 20 + [1.3] * 20)
+    close = bench.Variant("bf16 matmuls", impl=None, steps=[0.17], losses=[1.0] * 20 + [1.25] * 20)
+    far = bench.Variant("other", impl=None, steps=[0.1], losses=[1.0] * 20 + [1.5] * 20)
+    lines = bench.limits_section({"peak": {1: 100.0, 2: 200.0}, "flops": {}}, {}, [fp32, close, far])
+    assert any("float32 with other dropout draws: worst 20-step mean +30.0%, so the tolerance is 30.0%" in line
+               for line in lines)
+    assert "within 30.0%" in next(line for line in lines if line.startswith("| bf16 matmuls"))
+    assert "yes, opt-in" in next(line for line in lines if line.startswith("| bf16 matmuls"))
+    assert "no (curve)" in next(line for line in lines if line.startswith("| other"))
+    fp32.reseeded = [1.0] * 40  # a float32 curve that reproduces itself: the stated 20% holds
+    assert "no (curve)" in next(line for line in bench.limits_section({"peak": {1: 1.0, 2: 1.0}, "flops": {}}, {},
+                                                                       [fp32, close]) if line.startswith("| bf16"))
