@@ -169,11 +169,10 @@ class Unified(RegisteredCalibration, UnifiedStreaming, nn.Module):
             heldout = torch.as_tensor(np.asarray(batch.unit_extras["heldout"], bool), device=dev)  # [sum U]
             hidden, scored = hidden | heldout, scored | heldout
         counts = binned_spike_counts(batch, lambda t: chunk_index(t, c.chunk).clamp(0, n_chunks - 1), n_chunks)
-        two_pass = self.input_triggered is not None and not first_pass
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not two_pass):  # the first pass only measures
-            core_out = self._core_states(batch, identity, hidden, counts)  # [B, C, H]
-        if two_pass:  # second pass: identities + their tuning to the first pass's state
-            triggered = triggered_states(counts, core_out, batch.unit_keys, self._unit_windows(batch), batch.sessions,
+        core_out = self._core_states(batch, identity, hidden, counts)  # [B, C, H]
+        if self.input_triggered is not None and not first_pass:  # second pass: identities + their tuning to it
+            # the first pass only measures (detached: no gradient through it; its graph is freed here)
+            triggered = triggered_states(counts, core_out.detach(), batch.unit_keys, self._unit_windows(batch), batch.sessions,
                                          self.training, contributes=contributes)  # fmt: skip
             table = lambda s: dict(zip(self._calibration[s][0], self._input_features[s]))  # noqa: E731
             triggered = self._with_registered(triggered, batch, table, self._input_features)
