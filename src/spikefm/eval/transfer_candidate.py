@@ -194,7 +194,8 @@ class TransferCandidate(ScoredBySplit):
         from spikefm.eval.sealed import fingerprint
 
         data = tuple((r.session, fingerprint(r)) for r in sources)  # names alone collide across world settings
-        key = (self.model, self.preset, data, seed, self.pretraining, self.task.window, repr(sorted(self.overrides.items())))
+        overrides = repr(sorted(self.overrides.items()))
+        key = (self.model, self.preset, data, seed, self.pretraining, self.task.window, overrides)
         if key not in _PRETRAINED:
             torch.manual_seed(seed)
             model = self.spec.model_cls(self.config, **self.spec.sizes_from_data(sources, self.config))

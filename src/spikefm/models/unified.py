@@ -123,7 +123,7 @@ class Unified(RegisteredCalibration, UnifiedStreaming, nn.Module):
         task + scheme prompt, then each unit's own linear readout of it, its weights computed from its identity
         (no per-unit parameter) and, with ``triggered_identity``, its spike-triggered average of the core state."""
         c, dev, n_chunks = self.config, core_out.device, counts.shape[1]
-        unit_sample = torch.repeat_interleave(torch.arange(batch.batch_size, device=dev), batch.unit_offsets.diff())
+        unit_sample = self._unit_windows(batch)
         rows = scored.nonzero()[:, 0]  # [N] scored (window, unit) rows
         if self.training and rows.numel() > c.count_rows:
             rows = rows[torch.randperm(rows.numel(), device=dev)[: c.count_rows]].sort().values
@@ -164,7 +164,8 @@ class Unified(RegisteredCalibration, UnifiedStreaming, nn.Module):
         n_chunks = count_chunks(float(batch.duration.max()), c.chunk)
         hidden, scored = flat_units(masks.hidden, batch), flat_units(masks.scored, batch)  # [sum U] each
         identity = self.identities(batch, hidden, calibration)  # [sum U, D]
-        contributes = ~hidden & calibration[self._unit_windows(batch)]  # rows whose activity calibrates others
+        window = self._unit_windows(batch)  # [sum U]
+        contributes = ~hidden & calibration[window]  # rows whose activity calibrates others
         if c.heldout_targets:
             heldout = torch.as_tensor(np.asarray(batch.unit_extras["heldout"], bool), device=dev)  # [sum U]
             hidden, scored = hidden | heldout, scored | heldout
@@ -172,7 +173,7 @@ class Unified(RegisteredCalibration, UnifiedStreaming, nn.Module):
         core_out = self._core_states(batch, identity, hidden, counts)  # [B, C, H]
         if self.input_triggered is not None and not first_pass:  # second pass: identities + their tuning to it
             # the first pass only measures (detached: no gradient through it; its graph is freed here)
-            triggered = triggered_states(counts, core_out.detach(), batch.unit_keys, self._unit_windows(batch), batch.sessions,
+            triggered = triggered_states(counts, core_out.detach(), batch.unit_keys, window, batch.sessions,
                                          self.training, contributes=contributes)  # fmt: skip
             table = lambda s: dict(zip(self._calibration[s][0], self._input_features[s]))  # noqa: E731
             triggered = self._with_registered(triggered, batch, table, self._input_features)
@@ -230,9 +231,9 @@ class Unified(RegisteredCalibration, UnifiedStreaming, nn.Module):
         ``identity: table``, each unit's learned row."""
         if self.unit_table is not None:
             return self.unit_table.embed(batch.unit_keys)
-        c, n_units = self.config, batch.unit_offsets.diff()
+        c = self.config
         counts = binned_spike_counts(batch, lambda t: torch.floor(t.double() / c.id_bin).long(), c.id_bins)
-        window = torch.repeat_interleave(torch.arange(batch.batch_size, device=counts.device), n_units)  # [sum U]
+        window = self._unit_windows(batch)  # [sum U]
         identity = in_batch_identities(self.id_encoder, counts, batch.unit_keys, window, batch.sessions,
                                        self.training, contributes=~hidden & calibration[window])  # fmt: skip
         identity = self._with_registered(identity, batch, self._registered, self._calibration)
@@ -286,10 +287,9 @@ class Unified(RegisteredCalibration, UnifiedStreaming, nn.Module):
         batch = collate([tokenizer(recording.window(float(t), float(t) + self.config.id_window)) for t in starts],
                         pack=True).to(dev)  # fmt: skip
         none = torch.zeros(batch.batch_size, int(batch.unit_offsets.diff().max()), dtype=torch.bool, device=dev)
-        _, _, counts, core_out = self._encode(batch, UnitMasks("neuron", none, none, 0), batch.mask.new_ones(len(starts)),
-                                              first_pass=first_pass)  # fmt: skip
-        window = torch.repeat_interleave(torch.arange(batch.batch_size, device=counts.device), batch.unit_offsets.diff())
-        table = registered_triggered_states(counts, core_out, batch.unit_keys, window)
+        everything = batch.mask.new_ones(len(starts))  # every window is calibration
+        _, _, counts, core_out = self._encode(batch, UnitMasks("neuron", none, none, 0), everything, first_pass)
+        table = registered_triggered_states(counts, core_out, batch.unit_keys, self._unit_windows(batch))
         self.train(was_training)
         return torch.stack([table[k] for k in recording.unit_keys()])
 
