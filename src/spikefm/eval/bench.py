@@ -78,6 +78,7 @@ MODEL_TASKS = {"ndt1": CO_BPS, "stndt": CO_BPS, "mtm": CO_BPS, "ndt2": CO_BPS, "
                # its forward prediction (MtM's forward_pred task: the last 200 ms, in its 50 ms chunks)
                "unified:forward_pred": masked_metric("forward_pred"),
                "unified:forward_pred:forward4": masked_metric("forward_pred"),  # trained at horizons 1..4
+               "unified:forward_pred:onepass": masked_metric("forward_pred"),  # input identity in one pass
                # co-smoothing rows of models whose main row decodes (held-out units' rates from spikefm.eval.predict)
                "ndt3:cosmoothing": CO_BPS, "neds:cosmoothing": CO_BPS}
 #: Issue 16's ablations of the unified model, as fixed config overrides of a ``unified:<task>:<ablation>`` row.
