@@ -146,6 +146,10 @@ class RegisteredCalibration:
     def _features(self) -> dict[str, Tensor]:
         return self._feature_table("features")
 
+    def _registered_features(self, name: str, session: str) -> dict[str, Tensor]:
+        """Unit key -> its row [F] of the feature table ``name`` registered for ``session``."""
+        return dict(zip(self._calibration[session][0], self._feature_table(name)[session]))
+
     def get_extra_state(self) -> dict[str, Any]:
         tables = {name: self._feature_table(name) for name in self.FEATURE_TABLES}
         return {s: {"keys": list(k), "counts": c.cpu(),

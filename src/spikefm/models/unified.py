@@ -131,7 +131,7 @@ class Unified(RegisteredCalibration, UnifiedStreaming, nn.Module):
         if c.triggered_identity:  # each unit's tuning to the core state, from the other calibration windows
             triggered = triggered_states(counts, core_out, batch.unit_keys, unit_sample, batch.sessions,
                                          self.training, contributes=calibration[unit_sample])  # fmt: skip
-            table = lambda s: dict(zip(self._calibration[s][0], self._features[s]))  # noqa: E731
+            table = lambda s: self._registered_features("features", s)  # noqa: E731
             triggered = self._with_registered(triggered, batch, table, self._features)[rows]
         query = self.task_embedding.embed(["counts"]) + self.task_embedding.embed([masks.scheme])  # [1, D]
         see = context_mask(torch.arange(n_chunks, device=dev), n_chunks, c.context_chunks, masks.shift)  # [C, C]
@@ -170,16 +170,21 @@ class Unified(RegisteredCalibration, UnifiedStreaming, nn.Module):
             heldout = torch.as_tensor(np.asarray(batch.unit_extras["heldout"], bool), device=dev)  # [sum U]
             hidden, scored = hidden | heldout, scored | heldout
         counts = binned_spike_counts(batch, lambda t: chunk_index(t, c.chunk).clamp(0, n_chunks - 1), n_chunks)
-        core_out = self._core_states(batch, identity, hidden, counts)  # [B, C, H]
-        if self.input_triggered is not None and not first_pass:  # second pass: identities + their tuning to it
-            # the first pass only measures (detached: no gradient through it; its graph is freed here)
-            triggered = triggered_states(counts, core_out.detach(), batch.unit_keys, window, batch.sessions,
-                                         self.training, contributes=contributes)  # fmt: skip
-            table = lambda s: dict(zip(self._calibration[s][0], self._input_features[s]))  # noqa: E731
+        if self.input_triggered is None or first_pass:
+            return identity, scored, counts, self._core_states(batch, identity, hidden, counts)
+        # second pass: identities + their tuning to the first pass's state (registered sessions stored theirs at
+        # calibrate, so a batch of registered sessions only needs the second pass)
+        table = lambda s: self._registered_features("input_features", s)  # noqa: E731
+        width = self.input_triggered[0].in_features
+        if set(batch.sessions) <= set(self._input_features):
+            triggered = self._with_registered(counts.new_zeros(len(counts), width), batch, table, self._input_features)
+        else:  # the first pass only measures (detached: no gradient through it; its graph is freed here)
+            first = self._core_states(batch, identity, hidden, counts).detach()
+            triggered = triggered_states(counts, first, batch.unit_keys, window, batch.sessions, self.training,
+                                         contributes=contributes)  # fmt: skip
             triggered = self._with_registered(triggered, batch, table, self._input_features)
-            identity = identity + self.input_triggered(triggered)
-            core_out = self._core_states(batch, identity, hidden, counts)
-        return identity, scored, counts, core_out
+        identity = identity + self.input_triggered(triggered)
+        return identity, scored, counts, self._core_states(batch, identity, hidden, counts)
 
     def _core_states(self, batch: Batch, identity: Tensor, hidden: Tensor, counts: Tensor) -> Tensor:
         """Core outputs [B, C, H] from the visible tokens with these identities."""

@@ -40,7 +40,7 @@ class UnifiedStreaming:
             identity = torch.stack([table[k] for k in unit_keys])  # KeyError names a key
         identity = identity + self.identity_offset.offsets(unit_keys, identity)
         if self.input_triggered is not None:  # + the embedding of each unit's first-pass triggered state
-            features = dict(zip(self._calibration[session][0], self._input_features[session]))
+            features = self._registered_features("input_features", session)
             identity = identity + self.input_triggered(torch.stack([features[k] for k in unit_keys]))
         spike, start = (identity + self.token_type_embedding.weight[t] for t in (TokenType.SPIKE, TokenType.START))
         query = self.task_embedding.embed([self.config.behavior_key]).expand(query_offsets.shape[0], -1)  # [Qc, D]
