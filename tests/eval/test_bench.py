@@ -17,7 +17,7 @@ from spikefm.eval.cache import ResultCache
 from spikefm.eval.candidates import Task
 from spikefm.eval.model_candidate import ModelCandidate
 from spikefm.eval.protocol import Budget
-from spikefm.eval.protocol_report import merge, merged_markdown
+from spikefm.eval.protocol_report import markdown as synthetic_markdown, merge, merged_markdown
 
 TINY = Budget(trials=1, seeds=1, max_steps=2, bootstrap=10)
 #: Rows added for issue 15 (the first suite had NDT1, STNDT, MtM, POYO, POYO+, POSSM).
@@ -38,6 +38,36 @@ def test_each_new_synthetic_row_runs_end_to_end(model: str, tmp_path: Path) -> N
     baselines = {r["name"] for r in result["rows"] if r["role"] == "baseline"}
     assert compared and compared <= baselines
     assert all(r["causal"] for r in result["rows"] if r["name"] in compared) or not row["causal"]
+
+
+def test_the_unified_row_is_paired_with_each_parent_on_the_parents_task() -> None:
+    """Within a session the unified model (not its ablations) meets every other model of the same task on the
+    same test trials: POYO / POSSM / SPINT decoding, MtM / NDT1 co-smoothing, MtM forward prediction."""
+    from spikefm.eval.bench import _models, expand_models, unified_versus_parents
+    from spikefm.eval.candidates import masked_metric
+    from spikefm.eval.metrics import CO_BPS, DECODE_R2
+    from spikefm.eval.mtm_candidate import masked_task
+    from spikefm.eval.mtm_tasks import TASKS
+
+    tasks = {CO_BPS: Task(CO_BPS, window=1.0, bin_size=0.05),
+             DECODE_R2: Task(DECODE_R2, window=1.0, bin_size=0.02, behavior_key="hand_vel"),
+             **{masked_metric(t): masked_task(t, window=1.0, bin_size=0.05) for t in TASKS}}
+    names = expand_models(["unified", "poyo", "spint", "unified:co-bps", "unified:co-bps:onepass", "mtm", "ndt1",
+                           "unified:forward_pred", "mtm:forward_pred"])
+    rows = _models(names, lambda m: tasks[MODEL_TASKS[m]], TINY, Path("unused"))
+    assert sorted(unified_versus_parents(rows)) == sorted([
+        ("unified", "poyo"), ("unified", "spint"), ("unified co-bps", "mtm"), ("unified co-bps", "ndt1"),
+        ("unified forward_pred", "mtm forward_pred")])
+
+
+def test_a_synthetic_sitting_reports_the_unified_model_against_its_parent(tmp_path: Path) -> None:
+    settings = SyntheticSettings(n_trials=30, units=(12, 12), system="lorenz")
+    result = synthetic_suite(["unified", "spint"], TINY, tmp_path, ResultCache(tmp_path / "cache"), settings,
+                             draws=(1001,), log=lambda *_: None).to_json()
+    (pair,) = result["pairs"]
+    assert (pair["model"], pair["versus"], pair["metric"]) == ("unified", "spint", "decode R2")
+    assert np.isfinite(pair["difference"]) and pair["interval"][0] <= pair["interval"][1]
+    assert "unified - spint" in synthetic_markdown(result)
 
 
 def test_lorenz_suite_from_the_command_line(tmp_path: Path) -> None:

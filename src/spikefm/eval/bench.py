@@ -273,7 +273,7 @@ def synthetic_suite(models: Sequence[str], budget: Budget, out: Path, cache: Res
     sealed = [DataSpec(settings.name(seed), settings.draw(seed), "fresh draw, same generator settings")
               for seed in draws]
     result = run(settings.suite, candidates, select_on=dev, score_on=sealed, budget=budget, cache=cache,
-                 selections=selections, log=log)
+                 selections=selections, pairs=unified_versus_parents(candidates), log=log)
     result.notes.append(f"Selection on {dev.name} (train/val); recipes frozen before drawing {list(draws)}.")
     return result
 
@@ -401,11 +401,21 @@ def recording_transfer_suite(rows: Sequence[str], budget: Budget, out: Path, cac
 
 
 def unified_versus_parents(candidates: Sequence[Any]) -> list[tuple[str, str]]:
-    """(unified row, other model's row) for every transfer condition and k both ran: zero-shot against zero-shot
-    (SPINT), recalibration against recalibration (POYO), the same k trials of the new session."""
+    """(unified row, other model's row) paired on the same test trials and seeds.
+
+    Transfer rows: zero-shot against zero-shot (SPINT), recalibration against recalibration (POYO), at the same k
+    trials of the new session. Within a session: the unified model's row (not an ablation) against every other
+    model's row of the same task (its parents on their own tasks: POYO / POSSM / SPINT decoding, MtM / NDT1
+    co-smoothing, MtM forward prediction)."""
+    from spikefm.eval.protocol import _role, ablation_of
+
     transfer = [c for c in candidates if hasattr(c, "condition")]
-    return [(u.name, c.name) for u in transfer if u.model == "unified" and not u.overrides for c in transfer
-            if c.model != "unified" and (c.condition, c.k) == (u.condition, u.k)]
+    pairs = [(u.name, c.name) for u in transfer if u.model == "unified" and not u.overrides for c in transfer
+             if c.model != "unified" and (c.condition, c.k) == (u.condition, u.k)]
+    within = [c for c in candidates if not hasattr(c, "condition") and _role(c) == "model"]
+    pairs += [(u.name, c.name) for u in within if getattr(u, "model", None) == "unified" and ablation_of(u.name) is None
+              for c in within if getattr(c, "model", None) != "unified" and c.metric == u.metric]
+    return pairs
 
 
 DECODE, CO_SMOOTHING = "decode", "co-bps"  # file_suite's tasks
@@ -443,7 +453,8 @@ def file_suite(path: Path, models: Sequence[str], budget: Budget, out: Path, cac
                             for m in model_candidates]
     candidates += model_candidates
     spec = DataSpec(rec.session, rec, f"{path.name}: {description}")
-    return run(f"file {path.name}", candidates, select_on=spec, score_on=[spec], budget=budget, cache=cache, log=log)
+    return run(f"file {path.name}", candidates, select_on=spec, score_on=[spec], budget=budget, cache=cache,
+               pairs=unified_versus_parents(candidates), log=log)
 
 
 def _file_transfer(data: Path, sources: Sequence[Path], rows: Sequence[str], budget: Budget, out: Path,
