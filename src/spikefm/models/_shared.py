@@ -6,10 +6,10 @@ each other (POSSM used to import helpers from ``poyo.py`` and ``poyo_plus.py``).
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from typing import Any, Sequence
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -62,7 +62,10 @@ def unit_dropout_keep(batch: Batch, min_units: int) -> Tensor:
     """bool [*P]: tokens kept after hiding a random subset of each window's units.
 
     Per window of ``n > min_units`` units, ``n_keep ~ triangular(min_units, n, n)`` units are
-    kept (torch_brain ``UnitDropout``); tokens without a unit stay.
+    kept (torch_brain ``UnitDropout``); tokens without a unit stay. Every draw comes from torch's
+    global generator, so ``torch.manual_seed`` alone fixes a training step (numpy's global
+    generator, which it used before, is seeded by Lightning but not by the transfer protocol's
+    training loop, so two processes trained the same model differently).
     """
     offsets = batch.unit_offsets.tolist()
     keep_unit = torch.ones(offsets[-1], dtype=torch.bool)
@@ -70,7 +73,7 @@ def unit_dropout_keep(batch: Batch, min_units: int) -> Tensor:
         n = offsets[b + 1] - offsets[b]
         if n <= min_units:
             continue
-        n_keep = int(np.random.triangular(min_units, n, n + 1e-9))
+        n_keep = int(min_units + (n - min_units) * math.sqrt(float(torch.rand(()))))  # the triangle's inverse CDF
         keep_unit[torch.randperm(n)[n_keep:] + offsets[b]] = False
     keep_unit = keep_unit.to(batch.unit_index.device)
     return keep_unit[batch.unit_index.clamp(min=0)] | (batch.unit_index < 0)
