@@ -1,10 +1,12 @@
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pytest
 import torch
 
 from spikefm.data.synthetic import SyntheticConfig, generate
+from spikefm.models import _shared
 from spikefm.nn.dropout import FastDropout
 
 
@@ -20,11 +22,18 @@ def torch_dropout(self: FastDropout, x: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.dropout(x, self.p, self.training)
 
 
+def numpy_kept_count(n: int, min_units: int) -> int:
+    """Unit dropout's kept-unit count as the reference files drew it, from numpy's global generator (the model
+    now draws it from torch's, so that ``torch.manual_seed`` alone fixes a training step)."""
+    return int(np.random.triangular(min_units, n, n + 1e-9))
+
+
 @pytest.fixture
 def assert_matches_reference(monkeypatch):
-    """``check(path, compute)``: ``compute()`` (run under :func:`torch_dropout`) gives the entries saved in
-    ``path``: tensors to 1e-6, other values (state-dict names and shapes) exactly."""
+    """``check(path, compute)``: ``compute()`` (run under :func:`torch_dropout` and :func:`numpy_kept_count`) gives
+    the entries saved in ``path``: tensors to 1e-6, other values (state-dict names and shapes) exactly."""
     monkeypatch.setattr(FastDropout, "forward", torch_dropout)
+    monkeypatch.setattr(_shared, "_kept_count", numpy_kept_count)
 
     def check(path: Path, compute: Callable[[], dict]) -> None:
         expected = torch.load(path)
@@ -40,7 +49,9 @@ def assert_matches_reference(monkeypatch):
 
 
 def regenerate(path: Path, compute: Callable[[], dict]) -> None:
-    """Write a reference file: ``compute()`` under :func:`torch_dropout` (a reference test's ``__main__``)."""
+    """Write a reference file: ``compute()`` under :func:`torch_dropout` and :func:`numpy_kept_count` (a reference
+    test's ``__main__``)."""
     FastDropout.forward = torch_dropout
+    _shared._kept_count = numpy_kept_count
     torch.save(compute(), path)
     print(f"wrote {path}")

@@ -73,10 +73,15 @@ def unit_dropout_keep(batch: Batch, min_units: int) -> Tensor:
         n = offsets[b + 1] - offsets[b]
         if n <= min_units:
             continue
-        n_keep = int(min_units + (n - min_units) * math.sqrt(float(torch.rand(()))))  # the triangle's inverse CDF
+        n_keep = _kept_count(n, min_units)
         keep_unit[torch.randperm(n)[n_keep:] + offsets[b]] = False
     keep_unit = keep_unit.to(batch.unit_index.device)
     return keep_unit[batch.unit_index.clamp(min=0)] | (batch.unit_index < 0)
+
+
+def _kept_count(n: int, min_units: int) -> int:
+    """``int(triangular(min_units, n, n))`` by the triangle's inverse CDF, from torch's global generator."""
+    return int(min_units + (n - min_units) * math.sqrt(float(torch.rand(()))))
 
 
 def select_packed(batch: Batch, keep: Tensor) -> Batch:
