@@ -202,3 +202,13 @@ def test_adaptation_trains_with_the_trainers_load_aware_thread_count(world, monk
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_unified_transfer_row_is_not_paired_with_a_row_scored_by_another_metric() -> None:
+    """MtM's fine-tuning row is scored by co-bps, the unified model's by decode R2: same condition and k, no pair
+    (pairing them made the protocol refuse the run)."""
+    from spikefm.eval.bench import _transfer_candidates, unified_versus_parents
+
+    rows = _transfer_candidates(["unified:finetune", "mtm:finetune", "poyo:finetune"], (8,), transfer_task(), {},
+                                Pretraining())
+    assert unified_versus_parents(rows) == [("unified finetune k=8", "poyo finetune k=8")]

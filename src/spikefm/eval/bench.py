@@ -409,13 +409,12 @@ def unified_versus_parents(candidates: Sequence[Any]) -> list[tuple[str, str]]:
     co-smoothing, MtM forward prediction)."""
     from spikefm.eval.protocol import _role, ablation_of
 
-    transfer = [c for c in candidates if hasattr(c, "condition")]
-    pairs = [(u.name, c.name) for u in transfer if u.model == "unified" and not u.overrides for c in transfer
-             if c.model != "unified" and (c.condition, c.k) == (u.condition, u.k)]
-    within = [c for c in candidates if not hasattr(c, "condition") and _role(c) == "model"]
-    pairs += [(u.name, c.name) for u in within if getattr(u, "model", None) == "unified" and ablation_of(u.name) is None
-              for c in within if getattr(c, "model", None) != "unified" and c.metric == u.metric]
-    return pairs
+    def slot(c: Any) -> tuple:  # the task, and for transfer rows the condition and k
+        return c.metric, getattr(c, "condition", None), getattr(c, "k", None)
+
+    rows = [c for c in candidates if _role(c) == "model"]
+    return [(u.name, c.name) for u in rows if getattr(u, "model", None) == "unified" and ablation_of(u.name) is None
+            for c in rows if getattr(c, "model", None) != "unified" and slot(c) == slot(u)]
 
 
 DECODE, CO_SMOOTHING = "decode", "co-bps"  # file_suite's tasks
