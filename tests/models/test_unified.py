@@ -364,8 +364,9 @@ def _with_triggered_input(model):
     return model
 
 
-def test_triggered_input_is_permutation_invariant_and_streams_as_the_offline_pass(dataset):
-    model, tokenizer = build(dataset.recordings, triggered_input=True, **EXACT)
+@pytest.mark.parametrize("input_ridge", [None, 0.5])
+def test_triggered_input_is_permutation_invariant_and_streams_as_the_offline_pass(dataset, input_ridge):
+    model, tokenizer = build(dataset.recordings, triggered_input=True, input_ridge=input_ridge, **EXACT)
     model = _with_triggered_input(model)
     rec = dataset.recordings[0]
     samples = tokens_of(tokenizer, rec, rec.trials.start[:4])
@@ -390,10 +391,12 @@ def test_triggered_input_is_permutation_invariant_and_streams_as_the_offline_pas
         assert not torch.allclose(model(batch)["behavior"][0], offline, atol=1e-4)
 
 
-def test_triggered_input_registers_what_calibration_windows_in_the_batch_give(dataset):
-    """The input identities' triggered states from calibrate() equal those the same windows give in the batch."""
+@pytest.mark.parametrize("input_ridge", [None, 0.5])
+def test_triggered_input_registers_what_calibration_windows_in_the_batch_give(dataset, input_ridge):
+    """The input identities' triggered states from calibrate() equal those the same windows give in the batch
+    (whitened or not)."""
     rec = dataset.recordings[0]
-    model, tokenizer = build([rec], triggered_input=True)
+    model, tokenizer = build([rec], triggered_input=True, input_ridge=input_ridge)
     model = _with_triggered_input(model)
     split = np.asarray(rec.trials.columns["split"]).astype(str)
     train, scored = np.flatnonzero(split == "train")[:4], np.flatnonzero(split == "test")[0]
@@ -409,7 +412,7 @@ def test_triggered_input_registers_what_calibration_windows_in_the_batch_give(da
                          UnitMasks("neuron", none, none, 0), calibration=torch.tensor([True] * len(train) + [False]))
     torch.testing.assert_close(alone["behavior"][0], together["behavior"][-1], atol=1e-5, rtol=1e-5)
     model.calibrate(rec, trials=train)  # the registered features travel with the state dict; forget drops them
-    copy, _ = build([rec], triggered_input=True)
+    copy, _ = build([rec], triggered_input=True, input_ridge=input_ridge)
     copy.load_state_dict(model.state_dict())
     torch.testing.assert_close(copy._input_features[rec.session], model._input_features[rec.session])
     model.forget(rec.session)
@@ -426,3 +429,5 @@ def test_triggered_input_trains_its_embedding_and_needs_idencoder_identities(dat
     assert model.input_triggered[-1].weight.grad.abs().sum() > 0  # the second pass reads the embedding
     with pytest.raises(ValueError, match="triggered_input"):
         build_config("unified", "tiny", triggered_input=True, identity="table")
+    with pytest.raises(ValueError, match="input_ridge"):
+        build_config("unified", "tiny", triggered_input=False, input_ridge=1.0)

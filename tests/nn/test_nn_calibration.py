@@ -51,3 +51,48 @@ def test_triggered_states_point_along_a_units_tuning_and_skip_its_own_window():
     torch.testing.assert_close(only[5], triggered_states(counts[:3], states[:3], ["s/u"] * 3, window[:3], ["s"] * 3,
                                                          training=False)[2])
     torch.testing.assert_close(only[0], alone[0])
+
+
+def _correlated_windows(mixing: torch.Tensor, seed: int, n_windows: int = 12) -> tuple[torch.Tensor, torch.Tensor]:
+    """States [B, C, 3] with covariance mixing mixing^T, and one unit per window whose log-rate reads dimension 0."""
+    generator = torch.Generator().manual_seed(seed)
+    states = torch.randn(n_windows, 200, 3, generator=generator) @ mixing
+    counts = torch.poisson(torch.exp(0.3 * states[:, :, 0] - 0.5), generator=generator)
+    return states, counts
+
+
+def test_whitened_triggered_states_estimate_the_readout_whatever_states_the_windows_visited():
+    from spikefm.nn.calibration import registered_triggered_states, triggered_states
+
+    # two calibration sets visiting differently correlated states: the plain average (Cov(state) w) turns with
+    # the covariance, the whitened one stays along the unit's readout w = e0
+    mixes = [torch.tensor([[1.0, 0.9, 0.0], [0.0, 0.5, 0.0], [0.0, 0.0, 1.0]]),
+             torch.tensor([[1.0, -0.9, 0.6], [0.0, 0.5, 0.0], [0.0, 0.0, 1.0]])]
+    plain, white = [], []
+    for seed, mixing in enumerate(mixes):
+        states, counts = _correlated_windows(mixing, seed)
+        window, keys, sessions = torch.arange(len(states)), ["s/u"] * len(states), ["s"] * len(states)
+        plain.append(registered_triggered_states(counts, states, keys, window)["s/u"][:3])
+        white.append(registered_triggered_states(counts, states, keys, window, ridge=1e-3)["s/u"][:3])
+        in_batch = triggered_states(counts, states, keys, window, sessions, training=False, ridge=1e-3)[:, :3]
+        cosine = torch.nn.functional.cosine_similarity(in_batch, torch.tensor([[1.0, 0.0, 0.0]]))
+        assert (cosine > 0.95).all()  # leave-one-out pools, each whitened by its own pool's covariance
+    along = lambda v: float(v[0] / v.norm())  # noqa: E731
+    assert min(along(w) for w in white) > 0.95
+    assert min(along(p) for p in plain) < 0.8
+    assert float(torch.nn.functional.cosine_similarity(plain[0], plain[1], dim=0)) < 0.5
+
+
+def test_whitened_triggered_states_never_read_the_own_window():
+    from spikefm.nn.calibration import triggered_states
+
+    states, counts = _correlated_windows(torch.eye(3), 3, n_windows=8)
+    window, keys, sessions = torch.arange(8), ["s/u"] * 8, ["s"] * 8
+    for training in (True, False):  # folds (training) and leave-one-out (evaluation)
+        out = triggered_states(counts, states, keys, window, sessions, training=training, ridge=0.1)
+        changed_states, changed_counts = states.clone(), counts.clone()
+        changed_states[2] += 5.0  # the window's own states (and so the covariance of its own chunks) and spikes
+        changed_counts[2] = 0
+        again = triggered_states(changed_counts, changed_states, keys, window, sessions, training=training, ridge=0.1)
+        torch.testing.assert_close(again[2], out[2])
+        assert not torch.allclose(again[1], out[1])

@@ -181,7 +181,7 @@ class Unified(RegisteredCalibration, UnifiedStreaming, nn.Module):
         else:  # the first pass only measures (detached: no gradient through it; its graph is freed here)
             first = self._core_states(batch, identity, hidden, counts).detach()
             triggered = triggered_states(counts, first, batch.unit_keys, window, batch.sessions, self.training,
-                                         contributes=contributes)  # fmt: skip
+                                         contributes=contributes, ridge=c.input_ridge)  # fmt: skip
             triggered = self._with_registered(triggered, batch, table, self._input_features)
         identity = identity + self.input_triggered(triggered)
         return identity, scored, counts, self._core_states(batch, identity, hidden, counts)
@@ -294,7 +294,8 @@ class Unified(RegisteredCalibration, UnifiedStreaming, nn.Module):
         none = torch.zeros(batch.batch_size, int(batch.unit_offsets.diff().max()), dtype=torch.bool, device=dev)
         everything = batch.mask.new_ones(len(starts))  # every window is calibration
         _, _, counts, core_out = self._encode(batch, UnitMasks("neuron", none, none, 0), everything, first_pass)
-        table = registered_triggered_states(counts, core_out, batch.unit_keys, self._unit_windows(batch))
+        ridge = self.config.input_ridge if first_pass else None
+        table = registered_triggered_states(counts, core_out, batch.unit_keys, self._unit_windows(batch), ridge)
         self.train(was_training)
         return torch.stack([table[k] for k in recording.unit_keys()])
 

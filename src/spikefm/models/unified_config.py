@@ -48,6 +48,11 @@ class UnifiedConfig:
         triggered_input: two passes: each unit's *input* identity also gets an MLP embedding of its spike-triggered
             average of the first pass's core state over the other calibration windows (its tuning in the model's
             own state coordinates, which a new session's units get from unlabeled calibration data).
+        input_ridge: None, or whiten the first pass's triggered states (the input identities'): the state
+            covariance over the pooled calibration windows, plus ``input_ridge`` times its mean eigenvalue, is
+            inverted and applied, so the feature estimates the unit's readout of the state rather than that
+            readout times the covariance of the states the calibration windows happened to visit
+            (:func:`~spikefm.nn.calibration.triggered_states`).
         input_bin: the binned-input ablation: each spike's time becomes the centre of its bin of this
             many seconds (must divide ``chunk``), so the input carries counts per unit per bin, not spike
             times. None: exact times (POYO).
@@ -86,6 +91,7 @@ class UnifiedConfig:
     identity: str = "idencoder"
     triggered_identity: bool = True
     triggered_input: bool = True
+    input_ridge: float | None = None
     input_bin: float | None = None
     core_window: int = 20
 
@@ -105,6 +111,8 @@ class UnifiedConfig:
         if self.triggered_input and self.identity == "table":
             raise ValueError("UnifiedConfig.triggered_input refines IDEncoder identities from calibration windows; the "
                              "identity: table ablation has none")
+        if self.input_ridge is not None and not (self.triggered_input and self.input_ridge > 0):
+            raise ValueError(f"UnifiedConfig.input_ridge must be > 0 and needs triggered_input, got {self.input_ridge}")
         if self.input_bin is not None:
             bins_per_chunk(self.input_bin, self.chunk)  # raises unless input_bin divides chunk
 

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 __all__ = [
     "session_folds", "pool_other_folds", "in_batch_identities", "triggered_states", "registered_triggered_states",
-    "with_registered", "calibration_starts",
+    "with_registered", "whiten", "calibration_starts",
     "calibration_window_counts",
 ]  # fmt: skip
 
@@ -102,7 +102,7 @@ def _key_index(unit_keys: Sequence[str], device: torch.device) -> Tensor:
 
 def triggered_states(
     counts: Tensor, states: Tensor, unit_keys: Sequence[str], window: Tensor, sessions: Sequence[str], training: bool,
-    contributes: Tensor | None = None,
+    contributes: Tensor | None = None, ridge: float | None = None,
 ) -> Tensor:
     """Each (window, unit) row's spike-triggered average of the population state, from the *other* windows.
 
@@ -116,23 +116,75 @@ def triggered_states(
         counts: [N, C] each row's spike counts per chunk of its window.
         states: [B, C, H] the model's state per window and chunk (computed without the scored units' spikes).
         unit_keys, window, sessions, training, contributes: as :func:`in_batch_identities`.
+        ridge: None for the plain average; else the triggered state is *whitened*: multiplied by the inverse of the
+            state covariance over the same pooled windows (their chunks), regularised by ``ridge`` times its mean
+            eigenvalue (:func:`whiten`). The plain average measures ``Cov(state) w`` for a unit of readout ``w``,
+            so it depends on which states the calibration windows visited; the whitened one estimates ``w``.
 
     Returns:
         [N, H + 1]: the centred triggered state and ``log`` of the unit's mean count per chunk (pooled rows).
     """
     key, folds, n_folds = _row_folds(unit_keys, window, sessions, training)
     pooled = pool_other_folds(_triggered_sums(counts, states, window), key, folds, n_folds, contributes=contributes)
-    return _triggered(pooled, states.shape[-1])  # means over rows: ratios of sums hold
+    out = _triggered(pooled, states.shape[-1])  # means over rows: ratios of sums hold
+    if ridge is None:
+        return out
+    pooled_windows = _window_pools(sessions, training, window, contributes)  # [B, B] which windows each pools
+    inverse = _ridge_inverses(states, pooled_windows, ridge)  # [B, H, H]
+    return torch.cat([whiten(out[:, :-1], inverse, window), out[:, -1:]], dim=1)
 
 
-def registered_triggered_states(counts: Tensor, states: Tensor, unit_keys: Sequence[str], window: Tensor
-                                ) -> dict[str, Tensor]:
+def registered_triggered_states(counts: Tensor, states: Tensor, unit_keys: Sequence[str], window: Tensor,
+                                ridge: float | None = None) -> dict[str, Tensor]:
     """Unit key -> its triggered state [H + 1] pooled over *all* the given windows (registered calibration:
     the windows are calibration data, never scored). Arguments as :func:`triggered_states`."""
     keys = list(dict.fromkeys(unit_keys))  # distinct, in order of first appearance
     sums = _triggered_sums(counts, states, window)
     pooled = sums.new_zeros(len(keys), sums.shape[1]).index_add(0, _key_index(unit_keys, counts.device), sums)
-    return dict(zip(keys, _triggered(pooled, states.shape[-1])))
+    out = _triggered(pooled, states.shape[-1])
+    if ridge is not None:
+        every = torch.ones(1, len(states), dtype=torch.bool, device=states.device)  # one pool: all windows
+        inverse = _ridge_inverses(states, every, ridge)  # [1, H, H]
+        out = torch.cat([whiten(out[:, :-1], inverse, out.new_zeros(len(out), dtype=torch.long)), out[:, -1:]], 1)
+    return dict(zip(keys, out))
+
+
+def whiten(triggered: Tensor, inverse: Tensor, pool: Tensor) -> Tensor:
+    """Rows [N, H] of centred triggered states times their pool's ridge-inverse covariance ``inverse`` [P, H, H]
+    (``pool``: long [N], each row's pool): the spike-triggered average made a regression estimate of the unit's
+    readout (the whitened STA of Chichilnisky 2001 / Paninski 2003), independent of which states the pool visited."""
+    out = torch.empty_like(triggered)
+    for p in pool.unique():  # a few pools (windows); [N, H, H] of gathered inverses would not fit at scale
+        rows = pool == p
+        out[rows] = triggered[rows] @ inverse[p]  # symmetric
+    return out
+
+
+def _window_pools(sessions: Sequence[str], training: bool, window: Tensor, contributes: Tensor | None) -> Tensor:
+    """bool [B, B]: window ``j`` is pooled by window ``i`` (same session, another fold, and it holds a contributing
+    row); the folds of :func:`session_folds`."""
+    fold, _ = session_folds(sessions, training)
+    vocab: dict[str, int] = {}
+    session = torch.tensor([vocab.setdefault(s, len(vocab)) for s in sessions], device=window.device)  # [B]
+    fold_t = torch.tensor(fold, device=window.device)
+    calibrates = torch.zeros(len(sessions), dtype=torch.bool, device=window.device)
+    calibrates[window if contributes is None else window[contributes]] = True
+    return (session[:, None] == session[None]) & (fold_t[:, None] != fold_t[None]) & calibrates[None]
+
+
+def _ridge_inverses(states: Tensor, pools: Tensor, ridge: float) -> Tensor:
+    """[P, H, H]: per pool (bool [P, B] over windows), ``(Cov + ridge * mean eigenvalue * I)^-1`` of the pooled
+    windows' chunk states ``states`` [B, C, H] (an empty pool's covariance is taken as the identity)."""
+    c, h = states.shape[1:]
+    sums = pools.to(states.dtype) @ states.sum(1)  # [P, H]
+    n = pools.sum(1).to(states.dtype)[:, None] * c  # [P, 1] chunks
+    second = torch.einsum("pb,bch,bck->phk", pools.to(states.dtype), states, states)  # [P, H, H]
+    mean = sums / n.clamp_min(1)
+    cov = second / n.clamp_min(1)[..., None] - mean[:, :, None] * mean[:, None, :]
+    eye = torch.eye(h, dtype=states.dtype, device=states.device)
+    cov = torch.where(n[..., None] > 0, cov, eye)  # an empty pool: the identity (its rows' averages are zero)
+    scale = (torch.diagonal(cov, dim1=1, dim2=2).mean(1) * ridge).clamp_min(1e-6)  # [P]
+    return torch.linalg.inv(cov + scale[:, None, None] * eye)
 
 
 def _triggered_sums(counts: Tensor, states: Tensor, window: Tensor) -> Tensor:
