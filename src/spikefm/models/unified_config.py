@@ -26,6 +26,10 @@ class UnifiedConfig:
             1e-4 (chosen on validation, PRESETS).
         id_bin, id_window, id_hidden: IDEncoder bins (s), calibration window (s), MLP width.
         calibration_windows: windows :meth:`Unified.calibrate` takes when none are named.
+        calibration_dropout: in training, each window of a batch is left out of every calibration pool with this
+            probability (it is still decoded and scored), so the model also learns from identities pooled over
+            fewer windows, whose mix of behaviour differs more from window to window, as a new session's first k
+            trials can.
         schemes: MtM schemes alternated per training batch (empty: behaviour only).
         forward_chunks: the causal scheme predicts each chunk from the state this many chunks before it, drawn
             per training batch from 1..forward_chunks (1: next-chunk prediction only; 4 at 50 ms chunks covers
@@ -78,6 +82,7 @@ class UnifiedConfig:
     id_window: float = 1.0
     id_hidden: int = 256
     calibration_windows: int = 8
+    calibration_dropout: float = 0.0
     schemes: tuple[str, ...] = SCHEMES
     forward_chunks: int = 1
     count_weight: float = 1.0
@@ -111,6 +116,8 @@ class UnifiedConfig:
         if self.triggered_input and self.identity == "table":
             raise ValueError("UnifiedConfig.triggered_input refines IDEncoder identities from calibration windows; the "
                              "identity: table ablation has none")
+        if not 0 <= self.calibration_dropout < 1:
+            raise ValueError(f"UnifiedConfig.calibration_dropout must be in [0, 1), got {self.calibration_dropout}")
         if self.input_ridge is not None and not (self.triggered_input and self.input_ridge > 0):
             raise ValueError(f"UnifiedConfig.input_ridge must be > 0 and needs triggered_input, got {self.input_ridge}")
         if self.input_bin is not None:
