@@ -471,6 +471,9 @@ def bench(
         None, "--merge", help="Combine these results JSONs into one table (<out>/merged.json and .md); repeatable."),
     into: Optional[List[Path]] = typer.Option(
         None, "--into", help="With --merge: rewrite the marked model table of this markdown file; repeatable."),
+    threads: int = typer.Option(
+        1, "--threads", min=1, help="torch CPU threads for every row (default 1: multi-threaded CPU training is not "
+                                    "bit-reproducible between processes, so two processes sharing a cache could disagree)."),
 ) -> None:
     """Choose on validation, score the test split once, with seeds and 95% intervals (spikefm.eval.protocol)."""
     from spikefm.data.recording import DataError
@@ -486,6 +489,9 @@ def bench(
         return
     if target is None and data is None:
         _fail("give a suite ('synthetic'), a recipe .yaml, or --data FILE")
+    import torch
+
+    torch.set_num_threads(threads)  # every candidate trains with the process's count (recorded in the results)
     try:
         json_path, md_path, _ = run_bench(
             target, data=data, quick=quick, trials=budget, seeds=seeds, max_steps=steps,

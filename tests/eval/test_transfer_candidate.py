@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from spikefm.eval import transfer_candidate
 from spikefm.eval.bench import transfer_suite
@@ -76,10 +77,17 @@ def test_transfer_suite_from_the_command_line(tmp_path: Path) -> None:
 
     from spikefm.cli import app
 
-    result = CliRunner().invoke(app, ["bench", "transfer-lorenz", "--quick", "--budget", "1", "--seeds", "1",
-                                      "--steps", "2", "--models", "spint:zero_shot", "--out", str(tmp_path)])
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # the protocol pins its own count (one by default): multi-threaded training is not
+    try:  # bit-reproducible between processes on CPU
+        result = CliRunner().invoke(app, ["bench", "transfer-lorenz", "--quick", "--budget", "1", "--seeds", "1",
+                                          "--steps", "2", "--models", "spint:zero_shot", "--out", str(tmp_path)])
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
     assert result.exit_code == 0, result.output
     payload = json.loads((tmp_path / "transfer_lorenz_quick.json").read_text())
+    assert payload["environment"]["torch_threads"] == 1
     assert {r["name"] for r in payload["rows"] if r["role"] == "model"} == {"spint zero_shot k=2"}
     assert {r["data"][0]["name"] for r in payload["rows"]} == {"lorenzw3001-2"}
 
@@ -184,16 +192,16 @@ def test_transfer_between_recording_files_from_the_command_line(tmp_path: Path) 
     assert result.exit_code == 2 and "fewer than k = 99" in result.output, result.output
 
 
-def test_adaptation_trains_with_the_trainers_load_aware_thread_count(world, monkeypatch) -> None:
-    # transfer rows once trained with torch's default threads (one per core) whatever else ran on the machine
-    import torch
-
+def test_adaptation_trains_with_the_process_thread_count(world, monkeypatch) -> None:
+    # a load-aware count (the trainer's default) chose 2 threads on a quiet machine, and training on 2 threads is not
+    # bit-reproducible between processes: two processes sharing a cache chose different settings (thirty-second
+    # sitting). The row now trains with the count of its process (``spikefm bench --threads``, 1 by default).
     from spikefm.train import threads
 
     pretrain, target = world
-    monkeypatch.setattr(threads, "default_threads", lambda *args, **kwargs: 1)
+    monkeypatch.setattr(threads, "default_threads", lambda *args, **kwargs: 2)
     before = torch.get_num_threads()
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     try:
         candidate = TransferCandidate("poyo", "recalibrate", 2, transfer_task(), {target.session: pretrain},
                                       Pretraining(steps=2, batch_size=4))

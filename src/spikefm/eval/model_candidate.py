@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from spikefm.data.recording import Recording
 from spikefm.data.splits import merge_split_runs
 from spikefm.eval.cache import cache_key
@@ -144,7 +145,7 @@ class ModelCandidate(ScoredBySplit):
                         "val_every": max(self.max_steps // 4, 1),  # same steps for every trial (pruner)
                         "ema_decay": params["ema_decay"],
                         "keep_best": params["keep_best"], "seed": seed, "out_dir": str(self.out_dir),
-                        "progress": False},
+                        "progress": False, "threads": torch.get_num_threads()},  # the process's (bench --threads)
         })
 
     def fit(self, dev: Recording, params: dict[str, Any], seed: int, report: Reporter | None = None):

@@ -211,11 +211,9 @@ class TransferCandidate(ScoredBySplit):
     # ------------------------------------------------------------------ adaptation
     def fit(self, dev: Recording, params: dict[str, Any], seed: int, report: Reporter | None = None) -> dict:
         from spikefm.eval.transfer import _recalibration_params, _windows, train_steps
-        from spikefm.train.threads import set_threads
 
-        # the load-aware thread count the trainer uses for every other candidate: torch's default (one thread per
-        # core) spins for cores that other runs hold (two transfer sittings side by side ran 3 busy threads a core)
-        set_threads(0)
+        # torch's thread count is the process's (``spikefm bench --threads``, one by default): training on several
+        # threads is not bit-reproducible between processes on this CPU build, one thread is
         model = copy.deepcopy(self._pretrained(dev.session, seed))
         tokenizer = self.spec.make_tokenizer(self.config)
         starts = _train_trial_starts(dev, self.k)
