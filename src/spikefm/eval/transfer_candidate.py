@@ -57,6 +57,11 @@ class TransferWorld:
     """Synthetic worlds: ``n_sessions`` sessions of one latent system; the last is the new (target) session.
 
     Sessions are named ``<system>w<seed>-<index>``, so worlds of different seeds never share a name.
+
+    Zero-shot caveat: the Lorenz system is symmetric under (x, y, z) -> (-x, -y, z), so unlabeled spikes fix a unit's
+    identity only up to that mirror; only the trials' shared condition states break the tie, and a few calibration
+    trials can break it the wrong way, when a label-free model (SPINT, unified) decodes the mirrored behaviour
+    (``benchmarks/calibration_sets.py``; docs/results/protocol.md, after the thirty-second sitting).
     """
 
     n_sessions: int = 5
