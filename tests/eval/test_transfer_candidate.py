@@ -121,6 +121,18 @@ def test_a_transfer_row_of_a_unified_ablation_is_paired_with_the_full_row_not_th
         _transfer_candidates(["spint:zero_shot:onepass"], (8,), transfer_task(), {}, Pretraining())
 
 
+def test_a_recipe_candidate_row_is_paired_with_the_parents_and_with_the_recipe() -> None:
+    from spikefm.eval.bench import _transfer_candidates, unified_versus_parents
+    from spikefm.eval.protocol import ablation_of
+
+    rows = _transfer_candidates(["unified:zero_shot", "unified:zero_shot:whitened", "unified:zero_shot:onepass",
+                                 "spint:zero_shot"], (8,), transfer_task(), {}, Pretraining())
+    whitened = next(c for c in rows if getattr(c, "overrides", None) == {"input_ridge": 0.1})
+    assert whitened.config.input_ridge == 0.1 and ablation_of(whitened.name) == "unified zero_shot k=8"
+    assert sorted(unified_versus_parents(rows)) == [("unified zero_shot k=8", "spint zero_shot k=8"),
+                                                    (whitened.name, "spint zero_shot k=8")]  # not the one-pass row
+
+
 def test_the_command_line_sets_the_curve_over_k(tmp_path: Path) -> None:
     """`--ks` gives the transfer suite its numbers of new-session trials; impossible ks fail before any training."""
     import json

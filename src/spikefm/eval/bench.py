@@ -88,7 +88,12 @@ UNIFIED_ABLATIONS = {"table": {"identity": "table", "triggered_input": False},  
                      "binned": {"input_bin": 0.05},  # counts per unit per 50 ms chunk instead of spike times
                      "forward4": {"forward_chunks": 4},  # the causal scheme at horizons 1..4 chunks, not 1 only
                      "onepass": {"triggered_input": False},  # input identities from the IDEncoder alone (one pass)
-                     "transformer": {"core": "transformer"}}  # a causal transformer over the last 20 chunks
+                     "transformer": {"core": "transformer"},  # a causal transformer over the last 20 chunks
+                     # a recipe candidate, not an ablation: the first pass's triggered states whitened (ridge 0.1)
+                     "whitened": {"input_ridge": 0.1}}
+#: Rows of :data:`UNIFIED_ABLATIONS` that would replace the recipe rather than knock an ingredient out: paired with
+#: the parents as the recipe's row is (and, as every ablation, with the recipe's row).
+RECIPE_CANDIDATES = ("whitened",)
 #: Rows ``<model>:<task>[:<ablation>]`` of spike-token models scored from their per-chunk unit counts.
 UNIT_COUNT_ROWS = {"co-bps": UnitRateCandidate, "forward_pred": UnitForwardCandidate}
 #: The kind of baseline each metric is compared with (:func:`spikefm.eval.baselines.baselines_for`).
@@ -406,14 +411,19 @@ def unified_versus_parents(candidates: Sequence[Any]) -> list[tuple[str, str]]:
     Transfer rows: zero-shot against zero-shot (SPINT), recalibration against recalibration (POYO), at the same k
     trials of the new session. Within a session: the unified model's row (not an ablation) against every other
     model's row of the same task (its parents on their own tasks: POYO / POSSM / SPINT decoding, MtM / NDT1
-    co-smoothing, MtM forward prediction)."""
+    co-smoothing, MtM forward prediction). Ablation rows are paired with the recipe's row only, except the recipe
+    candidates (:data:`RECIPE_CANDIDATES`), which are paired with the parents too."""
     from spikefm.eval.protocol import _role, ablation_of
 
     def slot(c: Any) -> tuple:  # the task, and for transfer rows the condition and k
         return c.metric, getattr(c, "condition", None), getattr(c, "k", None)
 
+    def compared(c: Any) -> bool:  # the recipe's row, or a recipe candidate's
+        return ablation_of(c.name) is None or any(getattr(c, "overrides", None) == UNIFIED_ABLATIONS[name]
+                                                  for name in RECIPE_CANDIDATES)
+
     rows = [c for c in candidates if _role(c) == "model"]
-    return [(u.name, c.name) for u in rows if getattr(u, "model", None) == "unified" and ablation_of(u.name) is None
+    return [(u.name, c.name) for u in rows if getattr(u, "model", None) == "unified" and compared(u)
             for c in rows if getattr(c, "model", None) != "unified" and slot(c) == slot(u)]
 
 
