@@ -432,31 +432,3 @@ def test_triggered_input_trains_its_embedding_and_needs_idencoder_identities(dat
     with pytest.raises(ValueError, match="input_ridge"):
         build_config("unified", "tiny", triggered_input=False, input_ridge=1.0)
 
-
-def test_calibration_dropout_leaves_windows_out_of_the_pools_in_training_only(dataset, monkeypatch):
-    import spikefm.models.unified as unified_module
-
-    seen = []
-    real = unified_module.in_batch_identities
-
-    def spy(*args, contributes=None, **kwargs):
-        seen.append(contributes.clone())
-        return real(*args, contributes=contributes, **kwargs)
-
-    monkeypatch.setattr(unified_module, "in_batch_identities", spy)
-    model, tokenizer = build(dataset.recordings, calibration_dropout=0.5, triggered_input=False)
-    rec = dataset.recordings[0]
-    batch = collate(tokens_of(tokenizer, rec, rec.trials.start[:12]), pack=True)
-    none = torch.zeros(12, rec.n_units, dtype=torch.bool)
-    masks = UnitMasks("neuron", none, none, 0)
-    torch.manual_seed(3)
-    with torch.no_grad():
-        model(batch, masks)  # evaluation: every window calibrates
-        model.train()
-        model(batch, masks)
-    window = torch.repeat_interleave(torch.arange(12), batch.unit_offsets.diff())
-    evaluated, trained = (torch.zeros(12).index_add(0, window, s.float()) > 0 for s in seen)
-    assert evaluated.all()
-    assert 0 < int(trained.sum()) < 12  # about half the windows pooled
-    with pytest.raises(ValueError, match="calibration_dropout"):
-        build_config("unified", "tiny", calibration_dropout=1.0)

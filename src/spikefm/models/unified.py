@@ -109,8 +109,6 @@ class Unified(RegisteredCalibration, UnifiedStreaming, nn.Module):
                 ) -> dict[str, Tensor]:
         c, dev = self.config, batch.timestamps.device
         calibration = torch.ones(batch.batch_size, dtype=torch.bool, device=dev) if calibration is None else calibration
-        if self.training and c.calibration_dropout > 0:  # smaller, less mixed calibration pools (config)
-            calibration = calibration & (torch.rand(batch.batch_size, device=dev) >= c.calibration_dropout)
         masks = masks if masks is not None else draw_unit_masks(batch, c.schemes, self.training)
         if self.training and masks.scheme == "causal" and masks.shift > 0 and c.forward_chunks > 1:
             masks = masks._replace(shift=int(torch.randint(1, c.forward_chunks + 1, ())))  # horizons 1..forward_chunks

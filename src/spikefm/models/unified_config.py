@@ -26,10 +26,6 @@ class UnifiedConfig:
             1e-4 (chosen on validation, PRESETS).
         id_bin, id_window, id_hidden: IDEncoder bins (s), calibration window (s), MLP width.
         calibration_windows: windows :meth:`Unified.calibrate` takes when none are named.
-        calibration_dropout: in training, each window of a batch is left out of every calibration pool with this
-            probability (it is still decoded and scored), so the model also learns from identities pooled over
-            fewer windows, whose mix of behaviour differs more from window to window, as a new session's first k
-            trials can.
         schemes: MtM schemes alternated per training batch (empty: behaviour only).
         forward_chunks: the causal scheme predicts each chunk from the state this many chunks before it, drawn
             per training batch from 1..forward_chunks (1: next-chunk prediction only; 4 at 50 ms chunks covers
@@ -56,7 +52,10 @@ class UnifiedConfig:
             covariance over the pooled calibration windows, plus ``input_ridge`` times its mean eigenvalue, is
             inverted and applied, so the feature estimates the unit's readout of the state rather than that
             readout times the covariance of the states the calibration windows happened to visit
-            (:func:`~spikefm.nn.calibration.triggered_states`).
+            (:func:`~spikefm.nn.calibration.triggered_states`). A recipe candidate (0.1), not the recipe: on transfer
+            worlds 0-1's val trials it raised zero-shot decode R2 from 32 unlabeled trials in every (world, seed) of
+            five (+0.02 to +0.19) and was mixed at 8 (``benchmarks/calibration_sets.py``); the thirty-third sitting
+            scores it (docs/results/protocol.md).
         input_bin: the binned-input ablation: each spike's time becomes the centre of its bin of this
             many seconds (must divide ``chunk``), so the input carries counts per unit per bin, not spike
             times. None: exact times (POYO).
@@ -82,7 +81,6 @@ class UnifiedConfig:
     id_window: float = 1.0
     id_hidden: int = 256
     calibration_windows: int = 8
-    calibration_dropout: float = 0.0
     schemes: tuple[str, ...] = SCHEMES
     forward_chunks: int = 1
     count_weight: float = 1.0
@@ -116,8 +114,6 @@ class UnifiedConfig:
         if self.triggered_input and self.identity == "table":
             raise ValueError("UnifiedConfig.triggered_input refines IDEncoder identities from calibration windows; the "
                              "identity: table ablation has none")
-        if not 0 <= self.calibration_dropout < 1:
-            raise ValueError(f"UnifiedConfig.calibration_dropout must be in [0, 1), got {self.calibration_dropout}")
         if self.input_ridge is not None and not (self.triggered_input and self.input_ridge > 0):
             raise ValueError(f"UnifiedConfig.input_ridge must be > 0 and needs triggered_input, got {self.input_ridge}")
         if self.input_bin is not None:
