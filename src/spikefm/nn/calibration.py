@@ -131,7 +131,7 @@ def triggered_states(
         return out
     pooled_windows = _window_pools(sessions, training, window, contributes)  # [B, B] which windows each pools
     inverse = _ridge_inverses(states, pooled_windows, ridge)  # [B, H, H]
-    return torch.cat([whiten(out[:, :-1], inverse, window), out[:, -1:]], dim=1)
+    return _whiten_states(out, inverse, window)
 
 
 def registered_triggered_states(counts: Tensor, states: Tensor, unit_keys: Sequence[str], window: Tensor,
@@ -145,7 +145,7 @@ def registered_triggered_states(counts: Tensor, states: Tensor, unit_keys: Seque
     if ridge is not None:
         every = torch.ones(1, len(states), dtype=torch.bool, device=states.device)  # one pool: all windows
         inverse = _ridge_inverses(states, every, ridge)  # [1, H, H]
-        out = torch.cat([whiten(out[:, :-1], inverse, out.new_zeros(len(out), dtype=torch.long)), out[:, -1:]], 1)
+        out = _whiten_states(out, inverse, out.new_zeros(len(out), dtype=torch.long))
     return dict(zip(keys, out))
 
 
@@ -160,12 +160,16 @@ def whiten(triggered: Tensor, inverse: Tensor, pool: Tensor) -> Tensor:
     return out
 
 
+def _whiten_states(triggered: Tensor, inverse: Tensor, pool: Tensor) -> Tensor:
+    """[N, H + 1] triggered states with the centred part whitened (:func:`whiten`), the log-rate column kept."""
+    return torch.cat([whiten(triggered[:, :-1], inverse, pool), triggered[:, -1:]], dim=1)
+
+
 def _window_pools(sessions: Sequence[str], training: bool, window: Tensor, contributes: Tensor | None) -> Tensor:
     """bool [B, B]: window ``j`` is pooled by window ``i`` (same session, another fold, and it holds a contributing
     row); the folds of :func:`session_folds`."""
     fold, _ = session_folds(sessions, training)
-    vocab: dict[str, int] = {}
-    session = torch.tensor([vocab.setdefault(s, len(vocab)) for s in sessions], device=window.device)  # [B]
+    session = _key_index(sessions, window.device)  # [B]
     fold_t = torch.tensor(fold, device=window.device)
     calibrates = torch.zeros(len(sessions), dtype=torch.bool, device=window.device)
     calibrates[window if contributes is None else window[contributes]] = True
