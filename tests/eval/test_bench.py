@@ -60,6 +60,26 @@ def test_the_unified_row_is_paired_with_each_parent_on_the_parents_task() -> Non
         ("unified forward_pred", "mtm forward_pred")])
 
 
+def test_the_whitened_candidate_is_paired_with_the_recipe_and_the_parents_within_a_session() -> None:
+    """The recipe candidate's within-session rows carry its override and meet the parents as the recipe does."""
+    from spikefm.eval.bench import UNIFIED_ABLATIONS, _models, expand_models, unified_versus_parents
+    from spikefm.eval.metrics import CO_BPS, DECODE_R2
+    from spikefm.eval.protocol import ablation_of
+
+    tasks = {CO_BPS: Task(CO_BPS, window=1.0, bin_size=0.05),
+             DECODE_R2: Task(DECODE_R2, window=1.0, bin_size=0.02, behavior_key="hand_vel")}
+    names = expand_models(["unified", "unified:decode:whitened", "poyo", "unified:co-bps", "unified:co-bps:whitened",
+                           "mtm"])
+    rows = _models(names, lambda m: tasks[MODEL_TASKS[m]], TINY, Path("unused"))
+    whitened = [r for r in rows if r.overrides == UNIFIED_ABLATIONS["whitened"]]
+    assert len(whitened) == 2 and {r.metric for r in whitened} == {CO_BPS, DECODE_R2}
+    pairs = set(unified_versus_parents(rows))
+    for row in whitened:
+        recipe, parent = ("unified", "poyo") if row.metric == DECODE_R2 else ("unified co-bps", "mtm")
+        assert (row.name, parent) in pairs and (recipe, parent) in pairs
+        assert ablation_of(row.name) == recipe  # the protocol pairs an ablation row with its recipe's row
+
+
 def test_a_synthetic_sitting_reports_the_unified_model_against_its_parent(tmp_path: Path) -> None:
     settings = SyntheticSettings(n_trials=30, units=(12, 12), system="lorenz")
     result = synthetic_suite(["unified", "spint"], TINY, tmp_path, ResultCache(tmp_path / "cache"), settings,

@@ -75,6 +75,8 @@ MODEL_TASKS = {"ndt1": CO_BPS, "stndt": CO_BPS, "mtm": CO_BPS, "ndt2": CO_BPS, "
                "unified:decode:table": DECODE_R2, "unified:decode:supervised": DECODE_R2,
                "unified:decode:binned": DECODE_R2, "unified:decode:transformer": DECODE_R2,
                "unified:decode:onepass": DECODE_R2, "unified:co-bps:onepass": CO_BPS,  # input identity, one pass
+               # the recipe candidate (whitened triggered states) within a session
+               "unified:decode:whitened": DECODE_R2, "unified:co-bps:whitened": CO_BPS,
                # its forward prediction (MtM's forward_pred task: the last 200 ms, in its 50 ms chunks)
                "unified:forward_pred": masked_metric("forward_pred"),
                "unified:forward_pred:forward4": masked_metric("forward_pred"),  # trained at horizons 1..4
