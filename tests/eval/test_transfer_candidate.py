@@ -232,3 +232,20 @@ def test_a_unified_transfer_row_is_not_paired_with_a_row_scored_by_another_metri
     rows = _transfer_candidates(["unified:finetune", "mtm:finetune", "poyo:finetune"], (8,), transfer_task(), {},
                                 Pretraining())
     assert unified_versus_parents(rows) == [("unified finetune k=8", "poyo finetune k=8")]
+
+
+def test_a_zero_shot_row_decodes_from_the_units_flagged_held_out(world) -> None:
+    """Regression: the unified model kept units flagged held-out (co-smoothing's) out of its input, so its transfer
+    rows decoded from fewer units than SPINT's, POYO's and the Wiener filters' on the same session."""
+    from spikefm.data.recording import SpikeTrains
+
+    pretrain, target = world
+    candidate = TransferCandidate("unified", "zero_shot", 4, transfer_task(), {target.session: pretrain},
+                                  Pretraining(steps=2, batch_size=8))
+    assert candidate.key()["inputs"] == "every unit"
+    dev, _ = seal(target, name="t")
+    flagged = int(np.flatnonzero(dev.units.heldout)[0])
+    keep = dev.spikes.units != flagged
+    without = replace(dev, spikes=SpikeTrains(dev.spikes.times[keep], dev.spikes.units[keep]))
+    fitted = candidate.fit(dev, {}, seed=1)
+    assert candidate.validate(fitted, dev) != candidate.validate(fitted, without)

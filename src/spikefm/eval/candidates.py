@@ -34,7 +34,7 @@ from spikefm.eval.samples import BehaviorSamples, at_samples, bin_centres
 from spikefm.eval.trials import TrialArrays, trial_arrays
 
 __all__ = ["METRICS", "masked_metric", "predicted_decoder_scores", "ScoredBySplit", "Task", "TrialScores", "Candidate", "Reporter", "BaselineCandidate", "task_arrays",
-           "decoder_scores"]
+           "decoder_scores", "decoding_inputs", "DECODING_INPUTS"]
 
 Reporter = Callable[[int, float], None]
 
@@ -58,6 +58,24 @@ METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
     **{f"{task} bps": bits_per_spike for task in ("forward_pred", "neuron_pred", "intra_region", "inter_region")},
 }
 DECODING_METRICS = (DECODE_R2, POSITION_R2)
+#: What a decoding row's cache key records (models whose inputs follow held-out flags read every unit since
+#: 2026-12-05: :func:`decoding_inputs`).
+DECODING_INPUTS = {"inputs": "every unit"}
+
+
+def decoding_inputs(rec: Recording, metric: str) -> Recording:
+    """``rec`` as a row of ``metric`` reads it: for a decoding metric no unit is flagged held-out.
+
+    Held-out flags say which units co-smoothing predicts; a decoding task reads every recorded unit. The Wiener
+    and Kalman filters, POYO, POSSM and SPINT read every unit whatever the flags say, but the unified model, NDT3
+    and NEDS keep flagged units out of their input, so on a recording with flags they decoded from fewer units
+    than the rows they were compared with (until 2026-12-05: a quarter fewer on the synthetic draws). Other
+    metrics get ``rec`` unchanged.
+    """
+    heldout = rec.units.heldout
+    if metric not in DECODING_METRICS or heldout is None or not np.asarray(heldout).any():
+        return rec
+    return replace(rec, units=replace(rec.units, heldout=np.zeros(rec.n_units, bool)))
 
 
 def _bps_resample(pred: np.ndarray, truth: np.ndarray, null: np.ndarray) -> float:
@@ -214,10 +232,10 @@ class ScoredBySplit:
     info: str = field(init=False)
 
     def validate(self, fitted: Any, dev: Recording) -> float:
-        return self._scores(fitted, dev, "val").score()
+        return self._scores(fitted, decoding_inputs(dev, self.metric), "val").score()
 
     def predict(self, fitted: Any, rec: Recording) -> TrialScores:
-        return self._scores(fitted, rec, "test")
+        return self._scores(fitted, decoding_inputs(rec, self.metric), "test")
 
 
 class Candidate(Protocol):

@@ -19,8 +19,8 @@ import torch
 from spikefm.data.recording import Recording
 from spikefm.data.splits import merge_split_runs
 from spikefm.eval.cache import cache_key
-from spikefm.eval.candidates import (Reporter, ScoredBySplit, Task, TrialScores, predicted_decoder_scores,
-                                    predicted_heldout_scores)
+from spikefm.eval.candidates import (DECODING_INPUTS, DECODING_METRICS, Reporter, ScoredBySplit, Task, TrialScores,
+                                    decoding_inputs, predicted_decoder_scores, predicted_heldout_scores)
 from spikefm.eval.metrics import CO_BPS
 from spikefm.eval.sealed import fingerprint
 from spikefm.eval.evaluate import predict
@@ -111,7 +111,8 @@ class ModelCandidate(ScoredBySplit):
         return {"kind": "model", "model": self.model, "preset": self.preset, "overrides": self.overrides,
                 "task": self.task.__dict__, "max_steps": self.max_steps, "sampler": self.sampler,
                 "batch_size": self.batch_size, "space": [self.lr, self.weight_decay],
-                "fit_format": FIT_FORMAT, **({"train_window": self.train_window} if self.train_window else {})}
+                "fit_format": FIT_FORMAT, **({"train_window": self.train_window} if self.train_window else {}),
+                **(DECODING_INPUTS if self.metric in DECODING_METRICS else {})}
 
     def default(self) -> dict[str, Any]:
         """The tiny recipes' trainer settings at the budget's step count."""
@@ -152,6 +153,7 @@ class ModelCandidate(ScoredBySplit):
         from spikefm.models.registry import build_config, get_spec
         from spikefm.train.fit import fit
 
+        dev = decoding_inputs(dev, self.metric)  # a decoding row reads every unit, as its baselines do
         config = self._config(params, seed, fingerprint(dev), has_behavior=bool(dev.behavior))
         # random training windows may straddle train blocks; validation reads each val block (pruner, keep_best)
         train_on = merge_split_runs(dev, splits=("train",)) if self.task.continuous else dev

@@ -25,8 +25,8 @@ import numpy as np
 
 from spikefm.data.recording import Recording
 from spikefm.eval.baselines.wiener import Wiener
-from spikefm.eval.candidates import (DEFAULTS, Reporter, ScoredBySplit, Task, TrialScores, _as_stretch, bin_centres,
-                                     decoder_scores, suggest, task_arrays)
+from spikefm.eval.candidates import (DECODING_INPUTS, DEFAULTS, Reporter, ScoredBySplit, Task, TrialScores, _as_stretch,
+                                     bin_centres, decoder_scores, decoding_inputs, suggest, task_arrays)
 from spikefm.eval.metrics import CO_BPS
 from spikefm.eval.model_candidate import ModelCandidate
 
@@ -75,7 +75,7 @@ class RatesDecoderCandidate(ScoredBySplit):
         space = {k: repr(v) for k, v in self.decoder.search_space().items()}
         return {"kind": "model", "readout": "rates_decoder", "rates_model": self.rates_model.key(),
                 "decoder": self.decoder.name,
-                "decoder_space": space, "task": self.task.__dict__}
+                "decoder_space": space, "task": self.task.__dict__, **DECODING_INPUTS}
 
     def default(self) -> dict[str, Any]:
         chosen = DEFAULTS[self.decoder.name]
@@ -88,6 +88,7 @@ class RatesDecoderCandidate(ScoredBySplit):
     def fit(self, dev: Recording, params: dict[str, Any], seed: int, report: Reporter | None = None) -> dict:
         knobs = set(self.decoder.search_space())
         model_params = {k: v for k, v in params.items() if k not in knobs}
+        dev = decoding_inputs(dev, self.metric)  # the rates model reads every unit, as the decoders it faces
         fitted = self.rates_model.fit(dev, model_params, seed, report)
         train = self._rate_arrays(fitted, dev, "train")
         decoder = copy.deepcopy(self.decoder).fit(_as_stretch(train) if self.task.continuous else train,

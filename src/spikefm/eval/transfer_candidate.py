@@ -30,7 +30,8 @@ import numpy as np
 import torch
 
 from spikefm.data.recording import DataError, Recording
-from spikefm.eval.candidates import Reporter, ScoredBySplit, Task, TrialScores, predicted_decoder_scores
+from spikefm.eval.candidates import (DECODING_INPUTS, DECODING_METRICS, Reporter, ScoredBySplit, Task, TrialScores,
+                                    decoding_inputs, predicted_decoder_scores)
 from spikefm.eval.metrics import DECODE_R2
 
 __all__ = ["CONDITIONS", "Pretraining", "TransferWorld", "TransferCandidate"]
@@ -176,7 +177,8 @@ class TransferCandidate(ScoredBySplit):
     def key(self) -> dict[str, Any]:
         return {"kind": "model", "model": self.model, "preset": self.preset, "condition": self.condition,
                 "k": self.k, "task": self.task.__dict__, "pretraining": self.pretraining.__dict__,
-                "transfer_format": 1, **({"overrides": self.overrides} if self.overrides else {})}
+                "transfer_format": 1, **({"overrides": self.overrides} if self.overrides else {}),
+                **(DECODING_INPUTS if self.metric in DECODING_METRICS else {})}
 
     def default(self) -> dict[str, Any]:
         return {"zero_shot": {}, "recalibrate": {"lr": 1e-2, "steps": 200},
@@ -195,7 +197,7 @@ class TransferCandidate(ScoredBySplit):
 
         if target not in self.sources:
             raise KeyError(f"{self.name}: no pretraining sessions for target {target!r}")
-        sources = self.sources[target]
+        sources = [decoding_inputs(r, self.metric) for r in self.sources[target]]  # every unit, for a decoding row
         from spikefm.eval.sealed import fingerprint
 
         data = tuple((r.session, fingerprint(r)) for r in sources)  # names alone collide across world settings
@@ -219,6 +221,7 @@ class TransferCandidate(ScoredBySplit):
 
         # torch's thread count is the process's (``spikefm bench --threads``, one by default): training on several
         # threads is not bit-reproducible between processes on this CPU build, one thread is
+        dev = decoding_inputs(dev, self.metric)
         model = copy.deepcopy(self._pretrained(dev.session, seed))
         tokenizer = self.spec.make_tokenizer(self.config)
         starts = _train_trial_starts(dev, self.k)
