@@ -429,6 +429,8 @@ def test_triggered_input_trains_its_embedding_and_needs_idencoder_identities(dat
     assert model.input_triggered[-1].weight.grad.abs().sum() > 0  # the second pass reads the embedding
     with pytest.raises(ValueError, match="triggered_input"):
         build_config("unified", "tiny", triggered_input=True, identity="table")
-    with pytest.raises(ValueError, match="input_ridge"):
-        build_config("unified", "tiny", triggered_input=False, input_ridge=1.0)
+    for ridge in (0.0, -1.0):
+        with pytest.raises(ValueError, match="input_ridge"):
+            build_config("unified", "tiny", input_ridge=ridge)
+    assert build_config("unified", "tiny").input_ridge == 0.1  # the recipe since the thirty-fourth sitting
 

@@ -75,8 +75,9 @@ MODEL_TASKS = {"ndt1": CO_BPS, "stndt": CO_BPS, "mtm": CO_BPS, "ndt2": CO_BPS, "
                "unified:decode:table": DECODE_R2, "unified:decode:supervised": DECODE_R2,
                "unified:decode:binned": DECODE_R2, "unified:decode:transformer": DECODE_R2,
                "unified:decode:onepass": DECODE_R2, "unified:co-bps:onepass": CO_BPS,  # input identity, one pass
-               # the recipe candidate (whitened triggered states) within a session
+               # whitened triggered states (the recipe since the thirty-fourth sitting) and the plain ones, in a session
                "unified:decode:whitened": DECODE_R2, "unified:co-bps:whitened": CO_BPS,
+               "unified:decode:plain": DECODE_R2, "unified:co-bps:plain": CO_BPS,
                # its forward prediction (MtM's forward_pred task: the last 200 ms, in its 50 ms chunks)
                "unified:forward_pred": masked_metric("forward_pred"),
                "unified:forward_pred:forward4": masked_metric("forward_pred"),  # trained at horizons 1..4
@@ -91,10 +92,14 @@ UNIFIED_ABLATIONS = {"table": {"identity": "table", "triggered_input": False},  
                      "forward4": {"forward_chunks": 4},  # the causal scheme at horizons 1..4 chunks, not 1 only
                      "onepass": {"triggered_input": False},  # input identities from the IDEncoder alone (one pass)
                      "transformer": {"core": "transformer"},  # a causal transformer over the last 20 chunks
-                     # a recipe candidate, not an ablation: the first pass's triggered states whitened (ridge 0.1)
-                     "whitened": {"input_ridge": 0.1}}
+                     # the first pass's triggered states whitened (ridge 0.1): a recipe candidate in the thirty-third
+                     # and thirty-fourth sittings and the recipe since, so this row now equals the recipe's
+                     "whitened": {"input_ridge": 0.1},
+                     "plain": {"input_ridge": None}}  # the plain triggered average (the recipe until 2026-12-05)
 #: Rows of :data:`UNIFIED_ABLATIONS` that would replace the recipe rather than knock an ingredient out: paired with
-#: the parents as the recipe's row is (and, as every ablation, with the recipe's row).
+#: the parents as the recipe's row is (and, as every ablation, with the recipe's row). ``whitened`` became the recipe
+#: after the thirty-fourth sitting and stays listed so that sitting's and the thirty-third's commands rebuild their
+#: tables as recorded.
 RECIPE_CANDIDATES = ("whitened",)
 #: Rows ``<model>:<task>[:<ablation>]`` of spike-token models scored from their per-chunk unit counts.
 UNIT_COUNT_ROWS = {"co-bps": UnitRateCandidate, "forward_pred": UnitForwardCandidate}

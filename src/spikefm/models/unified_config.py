@@ -48,14 +48,15 @@ class UnifiedConfig:
         triggered_input: two passes: each unit's *input* identity also gets an MLP embedding of its spike-triggered
             average of the first pass's core state over the other calibration windows (its tuning in the model's
             own state coordinates, which a new session's units get from unlabeled calibration data).
-        input_ridge: None, or whiten the first pass's triggered states (the input identities'): the state
-            covariance over the pooled calibration windows, plus ``input_ridge`` times its mean eigenvalue, is
-            inverted and applied, so the feature estimates the unit's readout of the state rather than that
-            readout times the covariance of the states the calibration windows happened to visit
-            (:func:`~spikefm.nn.calibration.triggered_states`). A recipe candidate (0.1), not the recipe: on transfer
-            worlds 0-1's val trials it raised zero-shot decode R2 from 32 unlabeled trials in every (world, seed) of
-            five (+0.02 to +0.19) and was mixed at 8 (``benchmarks/calibration_sets.py``); the thirty-third sitting
-            scores it (docs/results/protocol.md).
+        input_ridge: whiten the first pass's triggered states (the input identities'): the state covariance over
+            the pooled calibration windows, plus ``input_ridge`` times its mean eigenvalue, is inverted and applied,
+            so the feature estimates the unit's readout of the state rather than that readout times the covariance
+            of the states the calibration windows happened to visit (:func:`~spikefm.nn.calibration.triggered_states`).
+            None: the plain average (the recipe until 2026-12-05). Used only with ``triggered_input``. 0.1 is the
+            recipe since the thirty-fourth sitting (docs/results/protocol.md): chosen on transfer worlds 0-1's val
+            trials, it raised zero-shot decode R2 from 32 unlabeled trials on fresh worlds (thirty-third sitting,
+            +0.130 [+0.018, +0.258]) and was level with the plain average within a session (thirty-fourth: decode
+            R2 -0.017 [-0.047, +0.013], co-bps +0.009 [-0.007, +0.025]).
         input_bin: the binned-input ablation: each spike's time becomes the centre of its bin of this
             many seconds (must divide ``chunk``), so the input carries counts per unit per bin, not spike
             times. None: exact times (POYO).
@@ -94,7 +95,7 @@ class UnifiedConfig:
     identity: str = "idencoder"
     triggered_identity: bool = True
     triggered_input: bool = True
-    input_ridge: float | None = None
+    input_ridge: float | None = 0.1
     input_bin: float | None = None
     core_window: int = 20
 
@@ -114,8 +115,8 @@ class UnifiedConfig:
         if self.triggered_input and self.identity == "table":
             raise ValueError("UnifiedConfig.triggered_input refines IDEncoder identities from calibration windows; the "
                              "identity: table ablation has none")
-        if self.input_ridge is not None and not (self.triggered_input and self.input_ridge > 0):
-            raise ValueError(f"UnifiedConfig.input_ridge must be > 0 and needs triggered_input, got {self.input_ridge}")
+        if self.input_ridge is not None and not self.input_ridge > 0:
+            raise ValueError(f"UnifiedConfig.input_ridge must be > 0 or None, got {self.input_ridge}")
         if self.input_bin is not None:
             bins_per_chunk(self.input_bin, self.chunk)  # raises unless input_bin divides chunk
 
