@@ -96,3 +96,21 @@ def test_whitened_triggered_states_never_read_the_own_window():
         again = triggered_states(changed_counts, changed_states, keys, window, sessions, training=training, ridge=0.1)
         torch.testing.assert_close(again[2], out[2])
         assert not torch.allclose(again[1], out[1])
+
+
+def test_whitening_runs_in_float32_under_bf16_autocast():
+    """Regression: under bf16 autocast (the trainer's bf16 precisions, the GPU throughput benchmark) the whitening
+    product came out in bf16 and could not be written into the float32 rows; the covariance is also too coarse to
+    invert in bf16."""
+    from spikefm.nn.calibration import registered_triggered_states, triggered_states
+
+    states, counts = _correlated_windows(torch.tensor([[1.0, 0.9, 0.0], [0.0, 0.5, 0.0], [0.0, 0.0, 1.0]]), 4)
+    window, keys, sessions = torch.arange(len(states)), ["s/u"] * len(states), ["s"] * len(states)
+    exact = triggered_states(counts, states, keys, window, sessions, training=True, ridge=0.1)
+    registered = registered_triggered_states(counts, states, keys, window, ridge=0.1)["s/u"]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = triggered_states(counts, states, keys, window, sessions, training=True, ridge=0.1)
+        mixed_registered = registered_triggered_states(counts, states, keys, window, ridge=0.1)["s/u"]
+    assert mixed.dtype == exact.dtype == torch.float32
+    torch.testing.assert_close(mixed, exact, rtol=0.05, atol=0.05)
+    torch.testing.assert_close(mixed_registered, registered, rtol=0.05, atol=0.05)

@@ -161,8 +161,11 @@ def whiten(triggered: Tensor, inverse: Tensor, pool: Tensor) -> Tensor:
 
 
 def _whiten_states(triggered: Tensor, inverse: Tensor, pool: Tensor) -> Tensor:
-    """[N, H + 1] triggered states with the centred part whitened (:func:`whiten`), the log-rate column kept."""
-    return torch.cat([whiten(triggered[:, :-1], inverse, pool), triggered[:, -1:]], dim=1)
+    """[N, H + 1] triggered states with the centred part whitened (:func:`whiten`), the log-rate column kept; in
+    float32 whatever the caller's autocast (a bf16 product would not fit the float32 rows)."""
+    with torch.autocast(triggered.device.type, enabled=False):
+        centred = whiten(triggered[:, :-1].float(), inverse.float(), pool)
+    return torch.cat([centred.to(triggered.dtype), triggered[:, -1:]], dim=1)
 
 
 def _window_pools(sessions: Sequence[str], training: bool, window: Tensor, contributes: Tensor | None) -> Tensor:
@@ -178,7 +181,13 @@ def _window_pools(sessions: Sequence[str], training: bool, window: Tensor, contr
 
 def _ridge_inverses(states: Tensor, pools: Tensor, ridge: float) -> Tensor:
     """[P, H, H]: per pool (bool [P, B] over windows), ``(Cov + ridge * mean eigenvalue * I)^-1`` of the pooled
-    windows' chunk states ``states`` [B, C, H] (an empty pool's covariance is taken as the identity)."""
+    windows' chunk states ``states`` [B, C, H] (an empty pool's covariance is taken as the identity). In float32
+    whatever the caller's autocast: a covariance in bf16 keeps 8 bits of mantissa, too few to invert."""
+    with torch.autocast(states.device.type, enabled=False):
+        return _ridge_inverses_float32(states.float(), pools, ridge)
+
+
+def _ridge_inverses_float32(states: Tensor, pools: Tensor, ridge: float) -> Tensor:
     c, h = states.shape[1:]
     sums = pools.to(states.dtype) @ states.sum(1)  # [P, H]
     n = pools.sum(1).to(states.dtype)[:, None] * c  # [P, 1] chunks
