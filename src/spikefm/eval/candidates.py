@@ -34,7 +34,7 @@ from spikefm.eval.samples import BehaviorSamples, at_samples, bin_centres
 from spikefm.eval.trials import TrialArrays, trial_arrays
 
 __all__ = ["METRICS", "masked_metric", "predicted_decoder_scores", "ScoredBySplit", "Task", "TrialScores", "Candidate", "Reporter", "BaselineCandidate", "task_arrays",
-           "decoder_scores", "decoding_inputs", "DECODING_INPUTS"]
+           "decoder_scores", "decoding_inputs", "inputs_key"]
 
 Reporter = Callable[[int, float], None]
 
@@ -58,9 +58,12 @@ METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
     **{f"{task} bps": bits_per_spike for task in ("forward_pred", "neuron_pred", "intra_region", "inter_region")},
 }
 DECODING_METRICS = (DECODE_R2, POSITION_R2)
-#: What a decoding row's cache key records (models whose inputs follow held-out flags read every unit since
-#: 2026-12-05: :func:`decoding_inputs`).
-DECODING_INPUTS = {"inputs": "every unit"}
+
+
+def inputs_key(metric: str) -> dict[str, str]:
+    """What a row's cache key records about its inputs: a decoding row reads every unit since 2026-12-05
+    (:func:`decoding_inputs`), so no row cached before that is reused; other rows' keys are unchanged."""
+    return {"inputs": "every unit"} if metric in DECODING_METRICS else {}
 
 
 def decoding_inputs(rec: Recording, metric: str) -> Recording:

@@ -19,8 +19,8 @@ import torch
 from spikefm.data.recording import Recording
 from spikefm.data.splits import merge_split_runs
 from spikefm.eval.cache import cache_key
-from spikefm.eval.candidates import (DECODING_INPUTS, DECODING_METRICS, Reporter, ScoredBySplit, Task, TrialScores,
-                                    decoding_inputs, predicted_decoder_scores, predicted_heldout_scores)
+from spikefm.eval.candidates import (Reporter, ScoredBySplit, Task, TrialScores, decoding_inputs, inputs_key,
+                                    predicted_decoder_scores, predicted_heldout_scores)
 from spikefm.eval.metrics import CO_BPS
 from spikefm.eval.sealed import fingerprint
 from spikefm.eval.evaluate import predict
@@ -112,7 +112,7 @@ class ModelCandidate(ScoredBySplit):
                 "task": self.task.__dict__, "max_steps": self.max_steps, "sampler": self.sampler,
                 "batch_size": self.batch_size, "space": [self.lr, self.weight_decay],
                 "fit_format": FIT_FORMAT, **({"train_window": self.train_window} if self.train_window else {}),
-                **(DECODING_INPUTS if self.metric in DECODING_METRICS else {})}
+                **inputs_key(self.metric)}
 
     def default(self) -> dict[str, Any]:
         """The tiny recipes' trainer settings at the budget's step count."""

@@ -25,8 +25,8 @@ import numpy as np
 
 from spikefm.data.recording import Recording
 from spikefm.eval.baselines.wiener import Wiener
-from spikefm.eval.candidates import (DECODING_INPUTS, DEFAULTS, Reporter, ScoredBySplit, Task, TrialScores, _as_stretch,
-                                     bin_centres, decoder_scores, decoding_inputs, suggest, task_arrays)
+from spikefm.eval.candidates import (DEFAULTS, Reporter, ScoredBySplit, Task, TrialScores, _as_stretch,
+                                     bin_centres, decoder_scores, decoding_inputs, inputs_key, suggest, task_arrays)
 from spikefm.eval.metrics import CO_BPS
 from spikefm.eval.model_candidate import ModelCandidate
 
@@ -75,7 +75,8 @@ class RatesDecoderCandidate(ScoredBySplit):
         space = {k: repr(v) for k, v in self.decoder.search_space().items()}
         return {"kind": "model", "readout": "rates_decoder", "rates_model": self.rates_model.key(),
                 "decoder": self.decoder.name,
-                "decoder_space": space, "task": self.task.__dict__, **DECODING_INPUTS}
+                "decoder_space": space, "task": self.task.__dict__,
+                **inputs_key(self.metric)}
 
     def default(self) -> dict[str, Any]:
         chosen = DEFAULTS[self.decoder.name]

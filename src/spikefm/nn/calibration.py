@@ -184,20 +184,17 @@ def _ridge_inverses(states: Tensor, pools: Tensor, ridge: float) -> Tensor:
     windows' chunk states ``states`` [B, C, H] (an empty pool's covariance is taken as the identity). In float32
     whatever the caller's autocast: a covariance in bf16 keeps 8 bits of mantissa, too few to invert."""
     with torch.autocast(states.device.type, enabled=False):
-        return _ridge_inverses_float32(states.float(), pools, ridge)
-
-
-def _ridge_inverses_float32(states: Tensor, pools: Tensor, ridge: float) -> Tensor:
-    c, h = states.shape[1:]
-    sums = pools.to(states.dtype) @ states.sum(1)  # [P, H]
-    n = pools.sum(1).to(states.dtype)[:, None] * c  # [P, 1] chunks
-    second = torch.einsum("pb,bch,bck->phk", pools.to(states.dtype), states, states)  # [P, H, H]
-    mean = sums / n.clamp_min(1)
-    cov = second / n.clamp_min(1)[..., None] - mean[:, :, None] * mean[:, None, :]
-    eye = torch.eye(h, dtype=states.dtype, device=states.device)
-    cov = torch.where(n[..., None] > 0, cov, eye)  # an empty pool: the identity (its rows' averages are zero)
-    scale = (torch.diagonal(cov, dim1=1, dim2=2).mean(1) * ridge).clamp_min(1e-6)  # [P]
-    return torch.linalg.inv(cov + scale[:, None, None] * eye)
+        states, (c, h) = states.float(), states.shape[1:]
+        weights = pools.to(states.dtype)
+        sums = weights @ states.sum(1)  # [P, H]
+        n = pools.sum(1).to(states.dtype)[:, None] * c  # [P, 1] chunks
+        second = torch.einsum("pb,bch,bck->phk", weights, states, states)  # [P, H, H]
+        mean = sums / n.clamp_min(1)
+        cov = second / n.clamp_min(1)[..., None] - mean[:, :, None] * mean[:, None, :]
+        eye = torch.eye(h, dtype=states.dtype, device=states.device)
+        cov = torch.where(n[..., None] > 0, cov, eye)  # an empty pool: the identity (its rows' averages are zero)
+        scale = (torch.diagonal(cov, dim1=1, dim2=2).mean(1) * ridge).clamp_min(1e-6)  # [P]
+        return torch.linalg.inv(cov + scale[:, None, None] * eye)
 
 
 def _triggered_sums(counts: Tensor, states: Tensor, window: Tensor) -> Tensor:
