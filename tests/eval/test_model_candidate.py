@@ -8,6 +8,7 @@ import numpy as np
 
 from spikefm.data.recording import SpikeTrains
 from spikefm.data.synthetic import SyntheticConfig, generate
+from spikefm.eval.cache import cache_key
 from spikefm.eval.candidates import Task
 from spikefm.eval.metrics import DECODE_R2
 from spikefm.eval.model_candidate import ModelCandidate
@@ -29,3 +30,17 @@ def test_the_unified_decoding_row_reads_units_flagged_held_out(tmp_path) -> None
     assert row.key()["inputs"] == "every unit"
     fitted = row.fit(rec, {**row.default(), "steps": 2}, seed=0)
     assert row.validate(fitted, rec) != row.validate(fitted, _without_unit(rec, flagged))
+
+
+def test_a_changed_preset_default_makes_a_new_cache_key(tmp_path, monkeypatch) -> None:
+    """Regression: the key named the preset and the overrides only, so when a default changed (``input_ridge``
+    became the unified model's on 2026-12-05) a resumed run reused rows cached under the old default."""
+    from spikefm.models.registry import get_spec
+
+    row = ModelCandidate("unified", Task(DECODE_R2, window=1.0, bin_size=0.02, behavior_key="hand_vel"),
+                         max_steps=2, out_dir=tmp_path)
+    before = cache_key(**row.key())
+    assert row.key()["config"]["input_ridge"] == 0.1
+    monkeypatch.setitem(get_spec("unified").presets, "tiny", {**get_spec("unified").presets["tiny"], "input_ridge": None})
+    assert row.key()["config"]["input_ridge"] is None
+    assert cache_key(**row.key()) != before

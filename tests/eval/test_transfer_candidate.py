@@ -249,3 +249,14 @@ def test_a_zero_shot_row_decodes_from_the_units_flagged_held_out(world) -> None:
     without = replace(dev, spikes=SpikeTrains(dev.spikes.times[keep], dev.spikes.units[keep]))
     fitted = candidate.fit(dev, {}, seed=1)
     assert candidate.validate(fitted, dev) != candidate.validate(fitted, without)
+
+
+def test_a_transfer_row_key_holds_its_resolved_config(world) -> None:
+    """Regression: a changed default (not an override) left a transfer row's cache key unchanged."""
+    pretrain, target = world
+    candidate = TransferCandidate("unified", "zero_shot", 4, transfer_task(), {target.session: pretrain},
+                                  Pretraining(steps=2, batch_size=8))
+    plain = TransferCandidate("unified", "zero_shot", 4, transfer_task(), {target.session: pretrain},
+                              Pretraining(steps=2, batch_size=8), overrides={"input_ridge": None})
+    assert candidate.key()["config"]["input_ridge"] == 0.1 and plain.key()["config"]["input_ridge"] is None
+    assert list(candidate.key()["config"]["behavior_keys"]) == ["hand_vel"]

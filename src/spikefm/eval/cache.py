@@ -1,7 +1,7 @@
 """On-disk cache of protocol results, keyed by a hash of everything that determines each one.
 
-A key hashes the candidate (kind, model, preset, overrides, search space, task), the data's
-fingerprint, the configuration, the seed, the phase and the spikefm version, so ``spikefm bench``
+A key hashes the candidate (kind, model, preset, overrides, the resolved model config, search space, task),
+the data's fingerprint, the configuration, the seed, the phase and the spikefm version, so ``spikefm bench``
 resumes where it stopped and, after a change, recomputes only what the change touches. Entries are
 JSON (scores, CPU seconds) and ``.npz`` arrays (test predictions); loading one never runs code.
 """

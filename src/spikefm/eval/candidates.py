@@ -21,7 +21,7 @@ Shape legend: ``K`` trials / blocks, ``T`` bins, ``N`` units, ``D`` behaviour di
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Protocol
 
 import numpy as np
@@ -34,7 +34,7 @@ from spikefm.eval.samples import BehaviorSamples, at_samples, bin_centres
 from spikefm.eval.trials import TrialArrays, trial_arrays
 
 __all__ = ["METRICS", "masked_metric", "predicted_decoder_scores", "ScoredBySplit", "Task", "TrialScores", "Candidate", "Reporter", "BaselineCandidate", "task_arrays",
-           "decoder_scores", "decoding_inputs", "inputs_key"]
+           "decoder_scores", "decoding_inputs", "inputs_key", "config_key"]
 
 Reporter = Callable[[int, float], None]
 
@@ -64,6 +64,15 @@ def inputs_key(metric: str) -> dict[str, str]:
     """What a row's cache key records about its inputs: a decoding row reads every unit since 2026-12-05
     (:func:`decoding_inputs`), so no row cached before that is reused; other rows' keys are unchanged."""
     return {"inputs": "every unit"} if metric in DECODING_METRICS else {}
+
+
+def config_key(config: Any) -> dict[str, Any]:
+    """A model row's resolved config (a dataclass) as a cache-key entry.
+
+    Keys named only the preset and the overrides, so a changed default (``input_ridge`` became the unified
+    model's on 2026-12-05) left a resumed run's key unchanged and its rows cached under the old default were
+    reused. With every resolved field in the key, any change of what a model is makes a new key."""
+    return {"config": asdict(config)}
 
 
 def decoding_inputs(rec: Recording, metric: str) -> Recording:

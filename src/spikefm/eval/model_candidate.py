@@ -19,7 +19,7 @@ import torch
 from spikefm.data.recording import Recording
 from spikefm.data.splits import merge_split_runs
 from spikefm.eval.cache import cache_key
-from spikefm.eval.candidates import (Reporter, ScoredBySplit, Task, TrialScores, decoding_inputs, inputs_key,
+from spikefm.eval.candidates import (Reporter, ScoredBySplit, Task, TrialScores, config_key, decoding_inputs, inputs_key,
                                     predicted_decoder_scores, predicted_heldout_scores)
 from spikefm.eval.metrics import CO_BPS
 from spikefm.eval.sealed import fingerprint
@@ -108,11 +108,13 @@ class ModelCandidate(ScoredBySplit):
             self.out_dir = Path(tempfile.mkdtemp(prefix=f"spikefm-bench-{self.model}-"))
 
     def key(self) -> dict[str, Any]:
+        from spikefm.models.registry import build_config
+
         return {"kind": "model", "model": self.model, "preset": self.preset, "overrides": self.overrides,
                 "task": self.task.__dict__, "max_steps": self.max_steps, "sampler": self.sampler,
                 "batch_size": self.batch_size, "space": [self.lr, self.weight_decay],
                 "fit_format": FIT_FORMAT, **({"train_window": self.train_window} if self.train_window else {}),
-                **inputs_key(self.metric)}
+                **inputs_key(self.metric), **config_key(build_config(self.model, self.preset, **self.overrides))}
 
     def default(self) -> dict[str, Any]:
         """The tiny recipes' trainer settings at the budget's step count."""

@@ -30,8 +30,8 @@ import numpy as np
 import torch
 
 from spikefm.data.recording import DataError, Recording
-from spikefm.eval.candidates import (Reporter, ScoredBySplit, Task, TrialScores, decoding_inputs, inputs_key,
-                                    predicted_decoder_scores)
+from spikefm.eval.candidates import (Reporter, ScoredBySplit, Task, TrialScores, config_key, decoding_inputs,
+                                    inputs_key, predicted_decoder_scores)
 from spikefm.eval.metrics import DECODE_R2
 
 __all__ = ["CONDITIONS", "Pretraining", "TransferWorld", "TransferCandidate"]
@@ -178,7 +178,7 @@ class TransferCandidate(ScoredBySplit):
         return {"kind": "model", "model": self.model, "preset": self.preset, "condition": self.condition,
                 "k": self.k, "task": self.task.__dict__, "pretraining": self.pretraining.__dict__,
                 "transfer_format": 1, **({"overrides": self.overrides} if self.overrides else {}),
-                **inputs_key(self.metric)}
+                **inputs_key(self.metric), **config_key(self.config)}
 
     def default(self) -> dict[str, Any]:
         return {"zero_shot": {}, "recalibrate": {"lr": 1e-2, "steps": 200},
