@@ -434,3 +434,41 @@ def test_triggered_input_trains_its_embedding_and_needs_idencoder_identities(dat
             build_config("unified", "tiny", input_ridge=ridge)
     assert build_config("unified", "tiny").input_ridge == 0.1  # the recipe since the thirty-fourth sitting
 
+
+
+def test_population_frames_are_permutation_invariant_and_stream_as_the_offline_pass(dataset):
+    model, tokenizer = build(dataset.recordings, population_pcs=4, **EXACT)
+    rec = dataset.recordings[0]
+    samples = tokens_of(tokenizer, rec, rec.trials.start[:4])
+    with torch.no_grad():
+        base = model(collate(samples, pack=True))
+        shuffled = model(collate([permuted(t, np.random.default_rng(0)) for t in samples], pack=True))
+    torch.testing.assert_close(shuffled["behavior"], base["behavior"], atol=1e-5, rtol=1e-5)
+    model.calibrate(rec)  # a training session: its frame (from its train trials) stays as built
+    tokens = tokenizer(rec.window(0.0, 1.0))
+    batch = collate([tokens], pack=True)
+    with torch.no_grad():
+        offline = model(batch)["behavior"][0]
+    inputs = np.flatnonzero(~rec.units.heldout)
+    spikes = (tokens.token_type == TokenType.SPIKE) & np.isin(tokens.unit_index, inputs)
+    times, units = batch.timestamps.double().numpy()[spikes], np.searchsorted(inputs, tokens.unit_index[spikes])
+    streamed = StreamingDecoder(model, [rec.unit_keys()[i] for i in inputs], rec.session).run(times, units, start=0.0,
+                                                                                             n_chunks=16)
+    torch.testing.assert_close(streamed, offline, atol=1e-5, rtol=1e-5)
+    model.population.register(rec.session, rec.unit_keys(), np.zeros((rec.n_units, 4)), permanent=True)
+    with torch.no_grad():  # the loadings are what the embedding reads
+        assert not torch.allclose(model(batch)["behavior"][0], offline, atol=1e-4)
+
+
+def test_a_new_session_gets_its_population_frame_from_calibration_and_loses_it_with_forget(dataset):
+    model, tokenizer = build(dataset.recordings[:1], population_pcs=4)
+    new = dataset.recordings[1]
+    batch = collate(tokens_of(tokenizer, new, new.trials.start[:2]), pack=True)
+    with pytest.raises(ValueError, match="no population frame"):
+        model(batch)
+    model.calibrate(new)
+    assert new.session in model.population and torch.isfinite(model(batch)["behavior"]).all()
+    model.forget(new.session)
+    assert new.session not in model.population and dataset.recordings[0].session in model.population
+    with pytest.raises(ValueError, match="identity: table"):
+        build_config("unified", "tiny", population_pcs=4, identity="table", triggered_input=False)

@@ -78,6 +78,8 @@ MODEL_TASKS = {"ndt1": CO_BPS, "stndt": CO_BPS, "mtm": CO_BPS, "ndt2": CO_BPS, "
                # whitened triggered states (the recipe since the thirty-fourth sitting) and the plain ones, in a session
                "unified:decode:whitened": DECODE_R2, "unified:co-bps:whitened": CO_BPS,
                "unified:decode:plain": DECODE_R2, "unified:co-bps:plain": CO_BPS,
+               # population frames (label-free identity from how units co-vary; the thirty-eighth sitting, on M1)
+               "unified:decode:population": DECODE_R2,
                # its forward prediction (MtM's forward_pred task: the last 200 ms, in its 50 ms chunks)
                "unified:forward_pred": masked_metric("forward_pred"),
                "unified:forward_pred:forward4": masked_metric("forward_pred"),  # trained at horizons 1..4
@@ -95,7 +97,9 @@ UNIFIED_ABLATIONS = {"table": {"identity": "table", "triggered_input": False},  
                      # the first pass's triggered states whitened (ridge 0.1): a recipe candidate in the thirty-third
                      # and thirty-fourth sittings and the recipe since, so this row now equals the recipe's
                      "whitened": {"input_ridge": 0.1},
-                     "plain": {"input_ridge": None}}  # the plain triggered average (the recipe until 2026-12-05)
+                     "plain": {"input_ridge": None},  # the plain triggered average (the recipe until 2026-12-05)
+                     # + each unit's loadings on its session's top 32 principal components (spikefm.nn.population)
+                     "population": {"population_pcs": 32}}
 #: Rows of :data:`UNIFIED_ABLATIONS` that would replace the recipe rather than knock an ingredient out: paired with
 #: the parents as the recipe's row is (and, as every ablation, with the recipe's row). ``whitened`` became the recipe
 #: after the thirty-fourth sitting and stays listed so that sitting's and the thirty-third's commands rebuild their

@@ -46,6 +46,7 @@ from spikefm.nn.chunked import (
 )  # fmt: skip
 from spikefm.nn.chunking import bin_centres, chunk_grid, chunk_index, token_samples
 from spikefm.nn.identity_offsets import IdentityOffsets
+from spikefm.nn.population import PopulationFrames, recording_frame
 from spikefm.nn.recurrent import make_core
 from spikefm.nn.unit_readout import IdentityReadout
 from spikefm.objectives.multitask import multitask_objective
@@ -74,7 +75,8 @@ class Unified(RegisteredCalibration, UnifiedStreaming, nn.Module):
 
     FEATURE_TABLES = ("features", "input_features")  # registered triggered states: count readout, input identity
 
-    def __init__(self, config: UnifiedConfig, *, behavior_dims: dict[str, int], unit_keys: Sequence[str] = ()) -> None:
+    def __init__(self, config: UnifiedConfig, *, behavior_dims: dict[str, int], unit_keys: Sequence[str] = (),
+                 population: dict[str, tuple[Sequence[str], Any]] | None = None) -> None:
         super().__init__()
         self.config, dim = config, config.dim
         table = config.identity == "table"  # the ablation: POYO's learned row per unit instead of the IDEncoder
@@ -102,6 +104,13 @@ class Unified(RegisteredCalibration, UnifiedStreaming, nn.Module):
             self.input_triggered = nn.Sequential(nn.Linear(core_dim + 1, dim), nn.GELU(), nn.Linear(dim, dim))
             nn.init.zeros_(self.input_triggered[-1].weight)  # starts as the one-pass model
             nn.init.zeros_(self.input_triggered[-1].bias)
+        self.population = None  # identity += MLP(loadings in the session's population frame), with population_pcs
+        if config.population_pcs:
+            self.population = PopulationFrames(config.population_pcs)
+            for session, (keys, loadings) in (population or {}).items():  # the training recordings' frames
+                self.population.register(session, keys, loadings, permanent=True)
+            self.population_embedding = nn.Sequential(nn.Linear(config.population_pcs, dim), nn.GELU(),
+                                                      nn.Linear(dim, dim))
         self._calibration: dict[str, tuple[tuple[str, ...], Tensor]] = {}
 
     # ------------------------------------------------------------------ offline pass
@@ -242,6 +251,9 @@ class Unified(RegisteredCalibration, UnifiedStreaming, nn.Module):
         identity = in_batch_identities(self.id_encoder, counts, batch.unit_keys, window, batch.sessions,
                                        self.training, contributes=~hidden & calibration[window])  # fmt: skip
         identity = self._with_registered(identity, batch, self._registered, self._calibration)
+        if self.population is not None:
+            identity = identity + self.population_embedding(self.population(batch.unit_keys, batch.sessions,
+                                                                            identity.device))
         return identity + self.identity_offset.offsets(batch.unit_keys, identity)
 
     def _registered(self, session: str) -> dict[str, Tensor]:
@@ -271,6 +283,9 @@ class Unified(RegisteredCalibration, UnifiedStreaming, nn.Module):
                                            bin_size=c.id_bin, window=c.id_window)  # fmt: skip
         self.forget(recording.session)
         self._calibration[recording.session] = (tuple(recording.unit_keys()), counts)
+        if self.population is not None and recording.session not in self.population:  # a new session's frame
+            frame = recording_frame(recording, c.population_pcs, c.population_bin, starts=starts, window=c.id_window)
+            self.population.register(recording.session, recording.unit_keys(), frame)
         if c.triggered_input:  # first: each unit's triggered state of the first pass, for its input identity
             self._input_features[recording.session] = self._registered_triggered(recording, starts, first_pass=True)
         if c.triggered_identity:  # + each unit's triggered state over the same windows, with these weights
@@ -298,6 +313,13 @@ class Unified(RegisteredCalibration, UnifiedStreaming, nn.Module):
         table = registered_triggered_states(counts, core_out, batch.unit_keys, self._unit_windows(batch), ridge)
         self.train(was_training)
         return torch.stack([table[k] for k in recording.unit_keys()])
+
+    def forget(self, session: str | None = None) -> None:
+        """Drop the registered calibration of ``session`` (or of every session) and the population frames that
+        calibration made; a training recording's frame stays."""
+        super().forget(session)
+        if self.population is not None:
+            self.population.forget(session)
 
     @property
     def calibrates(self) -> bool:
@@ -329,6 +351,10 @@ def _sizes(recordings: Sequence[Recording], config: UnifiedConfig) -> dict[str, 
     sizes: dict[str, Any] = {"behavior_dims": {k: behavior_width(recordings, k, "Unified") for k in have}}
     if config.identity == "table":  # the lookup-table ablation: one learned row per training unit
         sizes["unit_keys"] = [k for r in recordings for k in r.unit_keys()]
+    if config.population_pcs:  # each training recording's fixed frame, from its train trials' unlabeled spikes
+        sizes["population"] = {r.session: (r.unit_keys(), recording_frame(r, config.population_pcs,
+                                                                          config.population_bin).tolist())
+                               for r in recordings}  # fmt: skip
     return sizes
 
 

@@ -61,6 +61,12 @@ class UnifiedConfig:
             many seconds (must divide ``chunk``), so the input carries counts per unit per bin, not spike
             times. None: exact times (POYO).
         core_window: steps (chunks) the ``core: transformer`` ablation reads (its own and the ones before).
+        population_pcs, population_bin: add to each unit's input identity an MLP embedding of its loadings on the
+            top ``population_pcs`` principal components of its session's counts in ``population_bin`` bins, read
+            through one fixed frame per session (:mod:`spikefm.nn.population`): a training recording's from its
+            train trials' unlabeled spikes, a new session's from its calibration windows. It tells units apart by
+            how they co-vary with their population, which a unit's own activity does not show when calibration
+            windows are not aligned to a repeated task (M1's continuous reaching). 0: off (the recipe).
     """
 
     dim: int = 128
@@ -98,6 +104,8 @@ class UnifiedConfig:
     input_ridge: float | None = 0.1
     input_bin: float | None = None
     core_window: int = 20
+    population_pcs: int = 0
+    population_bin: float = 0.05
 
     def __post_init__(self) -> None:
         self.schemes, self.behavior_keys = tuple(self.schemes), tuple(self.behavior_keys)
@@ -117,6 +125,11 @@ class UnifiedConfig:
                              "identity: table ablation has none")
         if self.input_ridge is not None and not self.input_ridge > 0:
             raise ValueError(f"UnifiedConfig.input_ridge must be > 0 or None, got {self.input_ridge}")
+        if self.population_pcs < 0 or not self.population_bin > 0:
+            raise ValueError("UnifiedConfig: population_pcs must be >= 0 and population_bin > 0")
+        if self.population_pcs and self.identity == "table":
+            raise ValueError("UnifiedConfig.population_pcs adds to IDEncoder identities; the identity: table "
+                             "ablation has none")
         if self.input_bin is not None:
             bins_per_chunk(self.input_bin, self.chunk)  # raises unless input_bin divides chunk
 

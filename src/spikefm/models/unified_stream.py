@@ -38,6 +38,8 @@ class UnifiedStreaming:
         else:
             table = self._registered(session)
             identity = torch.stack([table[k] for k in unit_keys])  # KeyError names a key
+        if self.population is not None:  # + the embedding of each unit's loadings in its session's frame
+            identity = identity + self.population_embedding(self.population(unit_keys, [session], identity.device))
         identity = identity + self.identity_offset.offsets(unit_keys, identity)
         if self.input_triggered is not None:  # + the embedding of each unit's first-pass triggered state
             features = self._registered_features("input_features", session)
