@@ -63,6 +63,9 @@ class Unified(RegisteredCalibration, UnifiedStreaming, nn.Module):
     Args:
         config: architecture.
         behavior_dims: width of each behaviour key (empty: a self-supervised model).
+        unit_keys: the ``identity: table`` ablation's training units.
+        population: with ``population_pcs``, session -> (unit keys, loadings [U, k]): the training recordings'
+            population frames (:func:`~spikefm.nn.population.recording_frame`, made by ``sizes_from_data``).
 
     Shapes:
         forward(packed or padded per-spike batch, masks=None, calibration=None) -> ``values/<key>``
