@@ -356,19 +356,9 @@ def test_a_model_without_behaviour_trains_on_counts_and_says_it_cannot_stream_be
         model.prepare_stream(rec.unit_keys(), rec.session, torch.zeros(5, dtype=torch.float64))
 
 
-def _with_triggered_input(model):
-    """The two-pass model with its triggered-input embedding switched on (it starts at zero: the one-pass model)."""
-    torch.manual_seed(1)
-    torch.nn.init.normal_(model.input_triggered[-1].weight, std=0.2)
-    torch.nn.init.normal_(model.input_triggered[-1].bias, std=0.2)
-    return model
-
-
-@pytest.mark.parametrize("input_ridge", [None, 0.5])
-def test_triggered_input_is_permutation_invariant_and_streams_as_the_offline_pass(dataset, input_ridge):
-    model, tokenizer = build(dataset.recordings, triggered_input=True, input_ridge=input_ridge, **EXACT)
-    model = _with_triggered_input(model)
-    rec = dataset.recordings[0]
+def _invariant_and_streaming(model, tokenizer, rec):
+    """Assert that permuting units changes nothing and that streaming ``rec``'s first second (after
+    ``calibrate``) equals the offline pass; return (that second's batch, its offline behaviour)."""
     samples = tokens_of(tokenizer, rec, rec.trials.start[:4])
     with torch.no_grad():
         base = model(collate(samples, pack=True))
@@ -385,6 +375,22 @@ def test_triggered_input_is_permutation_invariant_and_streams_as_the_offline_pas
     streamed = StreamingDecoder(model, [rec.unit_keys()[i] for i in inputs], rec.session).run(times, units, start=0.0,
                                                                                              n_chunks=16)
     torch.testing.assert_close(streamed, offline, atol=1e-5, rtol=1e-5)
+    return batch, offline
+
+
+def _with_triggered_input(model):
+    """The two-pass model with its triggered-input embedding switched on (it starts at zero: the one-pass model)."""
+    torch.manual_seed(1)
+    torch.nn.init.normal_(model.input_triggered[-1].weight, std=0.2)
+    torch.nn.init.normal_(model.input_triggered[-1].bias, std=0.2)
+    return model
+
+
+@pytest.mark.parametrize("input_ridge", [None, 0.5])
+def test_triggered_input_is_permutation_invariant_and_streams_as_the_offline_pass(dataset, input_ridge):
+    model, tokenizer = build(dataset.recordings, triggered_input=True, input_ridge=input_ridge, **EXACT)
+    model = _with_triggered_input(model)
+    batch, offline = _invariant_and_streaming(model, tokenizer, dataset.recordings[0])
     model.input_triggered[-1].weight.data.zero_()
     model.input_triggered[-1].bias.data.zero_()
     with torch.no_grad():  # the embedding is what changes the output
@@ -438,23 +444,8 @@ def test_triggered_input_trains_its_embedding_and_needs_idencoder_identities(dat
 
 def test_population_frames_are_permutation_invariant_and_stream_as_the_offline_pass(dataset):
     model, tokenizer = build(dataset.recordings, population_pcs=4, **EXACT)
-    rec = dataset.recordings[0]
-    samples = tokens_of(tokenizer, rec, rec.trials.start[:4])
-    with torch.no_grad():
-        base = model(collate(samples, pack=True))
-        shuffled = model(collate([permuted(t, np.random.default_rng(0)) for t in samples], pack=True))
-    torch.testing.assert_close(shuffled["behavior"], base["behavior"], atol=1e-5, rtol=1e-5)
-    model.calibrate(rec)  # a training session: its frame (from its train trials) stays as built
-    tokens = tokenizer(rec.window(0.0, 1.0))
-    batch = collate([tokens], pack=True)
-    with torch.no_grad():
-        offline = model(batch)["behavior"][0]
-    inputs = np.flatnonzero(~rec.units.heldout)
-    spikes = (tokens.token_type == TokenType.SPIKE) & np.isin(tokens.unit_index, inputs)
-    times, units = batch.timestamps.double().numpy()[spikes], np.searchsorted(inputs, tokens.unit_index[spikes])
-    streamed = StreamingDecoder(model, [rec.unit_keys()[i] for i in inputs], rec.session).run(times, units, start=0.0,
-                                                                                             n_chunks=16)
-    torch.testing.assert_close(streamed, offline, atol=1e-5, rtol=1e-5)
+    rec = dataset.recordings[0]  # a training session: calibrating it keeps its frame (from its train trials)
+    batch, offline = _invariant_and_streaming(model, tokenizer, rec)
     model.population.register(rec.session, rec.unit_keys(), np.zeros((rec.n_units, 4)), permanent=True)
     with torch.no_grad():  # the loadings are what the embedding reads
         assert not torch.allclose(model(batch)["behavior"][0], offline, atol=1e-4)
