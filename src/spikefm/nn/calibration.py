@@ -22,7 +22,7 @@ from torch import Tensor, nn
 __all__ = [
     "session_folds", "pool_other_folds", "in_batch_identities", "triggered_states", "registered_triggered_states",
     "with_registered", "whiten", "calibration_starts",
-    "calibration_window_counts",
+    "calibration_window_counts", "train_trial_rows",
 ]  # fmt: skip
 
 
@@ -257,14 +257,14 @@ def calibration_starts(
     if starts is not None:
         return np.asarray(starts, dtype=np.float64)
     if recording.trials is not None and len(recording.trials):
-        index = trials if trials is not None else _train_trials(recording.trials)[:n_windows]
+        index = trials if trials is not None else train_trial_rows(recording.trials)[:n_windows]
         if len(index) == 0:
             raise ValueError(f"{recording.session}: no train-split trial to calibrate on; name trials or starts")
         return np.asarray(recording.trials.start[np.asarray(index, dtype=np.int64)], dtype=np.float64)
     return recording.start + np.arange(n_windows) * window
 
 
-def _train_trials(trials: Any) -> np.ndarray:
+def train_trial_rows(trials: Any) -> np.ndarray:
     """Rows of a trials table in its ``train`` split (every row when it has no split column)."""
     rows = np.arange(len(trials))
     if "split" in trials.columns:

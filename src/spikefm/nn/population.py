@@ -4,7 +4,7 @@ SPINT's IDEncoder reads one unit's own activity, which shows its rate and bursti
 tuned when the calibration windows are not aligned to a repeated task (a continuous reaching session: a unit's
 identity then says nothing about its preferred direction, and decoding fails; ``docs/results/real_data.md``).
 How a unit co-varies with the rest of its population does say it: on M1's train blocks, units' loadings on the
-top 8 principal components of the binned counts give canonical correlations 0.89 / 0.75 with the units' signed
+top 8 principal components of the binned counts give canonical correlations 0.89 / 0.74 with the units' signed
 velocity tuning (128 unlabeled 1 s blocks), and a causal linear decoder reading the top 32 component scores
 reaches 0.75 validation R2, against 0.77 from every unit (``benchmarks/m1_population_frame.py``). In the unified
 model (``population_pcs: 32``, 300 steps, seed 0, M1's validation blocks) label-free identities then decode at
@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
+
+from spikefm.nn.calibration import train_trial_rows
 
 __all__ = ["population_loadings", "standardized", "recording_frame", "PopulationFrames"]
 
@@ -65,11 +67,8 @@ def recording_frame(recording: Any, k: int, bin_size: float, starts: Sequence[fl
             raise ValueError("recording_frame: give window with starts")
         spans = [(float(t), float(t) + window) for t in starts]
     elif recording.trials is not None and len(recording.trials):
-        trials = recording.trials
-        keep = np.ones(len(trials), bool)
-        if "split" in trials.columns:
-            keep = np.asarray(trials.columns["split"]).astype(str) == "train"
-        spans = list(zip(trials.start[keep].tolist(), trials.end[keep].tolist()))
+        rows = train_trial_rows(recording.trials)
+        spans = list(zip(recording.trials.start[rows].tolist(), recording.trials.end[rows].tolist()))
     else:
         spans = [(float(recording.start), float(recording.end))]
     rows = [_counts(recording, bin_size, t0, t1) for t0, t1 in spans]
