@@ -80,6 +80,24 @@ def test_the_whitened_candidate_is_paired_with_the_recipe_and_the_parents_within
         assert ablation_of(row.name) == recipe  # the protocol pairs an ablation row with its recipe's row
 
 
+def test_the_population_option_is_paired_with_the_recipe_and_possm() -> None:
+    """The thirty-ninth and fortieth sittings pair ``unified:decode:population`` with POSSM, as the recipe's row;
+    an ingredient's ablation (``table``) meets the recipe only."""
+    from spikefm.eval.bench import UNIFIED_ABLATIONS, _models, expand_models, unified_versus_parents
+    from spikefm.eval.metrics import DECODE_R2
+    from spikefm.eval.protocol import ablation_of
+
+    task = Task(DECODE_R2, window=1.0, bin_size=0.02, behavior_key="hand_vel")
+    names = expand_models(["unified", "unified:decode:population", "unified:decode:table", "possm"])
+    rows = _models(names, lambda m: task, TINY, Path("unused"))
+    (population,) = [r for r in rows if r.overrides == UNIFIED_ABLATIONS["population"]]
+    (table,) = [r for r in rows if r.overrides == UNIFIED_ABLATIONS["table"]]
+    pairs = set(unified_versus_parents(rows))
+    assert {(population.name, "possm"), ("unified", "possm")} <= pairs
+    assert (table.name, "possm") not in pairs and ablation_of(table.name) == "unified"
+    assert ablation_of(population.name) == "unified"
+
+
 def test_a_synthetic_sitting_reports_the_unified_model_against_its_parent(tmp_path: Path) -> None:
     settings = SyntheticSettings(n_trials=30, units=(12, 12), system="lorenz")
     result = synthetic_suite(["unified", "spint"], TINY, tmp_path, ResultCache(tmp_path / "cache"), settings,

@@ -103,8 +103,9 @@ UNIFIED_ABLATIONS = {"table": {"identity": "table", "triggered_input": False},  
 #: Rows of :data:`UNIFIED_ABLATIONS` that would replace the recipe rather than knock an ingredient out: paired with
 #: the parents as the recipe's row is (and, as every ablation, with the recipe's row). ``whitened`` became the recipe
 #: after the thirty-fourth sitting and stays listed so that sitting's and the thirty-third's commands rebuild their
-#: tables as recorded.
-RECIPE_CANDIDATES = ("whitened",)
+#: tables as recorded; ``population`` (an option for within-session decoding) meets POSSM in the thirty-ninth and
+#: fortieth sittings.
+RECIPE_CANDIDATES = ("whitened", "population")
 #: Rows ``<model>:<task>[:<ablation>]`` of spike-token models scored from their per-chunk unit counts.
 UNIT_COUNT_ROWS = {"co-bps": UnitRateCandidate, "forward_pred": UnitForwardCandidate}
 #: The kind of baseline each metric is compared with (:func:`spikefm.eval.baselines.baselines_for`).
