@@ -227,6 +227,18 @@ def test_bench_on_a_users_continuous_file(tmp_path: Path) -> None:
     assert all(row["score"] > 0.3 for row in payload["rows"] if row["name"].startswith("wiener"))  # velocity is decodable from these counts
 
 
+def test_a_run_records_the_commit_it_started_on(synth: Recording, monkeypatch) -> None:
+    """A commit made while a long run scores (the forty-second sitting's results file named the later one) must not
+    relabel the code that ran; the later commit is kept beside it."""
+    import spikefm.eval.protocol as protocol
+
+    commits = iter(["started", "changed", "changed", "changed"])
+    monkeypatch.setattr(protocol, "_commit", lambda: next(commits))
+    spec = DataSpec("synth-0", synth)
+    result = run("t", [wiener()], select_on=spec, score_on=[spec], budget=BUDGET, log=lambda *_: None)
+    assert result.environment["commit"] == "started" and result.environment["commit_at_end"] == "changed"
+
+
 def test_an_ablation_row_is_compared_with_its_model_on_the_same_resampled_trials(synth: Recording) -> None:
     spec = DataSpec("synth-0", synth)
     ablated = wiener()

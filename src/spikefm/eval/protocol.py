@@ -284,7 +284,7 @@ def run(
         raise ValueError("run needs at least one dataset to score on (use select_all for selection alone)")
     _check_pairs(pairs, candidates)
     cache = cache or ResultCache(None)
-    start = time.perf_counter()
+    start, started = time.perf_counter(), environment()  # the code this run imported, before a long sitting
     if selections is None:
         selections = select_all(candidates, select_on, budget, cache, log)
     params = {name: s.params for name, s in selections.items()}
@@ -298,8 +298,17 @@ def run(
             wall[name] += result.wall_seconds
     rows, comparisons, ablations, paired = _rows(candidates, selections, scored, wall, select_on, score_on, budget,
                                                  pairs)
-    return ProtocolResult(suite, rows, comparisons, budget, environment(), time.perf_counter() - start,
+    return ProtocolResult(suite, rows, comparisons, budget, _ran_on(started), time.perf_counter() - start,
                           ablations=ablations, pairs=paired)
+
+
+def _ran_on(started: dict[str, Any]) -> dict[str, Any]:
+    """The environment at the end of a run, labelled with the commit it started on (``commit_at_end`` if the tree
+    changed while it ran: a results commit made during a sitting must not relabel the code that produced it)."""
+    env = environment()
+    if env["commit"] != started["commit"]:
+        env = {**env, "commit": started["commit"], "commit_at_end": env["commit"]}
+    return env
 
 
 def _rows(candidates, selections, scored, wall, select_on, score_on, budget, pairs=()):
