@@ -239,6 +239,16 @@ def test_a_run_records_the_commit_it_started_on(synth: Recording, monkeypatch) -
     assert result.environment["commit"] == "started" and result.environment["commit_at_end"] == "changed"
 
 
+def test_a_sitting_around_a_run_keeps_the_tree_s_true_end_commit() -> None:
+    """bench labels a result that run() already labelled: the commit at the end stays the tree's end, not run's start."""
+    from spikefm.eval.protocol import started_on
+
+    after_run = started_on({"commit": "end", "cpu": "x"}, "run-start")
+    assert after_run == {"commit": "run-start", "commit_at_end": "end", "cpu": "x"}
+    assert started_on(after_run, "sitting-start") == {"commit": "sitting-start", "commit_at_end": "end", "cpu": "x"}
+    assert started_on({"commit": "same"}, "same") == {"commit": "same"}
+
+
 def test_an_ablation_row_is_compared_with_its_model_on_the_same_resampled_trials(synth: Recording) -> None:
     spec = DataSpec("synth-0", synth)
     ablated = wiener()

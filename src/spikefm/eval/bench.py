@@ -44,7 +44,8 @@ from spikefm.eval.mtm_candidate import MaskedTaskCandidate, masked_task
 from spikefm.eval.mtm_tasks import TASKS as MTM_TASKS
 from spikefm.eval.rates_decoder_candidate import RatesDecoderCandidate
 from spikefm.eval.unit_rate_candidate import UnitForwardCandidate, UnitRateCandidate
-from spikefm.eval.protocol import Budget, DataSpec, ProtocolResult, ablation_name, environment, run, select_all
+from spikefm.eval.protocol import (Budget, DataSpec, ProtocolResult, ablation_name, environment, run, select_all,
+                                   started_on)
 
 __all__ = ["SEALED_DRAWS", "MODEL_TASKS", "SYNTHETIC_SUITES", "SyntheticSettings", "synthetic_suite", "file_suite",
            "recipe_suite", "run_bench", "merge_results"]
@@ -639,8 +640,7 @@ def run_bench(target: str | None, *, data: Path | None = None, quick: bool = Fal
                          f"a transfer suite ({', '.join(TRANSFER_SUITES)}), "
                          "a recipe (.yaml) or --data FILE")
     result.wall_seconds = time.perf_counter() - start  # selection + scoring, this sitting
-    if result.environment["commit"] != started_at:  # the tree changed while it ran: say which code it started on
-        result.environment = {**result.environment, "commit": started_at, "commit_at_end": result.environment["commit"]}
+    result.environment = started_on(result.environment, started_at)  # selection may precede run(): the sitting's start
     stem += "_quick" if quick else ""
     out.mkdir(parents=True, exist_ok=True)
     payload = result.to_json()

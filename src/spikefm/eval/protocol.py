@@ -284,7 +284,7 @@ def run(
         raise ValueError("run needs at least one dataset to score on (use select_all for selection alone)")
     _check_pairs(pairs, candidates)
     cache = cache or ResultCache(None)
-    start, started = time.perf_counter(), environment()  # the code this run imported, before a long sitting
+    start, started = time.perf_counter(), _commit()  # the code this run imported, before a long sitting
     if selections is None:
         selections = select_all(candidates, select_on, budget, cache, log)
     params = {name: s.params for name, s in selections.items()}
@@ -298,17 +298,17 @@ def run(
             wall[name] += result.wall_seconds
     rows, comparisons, ablations, paired = _rows(candidates, selections, scored, wall, select_on, score_on, budget,
                                                  pairs)
-    return ProtocolResult(suite, rows, comparisons, budget, _ran_on(started), time.perf_counter() - start,
-                          ablations=ablations, pairs=paired)
+    return ProtocolResult(suite, rows, comparisons, budget, started_on(environment(), started),
+                          time.perf_counter() - start, ablations=ablations, pairs=paired)
 
 
-def _ran_on(started: dict[str, Any]) -> dict[str, Any]:
-    """The environment at the end of a run, labelled with the commit it started on (``commit_at_end`` if the tree
-    changed while it ran: a results commit made during a sitting must not relabel the code that produced it)."""
-    env = environment()
-    if env["commit"] != started["commit"]:
-        env = {**env, "commit": started["commit"], "commit_at_end": env["commit"]}
-    return env
+def started_on(env: dict[str, Any], commit: str) -> dict[str, Any]:
+    """``env`` (taken at the end of a run) labelled with the ``commit`` the run started on, the tree's commit at the
+    end kept as ``commit_at_end`` when they differ: a commit made during a long sitting must not relabel the code
+    that produced its results. Idempotent for nested runs (a sitting around :func:`run` keeps the true end)."""
+    end = env.get("commit_at_end", env["commit"])
+    base = {k: v for k, v in env.items() if k != "commit_at_end"}
+    return {**base, "commit": commit, **({"commit_at_end": end} if end != commit else {})}
 
 
 def _rows(candidates, selections, scored, wall, select_on, score_on, budget, pairs=()):
