@@ -43,6 +43,7 @@ from spikefm.eval.model_candidate import ModelCandidate
 from spikefm.eval.mtm_candidate import MaskedTaskCandidate, masked_task
 from spikefm.eval.mtm_tasks import TASKS as MTM_TASKS
 from spikefm.eval.rates_decoder_candidate import RatesDecoderCandidate
+from spikefm.eval.recalibrated_candidate import RecalibratedCandidate
 from spikefm.eval.unit_rate_candidate import UnitForwardCandidate, UnitRateCandidate
 from spikefm.eval.protocol import (Budget, DataSpec, ProtocolResult, ablation_name, environment, run, select_all,
                                    started_on)
@@ -52,6 +53,8 @@ __all__ = ["SEALED_DRAWS", "MODEL_TASKS", "SYNTHETIC_SUITES", "SyntheticSettings
 
 SEALED_DRAWS = (1001, 1002, 1003)  # generator seeds never used during development
 DEV_DRAW = 0
+#: The unified model's second mode within a session (:mod:`spikefm.eval.recalibrated_candidate`).
+RECALIBRATED = "unified:decode:recalibrated"
 #: Neuroformer's behaviour decoding, chunk by chunk (:mod:`spikefm.eval.chunk_decode_candidate`).
 CHUNK_DECODE = "neuroformer:decode"
 #: NEDS's encoding: every unit's counts from the behaviour alone (:mod:`spikefm.eval.encoding_candidate`).
@@ -81,6 +84,8 @@ MODEL_TASKS = {"ndt1": CO_BPS, "stndt": CO_BPS, "mtm": CO_BPS, "ndt2": CO_BPS, "
                "unified:decode:plain": DECODE_R2, "unified:co-bps:plain": CO_BPS,
                # population frames (label-free identity from how units co-vary; the thirty-eighth sitting, on M1)
                "unified:decode:population": DECODE_R2,
+               # its second mode within a session: identity offsets recalibrated on the labelled train trials
+               RECALIBRATED: DECODE_R2,
                # its forward prediction (MtM's forward_pred task: the last 200 ms, in its 50 ms chunks)
                "unified:forward_pred": masked_metric("forward_pred"),
                "unified:forward_pred:forward4": masked_metric("forward_pred"),  # trained at horizons 1..4
@@ -232,6 +237,11 @@ def _models(models: Sequence[str], task_of: Callable[[str], Task], budget: Budge
             ablation = UNIFIED_ABLATIONS[m.split(":")[2]] if m.count(":") == 2 else {}
             out_models.append(per_chunk(_base(m), task, max_steps=budget.max_steps, overrides=ablation,
                                         out_dir=out / "runs" / _base(m), sampler=sampler, batch_size=batch))
+            continue
+        if m == RECALIBRATED:  # trained as the recipe's row, then its identity offsets on the train trials
+            sampler, batch = TRAINING.get("unified", ("trials", batch_size))
+            out_models.append(RecalibratedCandidate("unified", task, max_steps=budget.max_steps, sampler=sampler,
+                                                    batch_size=batch, out_dir=out / "runs" / "unified"))
             continue
         if m.startswith("unified:decode:"):  # an ablation of the unified model's decoding row
             sampler, batch = TRAINING.get("unified", ("trials", batch_size))
@@ -425,15 +435,16 @@ def unified_versus_parents(candidates: Sequence[Any]) -> list[tuple[str, str]]:
     trials of the new session. Within a session: the unified model's row (not an ablation) against every other
     model's row of the same task (its parents on their own tasks: POYO / POSSM / SPINT decoding, MtM / NDT1
     co-smoothing, MtM forward prediction). Ablation rows are paired with the recipe's row only, except the recipe
-    candidates (:data:`RECIPE_CANDIDATES`), which are paired with the parents too."""
+    candidates (:data:`RECIPE_CANDIDATES`) and the second mode (:data:`RECALIBRATED`), which are paired with the
+    parents too."""
     from spikefm.eval.protocol import _role, ablation_of
 
     def slot(c: Any) -> tuple:  # the task, and for transfer rows the condition and k
         return c.metric, getattr(c, "condition", None), getattr(c, "k", None)
 
     def compared(c: Any) -> bool:  # the recipe's row, or a recipe candidate's
-        return ablation_of(c.name) is None or any(getattr(c, "overrides", None) == UNIFIED_ABLATIONS[name]
-                                                  for name in RECIPE_CANDIDATES)
+        return ablation_of(c.name) is None or getattr(c, "paired_with_parents", False) or any(
+            getattr(c, "overrides", None) == UNIFIED_ABLATIONS[name] for name in RECIPE_CANDIDATES)
 
     rows = [c for c in candidates if _role(c) == "model"]
     return [(u.name, c.name) for u in rows if getattr(u, "model", None) == "unified" and compared(u)
