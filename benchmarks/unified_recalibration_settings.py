@@ -3,7 +3,7 @@
 The Lorenz development draw (lorenz-0, the draw every synthetic-lorenz sitting selects on), the recipe's row trained
 600 steps at the trainer's default settings, then its identity offsets recalibrated on the train trials
 (:class:`spikefm.eval.recalibrated_candidate.RecalibratedCandidate`) at each setting, on copies of the one trained
-model. Decode R2 on the draw's **val** trials (test trials sealed). One process per seed:
+model. Decode R2 (or co-bps) on the draw's **val** trials (test trials sealed). One process per seed:
 
     OMP_NUM_THREADS=1 python benchmarks/unified_recalibration_settings.py --seed 0
 
@@ -11,6 +11,10 @@ About 7 CPU-minutes per seed (2-core AMD EPYC, one thread). Recorded 2026-12-05 
 no recalibration 0.854 / 0.862; lr 1e-2, 200 steps (the transfer protocol's default) 0.873 / 0.864; 3e-2, 200
 0.876 / 0.859; 3e-2, 600 0.869 / 0.873; 0.1, 400 0.881 / 0.875; 3e-3, 600 0.883 / 0.871. Chosen: lr 0.1, 400 steps
 (best mean). Used by the forty-fourth sitting (docs/results/protocol.md).
+
+Co-smoothing (``--task co-bps``, held-out units' co-bps in 50 ms chunks on the val trials, seed 0, same day): no
+recalibration 0.144; lr 0.1, 400 steps 0.170; 1e-2, 200 0.164; 3e-3, 600 0.162; 0.1, 1000 0.170; 0.3, 400 0.169.
+The decoding choice (0.1, 400) is also the best here; used by the forty-fifth sitting.
 """
 
 from __future__ import annotations
@@ -35,25 +39,37 @@ def main() -> None:
     from spikefm.eval.candidates import Task
     from spikefm.eval.metrics import DECODE_R2
     from spikefm.eval.model_candidate import ModelCandidate
-    from spikefm.eval.recalibrated_candidate import RecalibratedCandidate
+    from spikefm.eval.metrics import CO_BPS
+    from spikefm.eval.recalibrated_candidate import RecalibratedCandidate, RecalibratedUnitRateCandidate
+    from spikefm.eval.unit_rate_candidate import UnitRateCandidate
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=600, help="training steps of the recipe's row")
+    parser.add_argument("--task", choices=("decode", "co-bps"), default="decode",
+                        help="decode R2, or co-bps of the held-out units in 50 ms chunks")
+    parser.add_argument("--settings", default="", help="lr:steps,... (default: the recorded grid)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     rec = SyntheticSettings(system="lorenz").draw(0)
-    task = Task(DECODE_R2, window=1.0, bin_size=0.02, behavior_key="hand_vel")
-    recipe = ModelCandidate("unified", task, max_steps=args.steps)
+    settings = ([(float(x.split(":")[0]), int(x.split(":")[1])) for x in args.settings.split(",")]
+                if args.settings else SETTINGS)
+    if args.task == "decode":
+        task = Task(DECODE_R2, window=1.0, bin_size=0.02, behavior_key="hand_vel")
+        recipe, recalibrated = ModelCandidate("unified", task, max_steps=args.steps), RecalibratedCandidate
+    else:
+        task = Task(CO_BPS, window=1.0, bin_size=0.05)
+        recipe = UnitRateCandidate("unified", task, max_steps=args.steps)
+        recalibrated = RecalibratedUnitRateCandidate
     start = time.time()
     trained = recipe.fit(rec, recipe.default(), args.seed)
-    print(f"seed {args.seed}: no recalibration, val decode R2 {recipe.validate(trained, rec):.4f} "
+    print(f"seed {args.seed}: no recalibration, val {task.metric} {recipe.validate(trained, rec):.4f} "
           f"({time.time() - start:.0f} s)", flush=True)
 
-    for lr, steps in SETTINGS:  # each on a copy of the one trained model
-        row = RecalibratedCandidate("unified", task, max_steps=args.steps, recalibrate_lr=lr, recalibrate_steps=steps)
+    for lr, steps in settings:  # each on a copy of the one trained model
+        row = recalibrated("unified", task, max_steps=args.steps, recalibrate_lr=lr, recalibrate_steps=steps)
         fitted = row.recalibrate({**trained, "model": copy.deepcopy(trained["model"])}, rec, args.seed)
-        print(f"seed {args.seed}: lr {lr:g}, {steps} steps, val decode R2 {row.validate(fitted, rec):.4f} "
+        print(f"seed {args.seed}: lr {lr:g}, {steps} steps, val {task.metric} {row.validate(fitted, rec):.4f} "
               f"({time.time() - start:.0f} s)", flush=True)
 
 

@@ -56,13 +56,45 @@ def test_fit_is_the_recipes_training_then_recalibration(session, tmp_path) -> No
 def test_the_row_has_its_own_cache_key_and_meets_the_recipe_and_the_parents(tmp_path) -> None:
     from spikefm.eval.bench import MODEL_TASKS, RECALIBRATED, _models, unified_versus_parents
 
+    from spikefm.eval.bench import RECALIBRATED_COBPS
+    from spikefm.eval.metrics import CO_BPS
+
     rows = _models(["unified", RECALIBRATED, "possm"], lambda m: TASK, Budget(trials=1, seeds=1, max_steps=2),
                    Path(tmp_path))
     recipe, recalibrated, possm = rows
+    cobps = Task(CO_BPS, window=1.0, bin_size=0.05)
+    smoothing = _models(["unified:co-bps", RECALIBRATED_COBPS, "mtm"], lambda m: cobps,
+                        Budget(trials=1, seeds=1, max_steps=2), Path(tmp_path))
+    assert {("unified co-bps", "mtm"), ("unified co-bps [mode=recalibrated]", "mtm")} <= set(
+        unified_versus_parents(smoothing))
     assert MODEL_TASKS[RECALIBRATED] == DECODE_R2
     assert recalibrated.name == "unified [mode=recalibrated]" and ablation_of(recalibrated.name) == "unified"
     assert cache_key(**recalibrated.key()) != cache_key(**recipe.key())
     assert {("unified", "possm"), (recalibrated.name, "possm")} <= set(unified_versus_parents(rows))
+
+
+def test_the_co_smoothing_row_trains_the_held_out_units_offsets_too(tmp_path) -> None:
+    """Co-smoothing's second mode: every unit's offset (held-out units' from their train-trial counts) moves, the
+    shared network does not, and the held-out units' predicted rates change."""
+    from spikefm.eval.metrics import CO_BPS
+    from spikefm.eval.recalibrated_candidate import RecalibratedUnitRateCandidate
+    from spikefm.eval.unit_rate_candidate import UnitRateCandidate
+
+    rec = generate(SyntheticConfig(n_sessions=1, n_trials=12, units_per_session=(8, 8), seed=4,
+                                   latent_system="lorenz")).recordings[0]
+    task = Task(CO_BPS, window=1.0, bin_size=0.05)
+    recipe = UnitRateCandidate("unified", task, max_steps=2, out_dir=tmp_path, calibration_windows=4)
+    trained = recipe.fit(rec, {**recipe.default(), "steps": 2}, seed=0)
+    before = {k: v.detach().clone() for k, v in trained["model"].named_parameters()}
+    row = RecalibratedUnitRateCandidate("unified", task, max_steps=2, out_dir=tmp_path, calibration_windows=4,
+                                        recalibrate_steps=5)
+    assert row.name == "unified co-bps [mode=recalibrated]" and ablation_of(row.name) == "unified co-bps"
+    fitted = row.recalibrate({**trained, "model": copy.deepcopy(trained["model"])}, rec, seed=0)
+    after = dict(fitted["model"].named_parameters())
+    assert all(torch.equal(before[k], after[k]) for k in before if not k.startswith("identity_offset."))
+    heldout = [k for k, h in zip(rec.unit_keys(), rec.units.heldout) if h]
+    assert heldout and fitted["model"].identity_offset.offsets(heldout, torch.zeros(1)).abs().sum(1).gt(0).all()
+    assert row.validate(fitted, rec) != recipe.validate(trained, rec)
 
 
 def test_clear_errors(session, tmp_path) -> None:

@@ -43,7 +43,7 @@ from spikefm.eval.model_candidate import ModelCandidate
 from spikefm.eval.mtm_candidate import MaskedTaskCandidate, masked_task
 from spikefm.eval.mtm_tasks import TASKS as MTM_TASKS
 from spikefm.eval.rates_decoder_candidate import RatesDecoderCandidate
-from spikefm.eval.recalibrated_candidate import RecalibratedCandidate
+from spikefm.eval.recalibrated_candidate import RecalibratedCandidate, RecalibratedUnitRateCandidate
 from spikefm.eval.unit_rate_candidate import UnitForwardCandidate, UnitRateCandidate
 from spikefm.eval.protocol import (Budget, DataSpec, ProtocolResult, ablation_name, environment, run, select_all,
                                    started_on)
@@ -53,8 +53,10 @@ __all__ = ["SEALED_DRAWS", "MODEL_TASKS", "SYNTHETIC_SUITES", "SyntheticSettings
 
 SEALED_DRAWS = (1001, 1002, 1003)  # generator seeds never used during development
 DEV_DRAW = 0
-#: The unified model's second mode within a session (:mod:`spikefm.eval.recalibrated_candidate`).
+#: The unified model's second mode within a session (:mod:`spikefm.eval.recalibrated_candidate`): decoding and
+#: co-smoothing rows trained as the recipe's, then their identity offsets on the train trials.
 RECALIBRATED = "unified:decode:recalibrated"
+RECALIBRATED_COBPS = "unified:co-bps:recalibrated"
 #: Neuroformer's behaviour decoding, chunk by chunk (:mod:`spikefm.eval.chunk_decode_candidate`).
 CHUNK_DECODE = "neuroformer:decode"
 #: NEDS's encoding: every unit's counts from the behaviour alone (:mod:`spikefm.eval.encoding_candidate`).
@@ -85,7 +87,7 @@ MODEL_TASKS = {"ndt1": CO_BPS, "stndt": CO_BPS, "mtm": CO_BPS, "ndt2": CO_BPS, "
                # population frames (label-free identity from how units co-vary; the thirty-eighth sitting, on M1)
                "unified:decode:population": DECODE_R2,
                # its second mode within a session: identity offsets recalibrated on the labelled train trials
-               RECALIBRATED: DECODE_R2,
+               RECALIBRATED: DECODE_R2, RECALIBRATED_COBPS: CO_BPS,
                # its forward prediction (MtM's forward_pred task: the last 200 ms, in its 50 ms chunks)
                "unified:forward_pred": masked_metric("forward_pred"),
                "unified:forward_pred:forward4": masked_metric("forward_pred"),  # trained at horizons 1..4
@@ -230,6 +232,12 @@ def _models(models: Sequence[str], task_of: Callable[[str], Task], budget: Budge
             out_models.append(RatesDecoderCandidate(_base(m), task, max_steps=budget.max_steps, batch_size=batch_size,
                                                     overrides=_binned_overrides(_base(m), task),
                                                     out_dir=out / "runs" / _base(m)))
+            continue
+        if m == RECALIBRATED_COBPS:  # the co-smoothing row, then every unit's identity offset (held-out ones too)
+            sampler, batch = TRAINING.get("unified", ("trials", batch_size))
+            out_models.append(RecalibratedUnitRateCandidate("unified", task, max_steps=budget.max_steps,
+                                                            sampler=sampler, batch_size=batch,
+                                                            out_dir=out / "runs" / "unified"))
             continue
         per_chunk = UNIT_COUNT_ROWS.get(m.split(":")[1] if ":" in m and _base(m) != "mtm" else "")
         if per_chunk is not None:  # a spike-token model's counts per chunk, scored on one task (":<ablation>" optional)
@@ -435,8 +443,8 @@ def unified_versus_parents(candidates: Sequence[Any]) -> list[tuple[str, str]]:
     trials of the new session. Within a session: the unified model's row (not an ablation) against every other
     model's row of the same task (its parents on their own tasks: POYO / POSSM / SPINT decoding, MtM / NDT1
     co-smoothing, MtM forward prediction). Ablation rows are paired with the recipe's row only, except the recipe
-    candidates (:data:`RECIPE_CANDIDATES`) and the second mode (:data:`RECALIBRATED`), which are paired with the
-    parents too."""
+    candidates (:data:`RECIPE_CANDIDATES`) and the second mode (:data:`RECALIBRATED`, :data:`RECALIBRATED_COBPS`),
+    which are paired with the parents too."""
     from spikefm.eval.protocol import _role, ablation_of
 
     def slot(c: Any) -> tuple:  # the task, and for transfer rows the condition and k

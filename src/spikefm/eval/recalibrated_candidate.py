@@ -28,8 +28,9 @@ from spikefm.data.recording import DataError, Recording
 from spikefm.eval.candidates import Reporter, decoding_inputs
 from spikefm.eval.model_candidate import ModelCandidate
 from spikefm.eval.protocol import ablation_name
+from spikefm.eval.unit_rate_candidate import UnitRateCandidate
 
-__all__ = ["RecalibratedCandidate", "train_trial_rows"]
+__all__ = ["RecalibratedCandidate", "RecalibratedUnitRateCandidate", "recalibrate_identities", "train_trial_rows"]
 
 
 def train_trial_rows(recording: Recording) -> list[int]:
@@ -46,6 +47,40 @@ def train_trial_rows(recording: Recording) -> list[int]:
     if rows.size == 0:
         raise DataError(f"{recording.source or recording.session}: no train-split trials to recalibrate on")
     return rows.tolist()
+
+
+def recalibrate_identities(fitted: dict, dev: Recording, *, model_name: str, window: float, lr: float, steps: int,
+                           batch_size: int, seed: int, registered: bool) -> dict:
+    """Train ``fitted["model"]``'s identity offsets for ``dev``'s units on its train trial windows (in place), every
+    other weight frozen; ``registered``: identities from the fixed calibration set (as decoding scores), else pooled
+    in each batch (as co-smoothing scores)."""
+    from spikefm.eval.evaluate import calibration_trials
+    from spikefm.eval.transfer import _recalibration_params, _windows, train_steps
+    from spikefm.models.registry import get_spec
+
+    model = fitted["model"]
+    windows = _windows(dev, train_trial_rows(dev), fitted["tokenizer"], window)
+    torch.manual_seed(seed)  # the offsets' dropout and masking draws
+    offsets = _recalibration_params(model, dev)  # zero offsets for the session's units, the rest frozen
+    if registered:
+        model.calibrate(dev, calibration_trials(dev, int(getattr(model.config, "calibration_trials", 8))))
+    train_steps(model, get_spec(model_name).objective, windows, steps=steps, lr=lr, batch_size=batch_size,
+                pack=fitted["pack"], params=offsets, seed=seed, weight_decay=0.0)
+    if registered:  # scoring registers it again, its triggered states now read with the learned offsets
+        model.forget(dev.session)
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    return fitted
+
+
+def _check_recalibrates(model: str, preset: str, overrides: dict[str, Any]) -> None:
+    from spikefm.models.registry import build_config, get_spec
+
+    model_cls = get_spec(model).model_cls
+    if not (hasattr(model_cls, "add_session") and hasattr(model_cls, "freeze_for_recalibration")):
+        raise ValueError(f"{model} has no recalibration mode (add_session + freeze_for_recalibration)")
+    if getattr(build_config(model, preset, **overrides), "identity", None) == "table":
+        raise ValueError(f"{model} with identity: table already learns a row per unit in training")
 
 
 @dataclass
@@ -67,13 +102,7 @@ class RecalibratedCandidate(ModelCandidate):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        from spikefm.models.registry import build_config, get_spec
-
-        model_cls = get_spec(self.model).model_cls
-        if not (hasattr(model_cls, "add_session") and hasattr(model_cls, "freeze_for_recalibration")):
-            raise ValueError(f"{self.model} has no recalibration mode (add_session + freeze_for_recalibration)")
-        if getattr(build_config(self.model, self.preset, **self.overrides), "identity", None) == "table":
-            raise ValueError(f"{self.model} with identity: table already learns a row per unit in training")
+        _check_recalibrates(self.model, self.preset, self.overrides)
         self.name = ablation_name(self.model, {**self.overrides, "mode": "recalibrated"})
 
     def key(self) -> dict[str, Any]:
@@ -85,22 +114,41 @@ class RecalibratedCandidate(ModelCandidate):
 
     def recalibrate(self, fitted: dict, dev: Recording, seed: int) -> dict:
         """Train ``fitted["model"]``'s identity offsets for ``dev``'s units on its train trials (in place)."""
-        from spikefm.eval.evaluate import calibration_trials
-        from spikefm.eval.transfer import _recalibration_params, _windows, train_steps
-        from spikefm.models.registry import get_spec
+        model = fitted["model"]
+        return recalibrate_identities(fitted, decoding_inputs(dev, self.metric), model_name=self.model,
+                                      window=self.task.window, lr=self.recalibrate_lr, steps=self.recalibrate_steps,
+                                      batch_size=self.batch_size, seed=seed,
+                                      registered=getattr(model, "calibrates", hasattr(model, "calibrate")))
 
-        model, dev = fitted["model"], decoding_inputs(dev, self.metric)
-        windows = _windows(dev, train_trial_rows(dev), fitted["tokenizer"], self.task.window)
-        torch.manual_seed(seed)  # the offsets' dropout and masking draws
-        offsets = _recalibration_params(model, dev)  # zero offsets for the session's units, the rest frozen
-        calibrates = getattr(model, "calibrates", hasattr(model, "calibrate"))
-        if calibrates:  # identities during recalibration from the set scoring uses
-            model.calibrate(dev, calibration_trials(dev, int(getattr(model.config, "calibration_trials", 8))))
-        train_steps(model, get_spec(self.model).objective, windows, steps=self.recalibrate_steps,
-                    lr=self.recalibrate_lr, batch_size=self.batch_size, pack=fitted["pack"], params=offsets,
-                    seed=seed, weight_decay=0.0)
-        if calibrates:  # scoring registers it again, its triggered states now read with the learned offsets
-            model.forget(dev.session)
-        for parameter in model.parameters():
-            parameter.requires_grad_(False)
-        return fitted
+
+@dataclass
+class RecalibratedUnitRateCandidate(UnitRateCandidate):
+    """Co-smoothing (:class:`~spikefm.eval.unit_rate_candidate.UnitRateCandidate`) after the same recalibration.
+
+    Every unit's offset trains on the train trials with the model's objective, so a held-out unit's offset learns
+    from its counts on the train trials (which NLB gives every model, and MtM's per-unit readout learns from). Its
+    identities during recalibration are pooled in each batch, as co-smoothing scores them. Named ``"<model> co-bps
+    [mode=recalibrated]"``."""
+
+    recalibrate_lr: float = 0.1
+    recalibrate_steps: int = 400
+
+    paired_with_parents: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_recalibrates(self.model, self.preset, self.overrides)
+        self.name = ablation_name(f"{self.model} {self.label}", {**self.overrides, "mode": "recalibrated"})
+
+    def key(self) -> dict[str, Any]:
+        return {**super().key(), "recalibrate": {"lr": self.recalibrate_lr, "steps": self.recalibrate_steps,
+                                                 "format": 1}}
+
+    def fit(self, dev: Recording, params: dict[str, Any], seed: int, report: Reporter | None = None) -> dict:
+        return self.recalibrate(super().fit(dev, params, seed, report), dev, seed)
+
+    def recalibrate(self, fitted: dict, dev: Recording, seed: int) -> dict:
+        """Train ``fitted["model"]``'s identity offsets for ``dev``'s units, held-out ones included (in place)."""
+        return recalibrate_identities(fitted, dev, model_name=self.model, window=self.task.window,
+                                      lr=self.recalibrate_lr, steps=self.recalibrate_steps,
+                                      batch_size=self.batch_size, seed=seed, registered=False)
