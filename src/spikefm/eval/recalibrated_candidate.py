@@ -27,7 +27,7 @@ import torch
 from spikefm.data.recording import DataError, Recording
 from spikefm.eval.candidates import Reporter, decoding_inputs
 from spikefm.eval.model_candidate import ModelCandidate
-from spikefm.eval.protocol import ablation_name
+from spikefm.eval.protocol import ablation_name, ablation_of
 from spikefm.eval.unit_rate_candidate import UnitRateCandidate
 
 __all__ = ["RecalibratedCandidate", "RecalibratedUnitRateCandidate", "recalibrate_identities", "train_trial_rows"]
@@ -84,11 +84,10 @@ def _check_recalibrates(model: str, preset: str, overrides: dict[str, Any]) -> N
 
 
 @dataclass
-class RecalibratedCandidate(ModelCandidate):
-    """``model`` trained as :class:`ModelCandidate`, then its units' identity offsets trained on the train trials.
-
-    The row is named ``"<model> [mode=recalibrated]"``: the protocol pairs it with the model's own row, and
-    :func:`spikefm.eval.bench.unified_versus_parents` with the parents too (``paired_with_parents``).
+class _SecondMode:
+    """Trains as the base row, then recalibrates every unit's identity offset on the train trials (a mixin placed
+    before a :class:`ModelCandidate` subclass). The row keeps its base name with ``mode=recalibrated`` added, so the
+    protocol pairs it with that row, and :func:`spikefm.eval.bench.unified_versus_parents` with the parents too.
 
     Args:
         recalibrate_lr: peak learning rate of the offsets (warm-up, cosine decay).
@@ -99,56 +98,45 @@ class RecalibratedCandidate(ModelCandidate):
     recalibrate_steps: int = 400
 
     paired_with_parents: ClassVar[bool] = True
+    registered_identities: ClassVar[bool] = True  # as the base row scores: registered calibration, or in-batch pools
 
     def __post_init__(self) -> None:
-        super().__post_init__()
-        _check_recalibrates(self.model, self.preset, self.overrides)
-        self.name = ablation_name(self.model, {**self.overrides, "mode": "recalibrated"})
+        super().__post_init__()  # type: ignore[misc]
+        _check_recalibrates(self.model, self.preset, self.overrides)  # type: ignore[attr-defined]
+        base = ablation_of(self.name) or self.name  # type: ignore[has-type]
+        self.name = ablation_name(base, {**self.overrides, "mode": "recalibrated"})  # type: ignore[attr-defined]
 
     def key(self) -> dict[str, Any]:
-        return {**super().key(), "recalibrate": {"lr": self.recalibrate_lr, "steps": self.recalibrate_steps,
-                                                 "format": 1}}
+        return {**super().key(), "recalibrate": {"lr": self.recalibrate_lr,  # type: ignore[misc]
+                                                 "steps": self.recalibrate_steps, "format": 1}}
 
     def fit(self, dev: Recording, params: dict[str, Any], seed: int, report: Reporter | None = None) -> dict:
-        return self.recalibrate(super().fit(dev, params, seed, report), dev, seed)
+        return self.recalibrate(super().fit(dev, params, seed, report), dev, seed)  # type: ignore[misc]
 
     def recalibrate(self, fitted: dict, dev: Recording, seed: int) -> dict:
         """Train ``fitted["model"]``'s identity offsets for ``dev``'s units on its train trials (in place)."""
         model = fitted["model"]
-        return recalibrate_identities(fitted, decoding_inputs(dev, self.metric), model_name=self.model,
-                                      window=self.task.window, lr=self.recalibrate_lr, steps=self.recalibrate_steps,
-                                      batch_size=self.batch_size, seed=seed,
-                                      registered=getattr(model, "calibrates", hasattr(model, "calibrate")))
+        registered = self.registered_identities and getattr(model, "calibrates", hasattr(model, "calibrate"))
+        return recalibrate_identities(fitted, decoding_inputs(dev, self.metric),  # type: ignore[attr-defined]
+                                      model_name=self.model, window=self.task.window,  # type: ignore[attr-defined]
+                                      lr=self.recalibrate_lr, steps=self.recalibrate_steps,
+                                      batch_size=self.batch_size, seed=seed,  # type: ignore[attr-defined]
+                                      registered=registered)
 
 
 @dataclass
-class RecalibratedUnitRateCandidate(UnitRateCandidate):
-    """Co-smoothing (:class:`~spikefm.eval.unit_rate_candidate.UnitRateCandidate`) after the same recalibration.
+class RecalibratedCandidate(_SecondMode, ModelCandidate):
+    """A decoding row (:class:`ModelCandidate`) in the second mode, named ``"<model> [mode=recalibrated]"``; its
+    identities during recalibration come from the fixed calibration set, as decoding scores them."""
+
+
+@dataclass
+class RecalibratedUnitRateCandidate(_SecondMode, UnitRateCandidate):
+    """Co-smoothing (:class:`~spikefm.eval.unit_rate_candidate.UnitRateCandidate`) in the second mode, named
+    ``"<model> co-bps [mode=recalibrated]"``.
 
     Every unit's offset trains on the train trials with the model's objective, so a held-out unit's offset learns
     from its counts on the train trials (which NLB gives every model, and MtM's per-unit readout learns from). Its
-    identities during recalibration are pooled in each batch, as co-smoothing scores them. Named ``"<model> co-bps
-    [mode=recalibrated]"``."""
+    identities during recalibration are pooled in each batch, as co-smoothing scores them."""
 
-    recalibrate_lr: float = 0.1
-    recalibrate_steps: int = 400
-
-    paired_with_parents: ClassVar[bool] = True
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _check_recalibrates(self.model, self.preset, self.overrides)
-        self.name = ablation_name(f"{self.model} {self.label}", {**self.overrides, "mode": "recalibrated"})
-
-    def key(self) -> dict[str, Any]:
-        return {**super().key(), "recalibrate": {"lr": self.recalibrate_lr, "steps": self.recalibrate_steps,
-                                                 "format": 1}}
-
-    def fit(self, dev: Recording, params: dict[str, Any], seed: int, report: Reporter | None = None) -> dict:
-        return self.recalibrate(super().fit(dev, params, seed, report), dev, seed)
-
-    def recalibrate(self, fitted: dict, dev: Recording, seed: int) -> dict:
-        """Train ``fitted["model"]``'s identity offsets for ``dev``'s units, held-out ones included (in place)."""
-        return recalibrate_identities(fitted, dev, model_name=self.model, window=self.task.window,
-                                      lr=self.recalibrate_lr, steps=self.recalibrate_steps,
-                                      batch_size=self.batch_size, seed=seed, registered=False)
+    registered_identities: ClassVar[bool] = False
