@@ -12,8 +12,12 @@ search on the development draw's validation trials). Then its offsets train on t
 windows with the model's own objective. The recalibration settings are fixed, not searched: lr 0.1, 400 steps, no
 weight decay (the new rows should not shrink), chosen on the Lorenz development draw's validation trials (lorenz-0,
 2 seeds of the recipe trained 600 steps; val decode R2 0.858 without recalibration, 0.868 at the transfer protocol's
-lr 1e-2 / 200 steps, 0.867 at 3e-2 / 200, 0.871 at 3e-2 / 600, 0.877 at 3e-3 / 600, 0.878 at 0.1 / 400). Scoring is
-the recipe row's: identities from the fixed calibration set, plus the learned offsets.
+lr 1e-2 / 200 steps, 0.867 at 3e-2 / 200, 0.871 at 3e-2 / 600, 0.877 at 3e-3 / 600, 0.878 at 0.1 / 400; also the
+best of six for co-bps, 0.144 -> 0.170, one seed; ``benchmarks/unified_recalibration_settings.py``). Scoring is the
+base row's: the learned offsets are added to the identities the base row would use.
+
+Measured on fresh Lorenz draws (forty-fourth and forty-fifth sittings, ``docs/results/protocol.md``): decoding +0.021
+over the label-free recipe and level with POSSM; co-bps level with the recipe and with MtM.
 """
 
 from __future__ import annotations
