@@ -15,6 +15,11 @@ no recalibration 0.854 / 0.862; lr 1e-2, 200 steps (the transfer protocol's defa
 Co-smoothing (``--task co-bps``, held-out units' co-bps in 50 ms chunks on the val trials, seed 0, same day): no
 recalibration 0.144; lr 0.1, 400 steps 0.170; 1e-2, 200 0.164; 3e-3, 600 0.162; 0.1, 1000 0.170; 0.3, 400 0.169.
 The decoding choice (0.1, 400) is also the best here; used by the forty-fifth sitting.
+
+M1 (``--data ../shared/data/m1_reaching/m1_stevenson_2011.mat --steps 1200 --settings 0.1:400``, 1 s blocks, val
+blocks, seed 0, 2026-12-06, validation only): the label-free recipe 0.010 -> 0.187 with the second mode (offsets
+cannot rescue a network trained on identities that carry no tuning there); with ``--overrides population_pcs=32``
+0.794 -> 0.808. POSSM's validation score in the fortieth sitting was 0.781. About 33 CPU-minutes per variant.
 """
 
 from __future__ import annotations
@@ -49,17 +54,31 @@ def main() -> None:
     parser.add_argument("--task", choices=("decode", "co-bps"), default="decode",
                         help="decode R2, or co-bps of the held-out units in 50 ms chunks")
     parser.add_argument("--settings", default="", help="lr:steps,... (default: the recorded grid)")
+    parser.add_argument("--data", default="", help="a recording file to decode instead (1 s blocks, its val blocks)")
+    parser.add_argument("--behavior", default="hand_vel")
+    parser.add_argument("--overrides", default="", help="model config overrides, e.g. population_pcs=32")
     args = parser.parse_args()
     torch.set_num_threads(1)
     rec = SyntheticSettings(system="lorenz").draw(0)
+    overrides = {k: int(v) if v.isdigit() else v for k, v in (x.split("=") for x in args.overrides.split(",") if x)}
     settings = ([(float(x.split(":")[0]), int(x.split(":")[1])) for x in args.settings.split(",")]
                 if args.settings else SETTINGS)
-    if args.task == "decode":
+    if args.data:  # as `spikefm bench --data FILE --behavior KEY` prepares it (decoding)
+        from pathlib import Path
+
+        from spikefm.data.store import load
+        from spikefm.eval.bench import _decoding_data
+
+        rec, task, _ = _decoding_data(load(args.data), Path(args.data), args.behavior, 1.0, None)
+        recipe = ModelCandidate("unified", task, max_steps=args.steps, overrides=overrides)
+        recalibrated = RecalibratedCandidate
+    elif args.task == "decode":
         task = Task(DECODE_R2, window=1.0, bin_size=0.02, behavior_key="hand_vel")
-        recipe, recalibrated = ModelCandidate("unified", task, max_steps=args.steps), RecalibratedCandidate
+        recipe = ModelCandidate("unified", task, max_steps=args.steps, overrides=overrides)
+        recalibrated = RecalibratedCandidate
     else:
         task = Task(CO_BPS, window=1.0, bin_size=0.05)
-        recipe = UnitRateCandidate("unified", task, max_steps=args.steps)
+        recipe = UnitRateCandidate("unified", task, max_steps=args.steps, overrides=overrides)
         recalibrated = RecalibratedUnitRateCandidate
     start = time.time()
     trained = recipe.fit(rec, recipe.default(), args.seed)
@@ -67,7 +86,8 @@ def main() -> None:
           f"({time.time() - start:.0f} s)", flush=True)
 
     for lr, steps in settings:  # each on a copy of the one trained model
-        row = recalibrated("unified", task, max_steps=args.steps, recalibrate_lr=lr, recalibrate_steps=steps)
+        row = recalibrated("unified", task, max_steps=args.steps, recalibrate_lr=lr, recalibrate_steps=steps,
+                           overrides=overrides)
         fitted = row.recalibrate({**trained, "model": copy.deepcopy(trained["model"])}, rec, args.seed)
         print(f"seed {args.seed}: lr {lr:g}, {steps} steps, val {task.metric} {row.validate(fitted, rec):.4f} "
               f"({time.time() - start:.0f} s)", flush=True)
