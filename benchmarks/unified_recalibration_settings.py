@@ -42,9 +42,8 @@ SETTINGS = ((1e-2, 200), (3e-2, 200), (3e-2, 600), (1e-1, 400), (3e-3, 600))
 def main() -> None:
     from spikefm.eval.bench import SyntheticSettings
     from spikefm.eval.candidates import Task
-    from spikefm.eval.metrics import DECODE_R2
+    from spikefm.eval.metrics import CO_BPS, DECODE_R2
     from spikefm.eval.model_candidate import ModelCandidate
-    from spikefm.eval.metrics import CO_BPS
     from spikefm.eval.recalibrated_candidate import RecalibratedCandidate, RecalibratedUnitRateCandidate
     from spikefm.eval.unit_rate_candidate import UnitRateCandidate
 
@@ -59,7 +58,6 @@ def main() -> None:
     parser.add_argument("--overrides", default="", help="model config overrides, e.g. population_pcs=32")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    rec = SyntheticSettings(system="lorenz").draw(0)
     overrides = {k: int(v) if v.isdigit() else v for k, v in (x.split("=") for x in args.overrides.split(",") if x)}
     settings = ([(float(x.split(":")[0]), int(x.split(":")[1])) for x in args.settings.split(",")]
                 if args.settings else SETTINGS)
@@ -70,16 +68,13 @@ def main() -> None:
         from spikefm.eval.bench import _decoding_data
 
         rec, task, _ = _decoding_data(load(args.data), Path(args.data), args.behavior, 1.0, None)
-        recipe = ModelCandidate("unified", task, max_steps=args.steps, overrides=overrides)
-        recalibrated = RecalibratedCandidate
-    elif args.task == "decode":
-        task = Task(DECODE_R2, window=1.0, bin_size=0.02, behavior_key="hand_vel")
-        recipe = ModelCandidate("unified", task, max_steps=args.steps, overrides=overrides)
-        recalibrated = RecalibratedCandidate
     else:
-        task = Task(CO_BPS, window=1.0, bin_size=0.05)
-        recipe = UnitRateCandidate("unified", task, max_steps=args.steps, overrides=overrides)
-        recalibrated = RecalibratedUnitRateCandidate
+        rec = SyntheticSettings(system="lorenz").draw(0)
+        task = (Task(DECODE_R2, window=1.0, bin_size=0.02, behavior_key="hand_vel") if args.task == "decode"
+                else Task(CO_BPS, window=1.0, bin_size=0.05))
+    base, recalibrated = ((UnitRateCandidate, RecalibratedUnitRateCandidate) if task.metric == CO_BPS
+                          else (ModelCandidate, RecalibratedCandidate))
+    recipe = base("unified", task, max_steps=args.steps, overrides=overrides)
     start = time.time()
     trained = recipe.fit(rec, recipe.default(), args.seed)
     print(f"seed {args.seed}: no recalibration, val {task.metric} {recipe.validate(trained, rec):.4f} "

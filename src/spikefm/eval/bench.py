@@ -233,11 +233,11 @@ def _models(models: Sequence[str], task_of: Callable[[str], Task], budget: Budge
                                                     overrides=_binned_overrides(_base(m), task),
                                                     out_dir=out / "runs" / _base(m)))
             continue
-        if m == RECALIBRATED_COBPS:  # the co-smoothing row, then every unit's identity offset (held-out ones too)
+        if m in (RECALIBRATED, RECALIBRATED_COBPS):  # trained as the recipe's row, then its identity offsets
             sampler, batch = TRAINING.get("unified", ("trials", batch_size))
-            out_models.append(RecalibratedUnitRateCandidate("unified", task, max_steps=budget.max_steps,
-                                                            sampler=sampler, batch_size=batch,
-                                                            out_dir=out / "runs" / "unified"))
+            row = RecalibratedCandidate if m == RECALIBRATED else RecalibratedUnitRateCandidate
+            out_models.append(row("unified", task, max_steps=budget.max_steps, sampler=sampler, batch_size=batch,
+                                  out_dir=out / "runs" / "unified"))
             continue
         per_chunk = UNIT_COUNT_ROWS.get(m.split(":")[1] if ":" in m and _base(m) != "mtm" else "")
         if per_chunk is not None:  # a spike-token model's counts per chunk, scored on one task (":<ablation>" optional)
@@ -245,11 +245,6 @@ def _models(models: Sequence[str], task_of: Callable[[str], Task], budget: Budge
             ablation = UNIFIED_ABLATIONS[m.split(":")[2]] if m.count(":") == 2 else {}
             out_models.append(per_chunk(_base(m), task, max_steps=budget.max_steps, overrides=ablation,
                                         out_dir=out / "runs" / _base(m), sampler=sampler, batch_size=batch))
-            continue
-        if m == RECALIBRATED:  # trained as the recipe's row, then its identity offsets on the train trials
-            sampler, batch = TRAINING.get("unified", ("trials", batch_size))
-            out_models.append(RecalibratedCandidate("unified", task, max_steps=budget.max_steps, sampler=sampler,
-                                                    batch_size=batch, out_dir=out / "runs" / "unified"))
             continue
         if m.startswith("unified:decode:"):  # an ablation of the unified model's decoding row
             sampler, batch = TRAINING.get("unified", ("trials", batch_size))

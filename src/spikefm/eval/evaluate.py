@@ -29,7 +29,7 @@ from spikefm.eval.metrics import CO_BPS, co_bps, decoder_metric
 from spikefm.eval.samples import BehaviorSamples, decoded_r2, recorded_samples
 from spikefm.tokenize.base import collate
 
-__all__ = ["Predictions", "predict", "score", "calibration_trials", "fixed_calibration"]
+__all__ = ["Predictions", "predict", "score", "calibration_trials", "train_trial_rows", "fixed_calibration"]
 
 
 @dataclass
@@ -153,22 +153,33 @@ def score(predictions: Predictions) -> dict[str, float]:
     return scores
 
 
+def train_trial_rows(recording: Recording) -> list[int]:
+    """Trial rows of ``recording``'s train split (the labelled, non-scored trials).
+
+    Raises:
+        DataError: no trials table, no ``split`` column, or no train-split trial.
+    """
+    name = recording.source or recording.session
+    if recording.trials is None or len(recording.trials) == 0:
+        raise DataError(f"{name}: no trials table")
+    if "split" not in recording.trials.columns:
+        raise DataError(f"{name}: trials have no 'split' column, so no train trials can be chosen")
+    train = np.flatnonzero(recording.trials.columns["split"].astype(str) == "train")
+    if train.size == 0:
+        raise DataError(f"{name}: no train-split trials")
+    return train.tolist()
+
+
 def calibration_trials(recording: Recording, n: int) -> list[int]:
     """The fixed calibration set of a session: the first ``n`` trials of its train split (trial rows).
 
     Raises:
         DataError: the session has no trials table or no train-split trials (name the trials instead).
     """
-    if recording.trials is None or len(recording.trials) == 0:
-        raise DataError(f"{recording.source or recording.session}: no trials table to calibrate on")
-    if "split" not in recording.trials.columns:
-        raise DataError(f"{recording.source or recording.session}: trials have no 'split' column, so no non-test "
-                        "calibration set can be chosen; pass calibration=[trial rows] explicitly")
-    train = np.flatnonzero(recording.trials.columns["split"].astype(str) == "train")
-    if train.size == 0:
-        raise DataError(f"{recording.source or recording.session}: no train-split trials to calibrate on; "
-                        "pass calibration=[trial rows] outside the scored split")
-    return train[:n].tolist()
+    try:
+        return train_trial_rows(recording)[:n]
+    except DataError as error:
+        raise DataError(f"{error} to calibrate on; pass calibration=[trial rows] outside the scored split") from None
 
 
 @contextmanager

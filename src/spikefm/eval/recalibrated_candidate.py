@@ -25,11 +25,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 
-from spikefm.data.recording import DataError, Recording
+from spikefm.data.recording import Recording
 from spikefm.eval.candidates import Reporter, decoding_inputs
+from spikefm.eval.evaluate import calibration_trials, train_trial_rows
 from spikefm.eval.model_candidate import ModelCandidate
 from spikefm.eval.protocol import ablation_name, ablation_of
 from spikefm.eval.unit_rate_candidate import UnitRateCandidate
@@ -37,28 +37,11 @@ from spikefm.eval.unit_rate_candidate import UnitRateCandidate
 __all__ = ["RecalibratedCandidate", "RecalibratedUnitRateCandidate", "recalibrate_identities", "train_trial_rows"]
 
 
-def train_trial_rows(recording: Recording) -> list[int]:
-    """Trial rows of ``recording``'s train split.
-
-    Raises:
-        DataError: no trials table, no ``split`` column, or no train trial.
-    """
-    trials = recording.trials
-    if trials is None or len(trials) == 0 or "split" not in trials.columns:
-        raise DataError(f"{recording.source or recording.session}: recalibration needs a trials table with a "
-                        "'split' column (its train trials are the labelled windows)")
-    rows = np.flatnonzero(trials.columns["split"].astype(str) == "train")
-    if rows.size == 0:
-        raise DataError(f"{recording.source or recording.session}: no train-split trials to recalibrate on")
-    return rows.tolist()
-
-
 def recalibrate_identities(fitted: dict, dev: Recording, *, model_name: str, window: float, lr: float, steps: int,
                            batch_size: int, seed: int, registered: bool) -> dict:
     """Train ``fitted["model"]``'s identity offsets for ``dev``'s units on its train trial windows (in place), every
     other weight frozen; ``registered``: identities from the fixed calibration set (as decoding scores), else pooled
     in each batch (as co-smoothing scores)."""
-    from spikefm.eval.evaluate import calibration_trials
     from spikefm.eval.transfer import _recalibration_params, _windows, train_steps
     from spikefm.models.registry import get_spec
 
