@@ -73,6 +73,23 @@ def test_the_row_has_its_own_cache_key_and_meets_the_recipe_and_the_parents(tmp_
     assert {("unified", "possm"), (recalibrated.name, "possm")} <= set(unified_versus_parents(rows))
 
 
+def test_a_recipe_candidates_second_mode_meets_its_label_free_row_and_the_parents(tmp_path) -> None:
+    from spikefm.eval.bench import (MODEL_TASKS, RECALIBRATED_POPULATION, UNIFIED_ABLATIONS, _models,
+                                    unified_versus_parents)
+
+    rows = _models(["unified:decode:population", RECALIBRATED_POPULATION, "possm"], lambda m: TASK,
+                   Budget(trials=1, seeds=1, max_steps=2), Path(tmp_path))
+    population, recalibrated, _ = rows
+    assert MODEL_TASKS[RECALIBRATED_POPULATION] == DECODE_R2
+    assert recalibrated.overrides == UNIFIED_ABLATIONS["population"]
+    assert recalibrated.name == "unified [mode=recalibrated, population_pcs=32]"
+    assert cache_key(**recalibrated.key()) != cache_key(**population.key())
+    pairs = unified_versus_parents(rows)
+    assert {(population.name, "possm"), (recalibrated.name, "possm"), (recalibrated.name, population.name)} <= set(
+        pairs)
+    assert len(pairs) == len(set(pairs)) == 3
+
+
 def test_the_co_smoothing_row_trains_the_held_out_units_offsets_too(tmp_path) -> None:
     """Co-smoothing's second mode: every unit's offset (held-out units' from their train-trial counts) moves, the
     shared network does not, and the held-out units' predicted rates change."""

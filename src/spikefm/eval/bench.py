@@ -57,6 +57,9 @@ DEV_DRAW = 0
 #: co-smoothing rows trained as the recipe's, then their identity offsets on the train trials.
 RECALIBRATED = "unified:decode:recalibrated"
 RECALIBRATED_COBPS = "unified:co-bps:recalibrated"
+#: The second mode of a recipe candidate's row (``unified:<task>:<candidate>:recalibrated``): population frames'
+#: label-free identity plus the learned offsets (the forty-sixth sitting, on M1).
+RECALIBRATED_POPULATION = "unified:decode:population:recalibrated"
 #: Neuroformer's behaviour decoding, chunk by chunk (:mod:`spikefm.eval.chunk_decode_candidate`).
 CHUNK_DECODE = "neuroformer:decode"
 #: NEDS's encoding: every unit's counts from the behaviour alone (:mod:`spikefm.eval.encoding_candidate`).
@@ -87,7 +90,7 @@ MODEL_TASKS = {"ndt1": CO_BPS, "stndt": CO_BPS, "mtm": CO_BPS, "ndt2": CO_BPS, "
                # population frames (label-free identity from how units co-vary; the thirty-eighth sitting, on M1)
                "unified:decode:population": DECODE_R2,
                # its second mode within a session: identity offsets recalibrated on the labelled train trials
-               RECALIBRATED: DECODE_R2, RECALIBRATED_COBPS: CO_BPS,
+               RECALIBRATED: DECODE_R2, RECALIBRATED_COBPS: CO_BPS, RECALIBRATED_POPULATION: DECODE_R2,
                # its forward prediction (MtM's forward_pred task: the last 200 ms, in its 50 ms chunks)
                "unified:forward_pred": masked_metric("forward_pred"),
                "unified:forward_pred:forward4": masked_metric("forward_pred"),  # trained at horizons 1..4
@@ -233,11 +236,13 @@ def _models(models: Sequence[str], task_of: Callable[[str], Task], budget: Budge
                                                     overrides=_binned_overrides(_base(m), task),
                                                     out_dir=out / "runs" / _base(m)))
             continue
-        if m in (RECALIBRATED, RECALIBRATED_COBPS):  # trained as the recipe's row, then its identity offsets
+        if m.startswith("unified:") and m.endswith(":recalibrated"):  # trained as its label-free row, then offsets
             sampler, batch = TRAINING.get("unified", ("trials", batch_size))
-            row = RecalibratedCandidate if m == RECALIBRATED else RecalibratedUnitRateCandidate
+            _, kind, *candidate, _ = m.split(":")  # unified:<task>[:<recipe candidate>]:recalibrated
+            row = RecalibratedUnitRateCandidate if kind == "co-bps" else RecalibratedCandidate
             out_models.append(row("unified", task, max_steps=budget.max_steps, sampler=sampler, batch_size=batch,
-                                  out_dir=out / "runs" / "unified"))
+                                  out_dir=out / "runs" / "unified",
+                                  overrides=dict(UNIFIED_ABLATIONS[candidate[0]]) if candidate else {}))
             continue
         per_chunk = UNIT_COUNT_ROWS.get(m.split(":")[1] if ":" in m and _base(m) != "mtm" else "")
         if per_chunk is not None:  # a spike-token model's counts per chunk, scored on one task (":<ablation>" optional)
@@ -438,9 +443,11 @@ def unified_versus_parents(candidates: Sequence[Any]) -> list[tuple[str, str]]:
     trials of the new session. Within a session: the unified model's row (not an ablation) against every other
     model's row of the same task (its parents on their own tasks: POYO / POSSM / SPINT decoding, MtM / NDT1
     co-smoothing, MtM forward prediction). Ablation rows are paired with the recipe's row only, except the recipe
-    candidates (:data:`RECIPE_CANDIDATES`) and the second mode (:data:`RECALIBRATED`, :data:`RECALIBRATED_COBPS`),
-    which are paired with the parents too."""
-    from spikefm.eval.protocol import _role, ablation_of
+    candidates (:data:`RECIPE_CANDIDATES`) and the second mode (:data:`RECALIBRATED`, :data:`RECALIBRATED_COBPS`,
+    :data:`RECALIBRATED_POPULATION`), which are paired with the parents too. A recipe candidate's second mode is
+    also paired with that candidate's label-free row (the recipe's own second mode meets the recipe's row as any
+    ablation does)."""
+    from spikefm.eval.protocol import _role, ablation_name, ablation_of
 
     def slot(c: Any) -> tuple:  # the task, and for transfer rows the condition and k
         return c.metric, getattr(c, "condition", None), getattr(c, "k", None)
@@ -450,8 +457,12 @@ def unified_versus_parents(candidates: Sequence[Any]) -> list[tuple[str, str]]:
             getattr(c, "overrides", None) == UNIFIED_ABLATIONS[name] for name in RECIPE_CANDIDATES)
 
     rows = [c for c in candidates if _role(c) == "model"]
+    label_free = {c.name for c in rows}
+    versus_label_free = [(u.name, base) for u in rows if getattr(u, "paired_with_parents", False) and u.overrides
+                         for base in [ablation_name(ablation_of(u.name) or u.name, u.overrides)]
+                         if base in label_free and base != u.name]
     return [(u.name, c.name) for u in rows if getattr(u, "model", None) == "unified" and compared(u)
-            for c in rows if getattr(c, "model", None) != "unified" and slot(c) == slot(u)]
+            for c in rows if getattr(c, "model", None) != "unified" and slot(c) == slot(u)] + versus_label_free
 
 
 DECODE, CO_SMOOTHING = "decode", "co-bps"  # file_suite's tasks
