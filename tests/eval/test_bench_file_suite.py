@@ -67,3 +67,18 @@ def test_unified_co_smoothing_on_a_file_without_behaviour(test_only_file: Path, 
     assert np.isfinite(unified["score"])
     smoothing = next(row for row in rows if row["name"] == "smoothing causal")
     assert "50 ms bins" in smoothing["information"]
+
+
+def test_forward_prediction_is_scored_on_a_file_beside_co_smoothing(test_only_file: Path, tmp_path: Path) -> None:
+    """``mtm:forward_pred`` on a file: the last 200 ms of each trial window, the file's bins, against the forward GLM
+    (the file suite gave every row the co-bps task, and the row refused it)."""
+    budget = Budget.quick(trials=1, seeds=1, max_steps=2)
+    result = file_suite(test_only_file, ["mtm", "mtm:forward_pred"], budget, tmp_path, ResultCache(None),
+                        task="co-bps", bin_size=0.05, log=lambda *_: None)
+    metric = {row["name"]: row["metric"] for row in result.rows}
+    assert metric == {"smoothing": "co-bps", "smoothing causal": "co-bps", "mtm": "co-bps",
+                      "forward GLM": "forward_pred bps", "mtm forward_pred": "forward_pred bps"}
+    forward = next(row for row in result.rows if row["name"] == "mtm forward_pred")
+    assert forward["search"]["space"]["task"]["bin_size"] == 0.05 and np.isfinite(forward["score"])
+    assert {(c["model"], c["baseline"]) for c in result.comparisons if c["metric"] == "forward_pred bps"} == {
+        ("mtm forward_pred", "forward GLM")}

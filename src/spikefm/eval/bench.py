@@ -482,6 +482,9 @@ def file_suite(path: Path, models: Sequence[str], budget: Budget, out: Path, cac
         bin_size: seconds per bin (default: the file's, else 50 ms for decoding and 20 ms for co-bps).
         co_bps_bin: seconds per bin of the co-bps task only (``unified:co-bps`` scores its 50 ms chunks, so a
             sitting comparing it with MtM / NDT1 sets 0.05 for all of them); ``bin_size`` wins when both are given.
+
+    With co-bps, rows of MtM's masked tasks (``mtm:forward_pred``, ``unified:forward_pred``: the last 200 ms of each
+    trial window from the rest, every unit) are scored on the same trials and bins, against their own baselines.
     """
     from spikefm.data.store import load
 
@@ -493,8 +496,15 @@ def file_suite(path: Path, models: Sequence[str], budget: Budget, out: Path, cac
         rec, scored, description = _cosmoothing_data(rec, bin_size or co_bps_bin, heldout_fraction, split_seed)
     else:
         raise ValueError(f"bench --data task must be {DECODE!r} or {CO_SMOOTHING!r}, got {task!r}")
-    candidates: list = _baselines(scored, models)
-    model_candidates = _models(models, lambda m: scored, budget, out, batch_size=16)
+    tasks = {scored.metric: scored}
+    if task == CO_SMOOTHING:  # MtM's masked tasks (e.g. forward_pred) on the same trials, bins and held-out units
+        tasks.update({masked_metric(t): masked_task(t, window=scored.window, bin_size=scored.bin_size)
+                      for t in MTM_TASKS})
+    models = expand_models(models)
+    metric_of = {m: MODEL_TASKS[m] if MODEL_TASKS.get(m) in tasks else scored.metric for m in models}
+    candidates: list = [b for metric in dict.fromkeys(metric_of.values()) or [scored.metric]
+                        for b in _baselines(tasks[metric], [m for m in models if metric_of[m] == metric])]
+    model_candidates = _models(models, lambda m: tasks[metric_of[m]], budget, out, batch_size=16)
     if task == CO_SMOOTHING:  # binned models read the task's bins (STNDT's width is its window in bins)
         model_candidates = [replace(m, overrides={**_binned_overrides(m.model, scored), **m.overrides})
                             for m in model_candidates]
