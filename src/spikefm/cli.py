@@ -460,7 +460,8 @@ def bench(
     block: float = typer.Option(1.0, help="Block length (s) for a continuous --data recording."),
     out: Path = typer.Option(Path("runs/bench"), help="Results folder (JSON + markdown); cache under it."),
     co_bps_bin: Optional[float] = typer.Option(
-        None, help="Seconds per co-smoothing bin (default 0.02, or a binned --data file's bins; 0.05 for unified:co-bps)."),
+        None, help="Seconds per co-smoothing bin, also of MtM's masked tasks (default 0.02, or a binned --data "
+                   "file's bins; 0.05 for unified:co-bps and unified:forward_pred)."),
     draws: Optional[str] = typer.Option(
         None, help="Comma-separated generator seeds of a synthetic suite's sealed draws (default 1001,1002,1003)."),
     ks: Optional[str] = typer.Option(
