@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from spikefm.nn.chunking import bins_per_chunk
+from spikefm.tokenize.spikes import SpikeConfig, SpikeTokenizer
 
-__all__ = ["SCHEMES", "UnifiedConfig", "PRESETS"]
+__all__ = ["SCHEMES", "UnifiedConfig", "PRESETS", "unified_tokenizer"]
 
 SCHEMES = ("neuron", "causal", "intra_region", "inter_region")
 
@@ -163,3 +164,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {"dim": 64, "heads": 2, "head_dim": 32, "latents_per_chunk": 2, "rnn_dim": 128, "rnn_layers": 1,
              "dropout": 0.1, "id_hidden": 128, "min_units": 20},
 }
+
+
+def unified_tokenizer(config: UnifiedConfig, **overrides: Any) -> SpikeTokenizer:
+    """The model's spike tokenizer: behaviour queries at ``query_rate_hz`` (``overrides`` set other fields)."""
+    return SpikeTokenizer(SpikeConfig(**{"query": "rate", "query_rate_hz": config.query_rate_hz,
+                                         "behavior_keys": config.behavior_keys, **overrides}))  # fmt: skip
