@@ -20,6 +20,8 @@ M1 (``--data ../shared/data/m1_reaching/m1_stevenson_2011.mat --steps 1200 --set
 blocks, seed 0, 2026-12-06, validation only): the label-free recipe 0.010 -> 0.187 with the second mode (offsets
 cannot rescue a network trained on identities that carry no tuning there); with ``--overrides population_pcs=32``
 0.794 -> 0.808. POSSM's validation score in the fortieth sitting was 0.781. About 33 CPU-minutes per variant.
+The forty-sixth sitting scored that row (``unified:decode:population:recalibrated``) against POSSM on M1's test
+blocks: 0.742 vs 0.758, level (docs/results/protocol.md).
 """
 
 from __future__ import annotations

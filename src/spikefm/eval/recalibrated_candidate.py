@@ -17,7 +17,9 @@ best of six for co-bps, 0.144 -> 0.170, one seed; ``benchmarks/unified_recalibra
 base row's: the learned offsets are added to the identities the base row would use.
 
 Measured on fresh Lorenz draws (forty-fourth and forty-fifth sittings, ``docs/results/protocol.md``): decoding +0.021
-over the label-free recipe and level with POSSM; co-bps level with the recipe and with MtM.
+over the label-free recipe and level with POSSM; co-bps level with the recipe and with MtM. On real recordings
+(forty-sixth and forty-seventh): M1 decoding with population frames level with POSSM (``unified:decode:population:
+recalibrated``); MC_Maze_Small co-bps +0.025 over the recipe (level), 0.046 below MtM.
 """
 
 from __future__ import annotations
