@@ -457,10 +457,10 @@ def unified_versus_parents(candidates: Sequence[Any]) -> list[tuple[str, str]]:
             getattr(c, "overrides", None) == UNIFIED_ABLATIONS[name] for name in RECIPE_CANDIDATES)
 
     rows = [c for c in candidates if _role(c) == "model"]
-    label_free = {c.name for c in rows}
+    names = {c.name for c in rows}
     versus_label_free = [(u.name, base) for u in rows if getattr(u, "paired_with_parents", False) and u.overrides
-                         for base in [ablation_name(ablation_of(u.name) or u.name, u.overrides)]
-                         if base in label_free and base != u.name]
+                         for base in [ablation_name(ablation_of(u.name) or u.name, u.overrides)]  # no mode
+                         if base in names and base != u.name]
     return [(u.name, c.name) for u in rows if getattr(u, "model", None) == "unified" and compared(u)
             for c in rows if getattr(c, "model", None) != "unified" and slot(c) == slot(u)] + versus_label_free
 
