@@ -82,3 +82,16 @@ def test_forward_prediction_is_scored_on_a_file_beside_co_smoothing(test_only_fi
     assert forward["search"]["space"]["task"]["bin_size"] == 0.05 and np.isfinite(forward["score"])
     assert {(c["model"], c["baseline"]) for c in result.comparisons if c["metric"] == "forward_pred bps"} == {
         ("mtm forward_pred", "forward GLM")}
+
+
+def test_ndt1_forward_prediction_hides_and_scores_the_last_200_ms(test_only_file: Path, tmp_path: Path) -> None:
+    """``ndt1:forward_pred``: NDT1 trained with each window's last 200 ms zeroed in its input (NLB's forward setup),
+    scored on every unit's counts there beside MtM's forward row, against the same forward GLM."""
+    budget = Budget.quick(trials=1, seeds=1, max_steps=2)
+    result = file_suite(test_only_file, ["ndt1:forward_pred", "mtm:forward_pred"], budget, tmp_path,
+                        ResultCache(None), task="co-bps", bin_size=0.05, log=lambda *_: None)
+    ndt1 = next(row for row in result.rows if row["name"] == "ndt1 forward_pred")
+    assert ndt1["metric"] == "forward_pred bps" and np.isfinite(ndt1["score"])
+    assert ndt1["search"]["space"]["overrides"]["forward_bins"] == 4
+    assert {("ndt1 forward_pred", "forward GLM"), ("mtm forward_pred", "forward GLM")} <= {
+        (c["model"], c["baseline"]) for c in result.comparisons}

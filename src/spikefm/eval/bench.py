@@ -34,6 +34,7 @@ import numpy as np
 from spikefm.data.recording import DataError, Recording
 from spikefm.eval.cache import ResultCache
 from spikefm.eval.baselines import baselines_for, make_baseline
+from spikefm.eval.binned_forward_candidate import BinnedForwardCandidate
 from spikefm.eval.candidates import BaselineCandidate, Task, masked_metric
 from spikefm.eval.chunk_decode_candidate import ChunkDecodeCandidate, chunk_decode_baselines, chunk_decode_task
 from spikefm.eval.encoding_candidate import EncodingCandidate
@@ -60,6 +61,9 @@ RECALIBRATED_COBPS = "unified:co-bps:recalibrated"
 #: The second mode of a recipe candidate's row (``unified:<task>:<candidate>:recalibrated``): population frames'
 #: label-free identity plus the learned offsets (the forty-sixth sitting, on M1).
 RECALIBRATED_POPULATION = "unified:decode:population:recalibrated"
+#: NDT1's forward prediction, trained with each window's last 200 ms hidden
+#: (:mod:`~spikefm.eval.binned_forward_candidate`).
+NDT1_FORWARD = "ndt1:forward_pred"
 #: Neuroformer's behaviour decoding, chunk by chunk (:mod:`spikefm.eval.chunk_decode_candidate`).
 CHUNK_DECODE = "neuroformer:decode"
 #: NEDS's encoding: every unit's counts from the behaviour alone (:mod:`spikefm.eval.encoding_candidate`).
@@ -95,6 +99,7 @@ MODEL_TASKS = {"ndt1": CO_BPS, "stndt": CO_BPS, "mtm": CO_BPS, "ndt2": CO_BPS, "
                "unified:forward_pred": masked_metric("forward_pred"),
                "unified:forward_pred:forward4": masked_metric("forward_pred"),  # trained at horizons 1..4
                "unified:forward_pred:onepass": masked_metric("forward_pred"),  # input identity in one pass
+               NDT1_FORWARD: masked_metric("forward_pred"),  # NLB's NDT1 forward setup: last 200 ms always hidden
                # co-smoothing rows of models whose main row decodes (held-out units' rates from spikefm.eval.predict)
                "ndt3:cosmoothing": CO_BPS, "neds:cosmoothing": CO_BPS}
 #: Issue 16's ablations of the unified model, as fixed config overrides of a ``unified:<task>:<ablation>`` row.
@@ -225,6 +230,11 @@ def _models(models: Sequence[str], task_of: Callable[[str], Task], budget: Budge
             out_models.append(ChunkDecodeCandidate(_base(m), _chunk_task(task), max_steps=budget.max_steps,
                                                    out_dir=out / "runs" / _base(m), sampler="random",
                                                    batch_size=batch_size))
+            continue
+        if m == NDT1_FORWARD:  # NDT1 trained and scored with the window's last 200 ms hidden from its input
+            out_models.append(BinnedForwardCandidate(_base(m), task, max_steps=budget.max_steps, batch_size=batch_size,
+                                                     out_dir=out / "runs" / _base(m),
+                                                     overrides=_binned_overrides(_base(m), task)))
             continue
         if m == ENCODING:  # NEDS trained as its decoding row, scored with every spike hidden
             out_models.append(EncodingCandidate(_base(m), task, max_steps=budget.max_steps, batch_size=batch_size,

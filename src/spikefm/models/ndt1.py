@@ -53,6 +53,9 @@ class NDT1Config:
             co-smoothing task itself: predicting unseen units from seen ones.
         scale_embedding: multiply the embedded input by sqrt(width), as NDT1 does.
         bin_size: seconds per bin.
+        forward_bins: the last this many bins of every window are always zeroed in the input and scored, in
+            training and evaluation (forward prediction as NLB's NDT trains for fp-bps: its forward bins enter
+            the model masked); 0 (default) for none.
     """
 
     dim: int = 0
@@ -70,8 +73,11 @@ class NDT1Config:
     neuron_mask_ratio: float = 0.0
     scale_embedding: bool = True
     bin_size: float = 0.02
+    forward_bins: int = 0
 
     def __post_init__(self) -> None:
+        if self.forward_bins < 0:
+            raise ValueError(f"NDT1Config.forward_bins must be >= 0, got {self.forward_bins}")
         if self.depth < 1 or self.heads < 1 or self.ffn_dim < 1 or self.dim < 0:
             raise ValueError("NDT1Config: depth, heads and ffn_dim must be >= 1 and dim >= 0")
         if not 0.0 < self.mask_ratio < 1.0:
@@ -129,12 +135,13 @@ class NDT1(nn.Module):
         heldout = batch.unit_extras["heldout"].to(counts.device).view(counts.shape[0], self.n_units)  # [B, N]
         valid = batch.mask[..., None].expand_as(counts)  # [B, T, N]
         x = counts.masked_fill(heldout[:, None, :], 0.0)  # held-out units are never seen
-        hidden = torch.zeros_like(valid)
+        hidden = self.forward_mask(batch.mask)[..., None] & valid  # forward bins: always hidden, scored
+        x = x.masked_fill(hidden, 0.0)
         if self.training:
             masked = random_token_mask(
                 x, self.config.mask_ratio, zero_ratio=1.0, random_ratio=0.0, span=self.config.mask_span, valid=valid
             )
-            x, hidden = masked.masked_input, masked.mask
+            x, hidden = masked.masked_input, hidden | masked.mask
             if self.config.neuron_mask_ratio > 0:
                 held_in = valid & ~heldout[:, None, :]
                 dropped = neuron_mask(x, self.config.neuron_mask_ratio, valid=held_in)
@@ -142,6 +149,11 @@ class NDT1(nn.Module):
         log_rates = self._encode(x, batch.mask)
         loss_mask = (hidden | heldout[:, None, :]) & valid
         return {"log_rates": log_rates, "counts": counts, "loss_mask": loss_mask}
+
+    def forward_mask(self, mask: Tensor) -> Tensor:
+        """bool [B, T]: each window's last ``forward_bins`` valid bins (valid bins lead, padding trails)."""
+        step = torch.arange(mask.shape[1], device=mask.device)[None]
+        return mask & (step >= mask.sum(1, keepdim=True) - self.config.forward_bins)
 
     def _encode(self, x: Tensor, key_mask: Tensor) -> Tensor:
         steps = x.shape[1]
