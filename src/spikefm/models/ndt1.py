@@ -135,8 +135,10 @@ class NDT1(nn.Module):
         heldout = batch.unit_extras["heldout"].to(counts.device).view(counts.shape[0], self.n_units)  # [B, N]
         valid = batch.mask[..., None].expand_as(counts)  # [B, T, N]
         x = counts.masked_fill(heldout[:, None, :], 0.0)  # held-out units are never seen
-        hidden = self.forward_mask(batch.mask)[..., None] & valid  # forward bins: always hidden, scored
-        x = x.masked_fill(hidden, 0.0)
+        hidden = torch.zeros_like(valid)
+        if self.config.forward_bins:  # forward bins: always hidden from the input, always scored
+            hidden = self.forward_mask(batch.mask)[..., None] & valid
+            x = x.masked_fill(hidden, 0.0)
         if self.training:
             masked = random_token_mask(
                 x, self.config.mask_ratio, zero_ratio=1.0, random_ratio=0.0, span=self.config.mask_span, valid=valid
