@@ -111,6 +111,16 @@ def test_gated_mlp_is_swiglu():
     torch.testing.assert_close(ffn(x), F.linear(F.silu(gate) * value, ffn.down.weight, ffn.down.bias))
 
 
+@pytest.mark.parametrize("kind", ["swiglu", "geglu"])
+def test_gated_mlp_inference_matches_training_path(kind):
+    torch.manual_seed(0)
+    ffn = make_ffn(kind, dim=4, hidden_dim=6).eval()
+    x = torch.randn(2, 3, 4)
+    with torch.inference_mode():
+        gated_in_place = ffn(x)
+    assert torch.equal(gated_in_place, ffn(x))
+
+
 def test_unknown_parts_fail_loudly():
     with pytest.raises(ValueError, match="choose one of"):
         make_ffn("tanh", dim=4, hidden_dim=4)

@@ -115,7 +115,11 @@ class GatedMLP(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         value, gate = self.up(x).chunk(2, dim=-1)  # [..., hidden] each
-        return self.down(self.drop(self.activation(gate) * value))
+        if torch.is_grad_enabled():
+            hidden = self.activation(gate) * value
+        else:  # inference: gate in place, one [..., hidden] buffer fewer (POYO inference -2..6%, issue 20)
+            hidden = self.activation(gate).mul_(value)
+        return self.down(self.drop(hidden))
 
 
 def make_ffn(kind: str, *, dim: int, hidden_dim: int, bias: bool = True, dropout: float = 0.0) -> nn.Module:
