@@ -68,6 +68,28 @@ STREAM_TARGET_MS = 1.0  # ms per 50 ms chunk at 200 units, one thread
 # kept here because this script reports end-to-end numbers only). Percentages are of self CPU time of spikefm's
 # packed step. ``distance_to_targets`` computes the same budget from each run's own numbers.
 PROFILE_NOTES = [
+    "- Issue 20, 2026-12-06, Zen 4, what was tried against the step and what it measured (alternating A/B steps "
+    "in one process, 1 thread, packed). The linears are at the peak already: per step their kernels take ~80 ms "
+    "at 91-96 GFLOP/s (0.92-0.97 of the 1024^3 `mm` rate), which leaves ~79 ms of the 0.33x budget for the "
+    "encoder's attention (3.15 GFLOP forward + backward: 33 ms at the peak, ~68 ms at the fused kernel's ~46 "
+    "GFLOP/s) and ~55 ms of norms, GELU, dropout, rotations, gathers and copies. (1) Attention from saved "
+    "probabilities (softmax, then 4 `mm` in backward instead of the flash kernel's recompute): 1.01x, no gain; "
+    "alone its `mm` reach 88 GFLOP/s, but inside the step a sample's keys, values and probabilities (~3 MB) "
+    "overflow the 1 MB L2 and they run at 28-60 GFLOP/s; blocking the keys by 256-1,024 changed nothing. "
+    "(2) GEGLU + dropout as one autograd function: 1.01x in training, not adopted; in inference gating in place "
+    "(one buffer fewer) gave 0.91-0.98x and is adopted (`GatedMLP` under no-grad). (3) The allocator: 70 minor "
+    "page faults and 0.2 ms of system time per step, so glibc's mmap threshold is not a factor. At 2 threads "
+    "the step scales 1.3x because the encoder's flash attention scales 1.35x (68 -> 50 ms: memory-bound at "
+    "these shapes) and the per-sample `index_add_` of the key gradients runs 2.3x *slower* with 2 threads "
+    "(1.5 -> 6.3 ms per step), while the linears scale 1.7-1.8x.",
+    "- Issue 20, 2026-12-06, machine drift: the same code read 34.0M spikes/s on 2026-12-05 20:15 and "
+    "19.2-25.1M on 2026-12-06 04:17-04:20 (torch_brain 2.92M and 2.07-2.64M), and a step took 207 ms one "
+    "evening and 213-275 ms across the next morning: the 2-core VM shares its host. Ratios come from one "
+    "process alternating the implementations, so they drift less (pipeline 9.3-11.6x). The pipeline line "
+    "alternates batch by batch, which costs the faster implementation most: in one process, spikefm read "
+    "28.0M / 28.6M spikes/s alternating every batch, 33.8-34.6M in blocks of 8 and 36.6-36.9M in blocks of "
+    "40, torch_brain 2.75-2.83M in every case. The record keeps the per-batch alternation (the harder, "
+    "same-conditions measure).",
     "- Issue 20, 2026-12-05, bf16 on Zen 4 (AVX-512-BF16): a bf16 `mm` runs at ~2.2x float32's rate here (peak "
     "line above; ~215 vs ~96 GFLOP/s at the linears' shapes, one thread), but `torch.autocast` makes the step "
     "*slower* (1.29x): under autocast the rotations, gating, `cat` and row gathers after each linear run on bf16 "
