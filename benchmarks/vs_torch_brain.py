@@ -81,7 +81,11 @@ PROFILE_NOTES = [
     "page faults and 0.2 ms of system time per step, so glibc's mmap threshold is not a factor. At 2 threads "
     "the step scales 1.3x because the encoder's flash attention scales 1.35x (68 -> 50 ms: memory-bound at "
     "these shapes) and the per-sample `index_add_` of the key gradients runs 2.3x *slower* with 2 threads "
-    "(1.5 -> 6.3 ms per step), while the linears scale 1.7-1.8x.",
+    "(1.5 -> 6.3 ms per step), while the linears scale 1.7-1.8x. (4) `torch.compile` (inductor) on the "
+    "feed-forward alone, static shapes (the whole model's graph breaks; above): it compiles in ~17 s, but the "
+    "step is 1.18x *slower* with inductor's dropout (its per-element RNG), and without dropout in both arms "
+    "the fused GEGLU gains 3% (0.97x): the gating is memory-bound and fusing saves a pass or two, not the step "
+    "target's quarter.",
     "- Issue 20, 2026-12-06, machine drift: the same code read 34.0M spikes/s on 2026-12-05 20:15 and "
     "19.2-25.1M on 2026-12-06 04:17-04:20 (torch_brain 2.92M and 2.07-2.64M), and a step took 207 ms one "
     "evening and 213-275 ms across the next morning: the 2-core VM shares its host. Ratios come from one "
