@@ -23,12 +23,28 @@ def run(step: float, infer: float, pipeline: float = 6.0, rate: float = 25e6) ->
 def test_targets_use_the_median_of_runs_and_show_a_regression_as_not_met(bench):
     streaming = [{"model": "possm", "units": 200, "p50": 0.4, "p99": 0.9}]
     good = bench.targets([run(0.30, 0.18), run(0.31, 0.19), run(0.50, 0.50)], [1], streaming)
-    assert all(line.endswith("(met)") or "(met;" in line for line in good), good
-    assert "0.31 (0.30-0.50)x" in next(line for line in good if "training step" in line)
+    by_median = [line for line in good if not line.startswith("- done when")]
+    assert all(line.endswith("(met)") or "(met;" in line for line in by_median), good
+    step = next(line for line in good if "training step" in line)
+    assert "0.31 (0.30-0.50)x" in step and "2 of 3 meet it" in step
     bad = bench.targets([run(0.40, 0.18, pipeline=4.0, rate=10e6)], [1], [{**streaming[0], "p50": 1.2, "p99": 2.0}])
     missed = [line for line in bad if "**NOT met**" in line]
-    assert len(missed) == 5  # spikes/s, pipeline ratio, step (padded, packed), streaming; inference met
-    assert not any("inference" in line for line in missed)
+    assert len(missed) == 6  # spikes/s, pipeline ratio, step (padded, packed), done-when, streaming; inference met
+    assert not any(line.startswith("- inference") for line in missed)
+
+
+def test_done_when_needs_the_last_three_runs_each_to_meet_every_float32_line(bench):
+    met_all = [run(0.30, 0.18), run(0.31, 0.19), run(0.32, 0.19)]
+    (line,) = [x for x in bench.targets(met_all, [1], []) if x.startswith("- done when")]
+    assert line.endswith("(met)") and line.count("all met") == 3
+    # The medians meet every line, but one run of the last three misses the step and the spikes/s line.
+    one_slow = [run(0.30, 0.18), run(0.40, 0.18, rate=19e6), run(0.31, 0.19)]
+    lines = bench.targets(one_slow, [1], [])
+    assert all(x.endswith("(met)") for x in lines if not x.startswith("- done when"))
+    (line,) = [x for x in lines if x.startswith("- done when")]
+    assert line.endswith("(**NOT met**)") and "spikes/s, step padded 1 thr, step packed 1 thr" in line
+    (line,) = [x for x in bench.targets(met_all[:2], [1], []) if x.startswith("- done when")]
+    assert line.endswith("(**NOT met**)")  # two runs are not three
 
 
 def test_curve_tolerance_compares_20_step_means(bench):
