@@ -523,6 +523,31 @@ def loss_curves(recording, paths, starts: np.ndarray, rows: dict[str, Row], args
             rows[impl.name].losses.append(impl.train_step(impl.pipeline(b)))
 
 
+# ---------------------------------------------------------------------------- allocator
+def steady_allocator() -> str:
+    """Keep freed buffers in the process (glibc): malloc's mmap threshold at 256 MiB, its trim threshold at 1 GiB.
+
+    With glibc's defaults, a buffer above the (dynamic) mmap threshold comes as fresh pages and a freed heap top goes
+    back to the OS, so a step that allocates tens of MB may page-fault them in again every time, or not, depending
+    on the heap's history in that process: torch_brain 0.2.1's one-thread step took ~40k minor page faults and
+    70-90 ms of system time per step in some processes and 2-4k faults and 4-6 ms in others (2026-12-06, Zen 4).
+    Set once, before any timing, for every implementation alike. Returns the line the report's setup gives.
+    """
+    import ctypes
+
+    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's mallopt parameters
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        ok = libc.mallopt(m_mmap_threshold, 256 << 20) == 1 and libc.mallopt(m_trim_threshold, 1 << 30) == 1
+    except (OSError, AttributeError):
+        ok = False
+    if ok:
+        return ("glibc malloc with its mmap threshold at 256 MiB and trim threshold at 1 GiB, set at start for every "
+                "implementation (`steady_allocator`: freed buffers stay in the process, so no step page-faults its "
+                "buffers in again)")
+    return "the platform's default allocator (not glibc: `steady_allocator` set nothing)"
+
+
 # ---------------------------------------------------------------------------- hardware limits
 def matmul_peak(threads: int, size: int = 1024, repeats: int = 12, dtype: torch.dtype = torch.float32) -> float:
     """The machine's matmul rate: best GFLOP/s of ``[size, size] @ [size, size]`` (float32: MKL sgemm; bf16: oneDNN)."""
@@ -539,6 +564,11 @@ def matmul_peak(threads: int, size: int = 1024, repeats: int = 12, dtype: torch.
 
 def counted_flops(run: Callable[[], None]) -> int:
     """Matmul + attention FLOPs of ``run()`` by ``FlopCounterMode`` (CPU's fused SDPA kernels added)."""
+    return sum(counted_flops_by_op(run).values())
+
+
+def counted_flops_by_op(run: Callable[[], None]) -> dict[str, int]:
+    """:func:`counted_flops` per op (``"aten.addmm"``, ``"aten._scaled_dot_product_flash_attention_for_cpu"``, ...)."""
     from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
     def forward(q, k, v, *args, out_shape=None, **kwargs) -> int:
@@ -552,7 +582,7 @@ def counted_flops(run: Callable[[], None]) -> int:
                aten._scaled_dot_product_flash_attention_for_cpu_backward: backward}
     with FlopCounterMode(display=False, custom_mapping=mapping) as counter:
         run()
-    return counter.get_total_flops()
+    return {str(op): flops for op, flops in counter.get_flop_counts()["Global"].items()}
 
 
 def step_flops(impl: Impl, batch) -> tuple[int, int]:
@@ -1021,7 +1051,7 @@ def report(rows: dict[str, Row], args: argparse.Namespace, recording: Recording,
         f"- CPU: {model_name}, {os.cpu_count()} logical cores visible, flags: {flags}. 1-minute load average "
         f"{args.load[0]:.2f} before this invocation's timings and {args.load[1]:.2f} after them; per run in the "
         "table at the end. Implementations alternate step by step in one process; medians reported.",
-        f"- {versions()}.",
+        f"- {versions()}; {getattr(args, 'allocator', 'allocator not recorded')}.",
         f"- Model: dim {s.dim}, depth {s.depth}, {s.heads} heads x {s.head_dim} (cross and self), "
         f"{s.latents_per_step} latents every {s.latent_step} s = {int(s.latents_per_step * s.window / s.latent_step)} "
         f"latents per {s.window:g} s window, GEGLU x4, dropout 0.2 / 0.4 (torch_brain defaults), fused AdamW lr {s.lr} (both), "
@@ -1099,6 +1129,7 @@ def timed_runs(impls: Sequence[Impl], starts: np.ndarray, args: argparse.Namespa
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Row]:
     args = parse_args(argv)
+    args.allocator = steady_allocator()
     setup = args.setup
     recording = build_recording(args.duration, setup, args.seed)
     extra: dict = {"hw": {}}

@@ -109,3 +109,8 @@ def test_a_variant_keeps_the_curve_within_float32s_own_distance_from_itself(benc
     fp32.reseeded = [1.0] * 40  # a float32 curve that reproduces itself: the stated 20% holds
     assert "no (curve)" in next(line for line in bench.limits_section({"peak": {1: 1.0, 2: 1.0}, "flops": {}}, {},
                                                                        [fp32, close]) if line.startswith("| bf16"))
+
+
+def test_steady_allocator_says_what_it_set(bench):
+    line = bench.steady_allocator()
+    assert line.startswith("glibc malloc with its mmap threshold at 256 MiB") or "set nothing" in line
