@@ -19,6 +19,7 @@ there, so three consecutive invocations give one results file with the median an
 
     python benchmarks/vs_torch_brain.py                 # one run, fresh runs file (~6 min on a quiet 2-core box)
     python benchmarks/vs_torch_brain.py --append        # one more run, summarized with the earlier ones
+    python benchmarks/vs_torch_brain.py --runs 3        # issue 20's three consecutive runs (~8 min)
     python benchmarks/vs_torch_brain.py --steps 6 --curve-steps 20 --out /tmp/x.md   # quick look
 """
 
