@@ -114,8 +114,9 @@ def table(splits: Sequence[Split], peak: float) -> list[str]:
             lines.append(f"| {split.label} | {kind} | {ms:.1f} | {split.share[kind]:.0%} | {gflop:.2f} | {rate} | "
                          f"{ratio} |")
         total = sum(split.flops.values()) / 1e9
-        lines.append(f"| {split.label} | **all** | {split.ms:.1f} | 100% | {total:.2f} | {total / split.ms * 1e3:.1f} | "
-                     f"{total / split.ms * 1e3 / peak:.2f} |")
+        rate = total / split.ms * 1e3
+        lines.append(f"| {split.label} | **all** | {split.ms:.1f} | 100% | {total:.2f} | {rate:.1f} | "
+                     f"{rate / peak:.2f} |")
     return lines
 
 

@@ -802,7 +802,8 @@ def targets(runs: Sequence[dict], threads: Sequence[int], streaming: Sequence[di
     n = len(runs)
     of = f"median of {n} run{'s' if n > 1 else ''}"
 
-    def line(text: str, values: Sequence[float], ok: Callable[[float], bool], fmt: str = "{:.2f}", unit: str = "x") -> str:
+    def line(text: str, values: Sequence[float], ok: Callable[[float], bool], fmt: str = "{:.2f}", unit: str = "x"
+             ) -> str:
         count = sum(bool(ok(v)) for v in values)
         return (f"- {text}: {spread(values, fmt)}{unit} ({of}; {count} of {len(values)} meet it) "
                 f"({met(ok(statistics.median(values)))})")

@@ -288,6 +288,41 @@ def test_fused_gather_rotate_matches_gather_then_rotate_and_gradcheck(rotate_val
     torch.autograd.gradcheck(some, (rows,))
 
 
+@pytest.mark.parametrize("rotate_values", [False, True])
+def test_packed_rotary_attention_gradchecks_and_gives_empty_samples_zeros(rotate_values):
+    from spikefm.nn import RotaryTimeEmbedding
+    from spikefm.nn.attention import _PackedRotaryAttention
+
+    torch.manual_seed(0)
+    rot = RotaryTimeEmbedding(head_dim=8)
+    rows = torch.randn(5, 4, 8, dtype=torch.float64, requires_grad=True)  # [R, 2H, Dh]
+    q = torch.randn(3, 2, 4, 8, dtype=torch.float64, requires_grad=True)  # [B, H, M, Dh]
+    index, lengths = torch.randint(0, 5, (9,)), [4, 0, 5]
+    table = rot(torch.rand(9, dtype=torch.float64), compact=True)
+    out = _PackedRotaryAttention.apply(q, rows, index, table, rotate_values, lengths)
+    assert out.shape == q.shape and not out[1].any()
+    torch.autograd.gradcheck(lambda q_, r: _PackedRotaryAttention.apply(q_, r, index, table, rotate_values, lengths),
+                             (q, rows))  # fmt: skip
+
+
+def test_packed_cpu_attention_keeps_no_key_tensor_unless_attention_dropout_needs_them(monkeypatch):
+    from spikefm.nn import RotaryTimeEmbedding
+    from spikefm.nn import attention as attention_module
+
+    calls = []
+    original = attention_module._GatherRotate.apply
+    monkeypatch.setattr(attention_module._GatherRotate, "apply", lambda *a: calls.append(1) or original(*a))
+    torch.manual_seed(0)
+    rot = RotaryTimeEmbedding(head_dim=4, t_min=1e-3)
+    table, index, cu = torch.randn(4, 8), torch.randint(0, 4, (7,)), torch.tensor([0, 3, 7])
+    x, tq, tk = torch.randn(2, 2, 8), torch.rand(2, 2), torch.rand(7)
+    for dropout, training, gathered in ((0.0, True, False), (0.5, False, False), (0.5, True, True)):
+        attn = Attention(dim=8, heads=2, head_dim=4, rotate_value=True, dropout=dropout).train(training)
+        calls.clear()
+        attn(x, table, rotary=rot(tq), context_rotary=rot(tk), context_index=index, context_cu_seqlens=cu).sum().backward()
+        assert bool(calls) == gathered, (dropout, training)
+
+
 def test_packed_keys_give_the_padded_gradients_and_compute_no_padded_key():
     from spikefm.nn import RotaryTimeEmbedding
 

@@ -221,16 +221,11 @@ class _GatherRotate(torch.autograd.Function):
     def forward(ctx, rows: Tensor, index: Tensor, table: Tensor, rotate_values: bool, lengths: list[int]):
         table = table.to(rows.dtype).contiguous()
         by_head = rows.transpose(0, 1).contiguous()  # [2H, R, Dh], small
-        heads = rows.shape[1] // 2
         keys, values = [], []
         for index_b, table_b in zip(index.split(lengths), table.split(lengths)):
-            for half, out in ((0, keys), (1, values)):
-                piece = rows.new_empty(heads, index_b.numel(), rows.shape[2])  # [H, L_b, Dh]
-                for head in range(heads):
-                    torch.index_select(by_head[half * heads + head], 0, index_b, out=piece[head])
-                if half == 0 or rotate_values:
-                    _rotate_heads_(piece, table_b)
-                out.append(piece)
+            k, v = _gather_rotated(by_head, index_b, table_b, rotate_values)
+            keys.append(k)
+            values.append(v)
         ctx.save_for_backward(index, table)
         ctx.meta = (rows.shape, rotate_values, lengths)
         return (*keys, *values)
@@ -246,12 +241,97 @@ class _GatherRotate(torch.autograd.Function):
             half = i // len(lengths)
             if grad is None or index_b.numel() == 0:
                 continue
-            if half == 0 or rotate_values:
-                grad = grad.clone(memory_format=torch.contiguous_format)  # [H, L_b, Dh]
-                _rotate_heads_(grad, table_b, inverse=True)
-            for head in range(heads):
-                grad_rows[half * heads + head].index_add_(0, index_b, grad[head])
+            rotate = half == 0 or rotate_values
+            if rotate:
+                grad = grad.clone(memory_format=torch.contiguous_format)  # [H, L_b, Dh], un-rotated in place
+            _scatter_unrotated(grad_rows[half * heads : (half + 1) * heads], grad, index_b, table_b, rotate=rotate)
         return grad_rows.transpose(0, 1), None, None, None, None
+
+
+_FLASH_CPU = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu  # -> out [B, H, M, Dh], logsumexp [B, H, M]
+_FLASH_CPU_BACKWARD = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward
+
+
+class _PackedRotaryAttention(torch.autograd.Function):
+    """Queries against each sample's packed keys, gathered from distinct rows and rotated, one sample at a time.
+
+    For sample ``b``: keys and values are ``rows[index_b]`` (heads first), rotated by ``table_b``
+    (the values too with ``rotate_values``), and ``q[b]`` attends to them in the fused CPU flash
+    kernel. Nothing per key is kept for backward, which gathers and rotates the sample's keys
+    again, runs the kernel's backward, un-rotates the key and value gradients and scatter-adds
+    them into the rows. A sample's keys and values (~1 MB for POYO at 2,000 spikes) are still in
+    cache when its attention runs; gathering every sample's first (:class:`_GatherRotate`, the
+    path for other devices and for attention dropout) evicts them, and the saved keys cost ~30 MB
+    per step. POYO at ``benchmarks/vs_torch_brain.py``'s size, alternating A/B steps, one thread: inference
+    0.88-0.93x, training step 0.94-0.99x (two threads: 0.96x) (issue 20). The same kernel on the same keys, so the
+    same numbers as that path.
+
+    Args (forward): q [B, H, M, Dh] (rotated queries); rows [R, 2H, Dh] (the keys' heads, then the
+    values'); index long [N]; table [N, P, 2] (no grad); rotate_values; lengths: keys per sample
+    (summing to N). Returns [B, H, M, Dh]; a sample without keys gets zeros.
+    """
+
+    @staticmethod
+    def applies(q: Tensor, rows: Tensor, dropout: float) -> bool:
+        """The fused CPU kernel serves float / double on the CPU without attention dropout."""
+        floats = rows.dtype == q.dtype and q.dtype in (torch.float32, torch.float64)
+        return q.device.type == "cpu" and floats and not dropout
+
+    @staticmethod
+    def forward(ctx, q: Tensor, rows: Tensor, index: Tensor, table: Tensor, rotate_values: bool, lengths: list[int]):
+        table = table.to(rows.dtype).contiguous()
+        by_head = rows.transpose(0, 1).contiguous()  # [2H, R, Dh], small
+        out, logsumexp = torch.zeros_like(q), q.new_zeros(q.shape[:3])  # [B, H, M, Dh], [B, H, M]
+        for b, (index_b, table_b) in enumerate(zip(index.split(lengths), table.split(lengths))):
+            if index_b.numel():
+                k, v = _gather_rotated(by_head, index_b, table_b, rotate_values)
+                out_b, logsumexp_b = _FLASH_CPU(q[b, None], k[None], v[None])
+                out[b], logsumexp[b] = out_b[0], logsumexp_b[0]
+        ctx.save_for_backward(q, by_head, index, table, out, logsumexp)
+        ctx.meta = (rows.shape, rotate_values, lengths)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        q, by_head, index, table, out, logsumexp = ctx.saved_tensors
+        shape, rotate_values, lengths = ctx.meta
+        heads = shape[1] // 2
+        grad, grad_q, grad_rows = grad.contiguous(), torch.zeros_like(q), torch.zeros_like(by_head)  # [2H, R, Dh]
+        for b, (index_b, table_b) in enumerate(zip(index.split(lengths), table.split(lengths))):
+            if not index_b.numel():
+                continue
+            k, v = _gather_rotated(by_head, index_b, table_b, rotate_values)
+            grad_q_b, grad_k, grad_v = _FLASH_CPU_BACKWARD(
+                grad[b, None], q[b, None], k[None], v[None], out[b, None], logsumexp[b, None], 0.0, False
+            )
+            grad_q[b] = grad_q_b[0]
+            _scatter_unrotated(grad_rows[:heads], grad_k[0].contiguous(), index_b, table_b, rotate=True)
+            _scatter_unrotated(grad_rows[heads:], grad_v[0].contiguous(), index_b, table_b, rotate=rotate_values)
+        return grad_q, grad_rows.transpose(0, 1), None, None, None, None
+
+
+def _gather_rotated(by_head: Tensor, index: Tensor, table: Tensor, rotate_values: bool) -> tuple[Tensor, Tensor]:
+    """Keys and values ``by_head[:, index]`` (``by_head`` [2H, R, Dh]: the keys' heads, then the values'), one row
+    gather per head, rotated in place by ``table`` [L, P, 2] (the values too with ``rotate_values``): [H, L, Dh]
+    each."""
+    heads = by_head.shape[0] // 2
+    keys, values = (by_head.new_empty(heads, index.numel(), by_head.shape[2]) for _ in range(2))
+    for head in range(heads):
+        torch.index_select(by_head[head], 0, index, out=keys[head])
+        torch.index_select(by_head[heads + head], 0, index, out=values[head])
+    _rotate_heads_(keys, table)
+    if rotate_values:
+        _rotate_heads_(values, table)
+    return keys, values
+
+
+def _scatter_unrotated(grad_rows: Tensor, grad: Tensor, index: Tensor, table: Tensor, *, rotate: bool) -> None:
+    """Add ``grad`` [H, L, Dh] (contiguous; un-rotated in place by ``table`` when ``rotate``) into ``grad_rows``
+    [H, R, Dh] at rows ``index`` [L]."""
+    if rotate:
+        _rotate_heads_(grad, table, inverse=True)
+    for head in range(grad.shape[0]):
+        grad_rows[head].index_add_(0, index, grad[head])
 
 
 def _rotate_heads_(buffer: Tensor, table: Tensor, *, inverse: bool = False) -> None:
@@ -353,17 +433,35 @@ class Attention(nn.Module):
             if len(lengths) != q.shape[0] or sum(lengths) != n_keys:
                 raise ValueError(f"context_cu_seqlens {context_cu_seqlens.tolist()} does not match {q.shape[0]} "
                                  f"samples and {n_keys} packed keys")
-        k, v = self._keys_values(context, context_index, context_rotary, lengths)
         if rotary is not None:
             q = apply_rotary(q, rotary.unsqueeze(-3))  # table [B, Lq, 1, P, 2]
-        if lengths is not None:
-            out = self._attend_packed(q.transpose(1, 2), k, v)  # [B, H, Lq, Dh]
-        else:
-            out = self._attend(q.transpose(1, 2), k, v, combine_masks(key_mask, attn_mask))  # [B, H, Lq, Dh]
+        q = q.transpose(1, 2)  # [B, H, Lq, Dh]
+        out = self._packed_rotary_attention(q, context, context_index, context_rotary, lengths)
+        if out is None:
+            k, v = self._keys_values(context, context_index, context_rotary, lengths)
+            if lengths is not None:
+                out = self._attend_packed(q, k, v)  # [B, H, Lq, Dh]
+            else:
+                out = self._attend(q, k, v, combine_masks(key_mask, attn_mask))  # [B, H, Lq, Dh]
         out = out.transpose(1, 2)  # [B, Lq, H, Dh]
         if rotary is not None and self.rotate_value:
             out = apply_rotary(out, invert_rotary(rotary).unsqueeze(-3))
         return self.to_out(out.flatten(2))  # [B, Lq, H*Dh] -> [B, Lq, D]
+
+    def _packed_rotary_attention(
+        self, q: Tensor, context: Tensor, index: Tensor | None, rotary: Tensor | None, lengths: list[int] | None
+    ) -> Tensor | None:
+        """:class:`_PackedRotaryAttention` of ``q`` [B, H, Lq, Dh] on packed, indexed, rotated keys where it applies
+        (the CPU, no attention dropout, no key norm): [B, H, Lq, Dh]; otherwise None."""
+        if lengths is None or index is None or rotary is None or index.numel() == 0:
+            return None
+        dropout = self.dropout if self.training else 0.0
+        plain_keys = isinstance(self.k_norm, nn.Identity)
+        if not (plain_keys and _GatherRotate.applies(context, index, rotary)
+                and _PackedRotaryAttention.applies(q, context, dropout)):  # fmt: skip
+            return None
+        rows = self.to_kv(context).unflatten(-1, (2 * self.heads, self.head_dim))  # [R, 2H, Dh]
+        return _PackedRotaryAttention.apply(q, rows, index, rotary, self.rotate_value, lengths)
 
     def _keys_values(
         self, context: Tensor, index: Tensor | None, rotary: Tensor | None, lengths: list[int] | None
