@@ -371,24 +371,32 @@ def make_impls(
 
 
 def ours_counts(batch, model: POYO) -> tuple[int, int, int]:
-    """Real input tokens, attention keys the encoder's SDPA calls receive (counted by wrapping
-    the kernel during one forward pass: a padded [B, H, L_max, Dh] call counts B * L_max keys, a
-    per-sample [H, L_b, Dh] call L_b) and rows through norm + k/v projection (the distinct
-    (unit, token type) rows of the batch)."""
+    """Real input tokens, attention keys the encoder's attention kernels receive (counted by
+    wrapping SDPA and the CPU flash kernel that packed keys call directly, during one forward
+    pass: a padded [B, H, L_max, Dh] call counts B * L_max keys, a per-sample [1, H, L_b, Dh]
+    call L_b) and rows through norm + k/v projection (the distinct (unit, token type) rows of the
+    batch)."""
     from unittest import mock
 
-    functional = torch.nn.functional
-    kernel, keys = functional.scaled_dot_product_attention, []
+    from spikefm.nn import attention as attention_module
 
-    def counting(q, k, v, *args, **kwargs):
-        keys.append(k.shape[:-3].numel() * k.shape[-2])  # batch dims (not heads) x key length
-        return kernel(q, k, v, *args, **kwargs)
+    functional = torch.nn.functional
+    keys: list[int] = []
+
+    def counting(kernel):
+        def counted(q, k, v, *args, **kwargs):
+            keys.append(k.shape[:-3].numel() * k.shape[-2])  # batch dims (not heads) x key length
+            return kernel(q, k, v, *args, **kwargs)
+
+        return counted
 
     encoder = model.perceiver.encoder.attention
     encoder_forward = encoder.forward
 
-    def counted_forward(*args, **kwargs):  # count the kernel's keys inside the encoder only
-        with mock.patch.object(functional, "scaled_dot_product_attention", counting):
+    def counted_forward(*args, **kwargs):  # count the kernels' keys inside the encoder only
+        with mock.patch.object(functional, "scaled_dot_product_attention",
+                               counting(functional.scaled_dot_product_attention)), \
+                mock.patch.object(attention_module, "_FLASH_CPU", counting(attention_module._FLASH_CPU)):  # fmt: skip
             return encoder_forward(*args, **kwargs)
 
     with mock.patch.object(encoder, "forward", counted_forward), torch.no_grad():

@@ -114,3 +114,17 @@ def test_a_variant_keeps_the_curve_within_float32s_own_distance_from_itself(benc
 def test_steady_allocator_says_what_it_set(bench):
     line = bench.steady_allocator()
     assert line.startswith("glibc malloc with its mmap threshold at 256 MiB") or "set nothing" in line
+
+
+@pytest.mark.parametrize("pack", [False, True])
+def test_key_count_sees_the_fused_packed_kernel(bench, tmp_path, pack):
+    from spikefm.data.store import write_recording
+    from spikefm.tokenize.base import N_TOKEN_TYPES
+
+    setup = bench.Setup()
+    recording = bench.build_recording(20.0, setup, 0)
+    write_recording(recording, tmp_path / "ours.h5")
+    batch = bench.OursPipeline(tmp_path / "ours.h5", setup, pack=pack)(bench.window_starts(20.0, setup, 4, 0))
+    real, computed, rows = bench.ours_counts(batch, bench.build_ours(recording, setup, 0))
+    assert real == computed > 0  # every real key reaches the kernel, no padded one (the fused path counted too)
+    assert rows <= N_TOKEN_TYPES * setup.n_units  # distinct (unit, token type) rows, not spikes
