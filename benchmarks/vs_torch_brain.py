@@ -69,6 +69,13 @@ STREAM_TARGET_MS = 1.0  # ms per 50 ms chunk at 200 units, one thread
 # kept here because this script reports end-to-end numbers only). Percentages are of self CPU time of spikefm's
 # packed step. ``distance_to_targets`` computes the same budget from each run's own numbers.
 PROFILE_NOTES = [
+    "- Issue 20, 2026-12-06, adopted: packed rotary attention one sample at a time (`_PackedRotaryAttention`, "
+    "3a00485). Before, every sample's keys and values were gathered and rotated first (~30 MB per batch) and "
+    "attended afterwards, so the flash kernel read them back from L3 or memory, and autograd kept them for "
+    "backward. Now each sample's keys are gathered, rotated and attended while they are in cache, and backward "
+    "gathers them again: in alternating A/B steps inference 0.88-0.93x, training step 0.94-0.99x (two threads "
+    "0.96x); the step's attention 73 -> 62 ms (0.63 -> 0.71 of the peak, `step_budget_zen4.md`); saved "
+    "activations 105 -> 70 MB.",
     "- Issue 20, 2026-12-06, Zen 4, what was tried against the step and what it measured (alternating A/B steps "
     "in one process, 1 thread, packed). The linears are at the peak already: per step their kernels take ~80 ms "
     "at 91-96 GFLOP/s (0.92-0.97 of the 1024^3 `mm` rate), which leaves ~79 ms of the 0.33x budget for the "
