@@ -34,7 +34,6 @@ import argparse  # noqa: E402
 import datetime  # noqa: E402
 import statistics  # noqa: E402
 import tempfile  # noqa: E402
-import time  # noqa: E402
 from collections.abc import Callable, Iterable, Sequence  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -89,19 +88,16 @@ def budget_lines(split: Split, target_ms: float | None, peak: float) -> list[str
         target_ms: the target time (0.33x / 0.2x torch_brain's), or None without torch_brain.
         peak: the 1-thread float32 matmul rate, GFLOP/s.
     """
-    rest = split.kind_ms("the rest")
-    lines = []
     if target_ms is None:
-        return lines
+        return []
     measured = split.kind_ms("linears") + split.kind_ms("attention")
     at_peak = (split.flops["linears"] + split.flops["attention"]) / peak / 1e6
-    lines.append(
+    return [
         f"- {split.label}: target {target_ms:.0f} ms, measured {split.ms:.0f} ms ({split.ms / target_ms:.2f}x the "
         f"target). With the linears and the attention at their measured rates ({measured:.0f} ms) the rest may take "
-        f"{target_ms - measured:.0f} ms and takes {rest:.0f} ms; with both at the whole peak ({at_peak:.0f} ms) it "
-        f"may take {target_ms - at_peak:.0f} ms."
-    )
-    return lines
+        f"{target_ms - measured:.0f} ms and takes {split.kind_ms('the rest'):.0f} ms; with both at the whole peak "
+        f"({at_peak:.0f} ms) it may take {target_ms - at_peak:.0f} ms."
+    ]
 
 
 def table(splits: Sequence[Split], peak: float) -> list[str]:
@@ -142,6 +138,15 @@ def flops_by_kind(run: Callable[[], None]) -> dict[str, float]:
     return split_by_kind(bench.counted_flops_by_op(run).items())
 
 
+def timed_alternating(impls, batches: dict[str, list], steps: int, run) -> dict[str, list[float]]:
+    """Seconds per ``run(impl, batch)``, implementations alternating call by call (``vs_torch_brain.alternate``),
+    after 3 untimed calls each."""
+    for impl in impls:
+        for b in batches[impl.name][:3]:
+            run(impl, b)
+    return bench.alternate(impls, steps, lambda impl, k: run(impl, batches[impl.name][k % len(batches[impl.name])]))
+
+
 def measure(args: argparse.Namespace) -> tuple[list[Split], dict[str, float], dict[str, float]]:
     """spikefm's step and inference split, torch_brain's medians (if installed) and the 1-thread matmul peak."""
     setup = bench.Setup()
@@ -157,8 +162,8 @@ def measure(args: argparse.Namespace) -> tuple[list[Split], dict[str, float], di
         starts = bench.window_starts(recording.duration, setup, args.batches * setup.batch_size, args.seed)
         batches = {i.name: [i.pipeline(b) for b in starts.reshape(-1, setup.batch_size)] for i in timed}
         torch.set_num_threads(1)
-        steps = _alternate(timed, batches, args.steps, lambda i, b: i.train_step(b))
-        infers = _alternate(timed, batches, args.steps, lambda i, b: i.infer(b))
+        steps = timed_alternating(timed, batches, args.steps, lambda i, b: i.train_step(b))
+        infers = timed_alternating(timed, batches, args.steps, lambda i, b: i.infer(b))
         batch = batches[ours.name][0]
         train_share = profiled_share(lambda: ours.train_step(batch), args.profile_repeats)
         infer_share = profiled_share(lambda: ours.infer(batch), args.profile_repeats)
@@ -170,21 +175,6 @@ def measure(args: argparse.Namespace) -> tuple[list[Split], dict[str, float], di
               Split("inference", median_ms(infers, ours.name), infer_share, infer_flops)]
     torch_brain = {"step": median_ms(steps, theirs.name), "inference": median_ms(infers, theirs.name)} if theirs else {}
     return splits, torch_brain, {"peak": bench.matmul_peak(1)}
-
-
-def _alternate(impls, batches: dict[str, list], steps: int, run) -> dict[str, list[float]]:
-    """Seconds per call, implementations alternating call by call, after 3 untimed calls each."""
-    for impl in impls:
-        for b in batches[impl.name][:3]:
-            run(impl, b)
-    times: dict[str, list[float]] = {impl.name: [] for impl in impls}
-    for k in range(steps):
-        for impl in impls:
-            b = batches[impl.name][k % len(batches[impl.name])]
-            t0 = time.perf_counter()
-            run(impl, b)
-            times[impl.name].append(time.perf_counter() - t0)
-    return times
 
 
 # ---------------------------------------------------------------------------- report

@@ -811,35 +811,53 @@ def met(ok: bool) -> str:
     return "met" if ok else "**NOT met**"
 
 
+@dataclass(frozen=True)
+class Target:
+    """One float32 target line: its text, a short name for a run's misses, a run's value and the test it must pass."""
+
+    text: str
+    short: str
+    value: Callable[[dict], float]  # nan where the run did not measure it
+    ok: Callable[[float], bool]
+    fmt: str = "{:.2f}"
+    unit: str = "x"
+
+
+def float32_targets(runs: Sequence[dict], threads: Sequence[int]) -> list[Target]:
+    """Issue 20's float32 lines: spikes/s, pipeline ratio, each layout's step and the best inference per thread count."""
+    nan = float("nan")
+    lines = [Target(f"data pipeline >= {SPIKE_RATE_TARGET / 1e6:.0f}M spikes/s on one thread", "spikes/s",
+                    lambda r: best_layout(r, "spikes_per_s", None, max) / 1e6, lambda v: v >= SPIKE_RATE_TARGET / 1e6,
+                    "{:.1f}", "M")]  # fmt: skip
+    if not runs or "pipeline_ratio" not in runs[0]:
+        return lines
+    lines.append(Target(f"data pipeline >= {PIPELINE_TARGET:g}x torch_brain's spikes/s (best layout)", "pipeline ratio",
+                        lambda r: best_layout(r, "pipeline_ratio", None, max), lambda v: v >= PIPELINE_TARGET))
+    for t in map(str, threads):
+        for layout in (k for k in runs[-1]["step_ratio"][t] if BF16_SUFFIX not in k):
+            lines.append(Target(f"training step <= {STEP_TARGET}x torch_brain's time, float32, {t} thread(s), {layout}",
+                                f"step {layout} {t} thr", lambda r, t=t, k=layout: r["step_ratio"][t].get(k, nan),
+                                lambda v: v <= STEP_TARGET))  # fmt: skip
+        lines.append(Target(f"inference <= {INFER_TARGET}x torch_brain's time, {t} thread(s) (best layout)",
+                            f"inference {t} thr", lambda r, t=t: best_layout(r, "infer_ratio", t),
+                            lambda v: v <= INFER_TARGET))  # fmt: skip
+    return lines
+
+
 def targets(runs: Sequence[dict], threads: Sequence[int], streaming: Sequence[dict]) -> list[str]:
     """Every target line of issue 20, on the median over ``runs`` (a regression shows as NOT met), with how many runs
     meet each line, and the issue's done-when line (the last three runs each meet every float32 line)."""
-    n = len(runs)
-    of = f"median of {n} run{'s' if n > 1 else ''}"
-
-    def line(text: str, values: Sequence[float], ok: Callable[[float], bool], fmt: str = "{:.2f}", unit: str = "x"
-             ) -> str:
-        count = sum(bool(ok(v)) for v in values)
-        return (f"- {text}: {spread(values, fmt)}{unit} ({of}; {count} of {len(values)} meet it) "
-                f"({met(ok(statistics.median(values)))})")
-
-    rate = [best_layout(r, "spikes_per_s", None, max) / 1e6 for r in runs]
-    lines = [line(f"data pipeline >= {SPIKE_RATE_TARGET / 1e6:.0f}M spikes/s on one thread", rate,
-                  lambda v: v >= SPIKE_RATE_TARGET / 1e6, "{:.1f}", "M")]
-    if not runs or "pipeline_ratio" not in runs[0]:
+    of = f"median of {len(runs)} run{'s' if len(runs) > 1 else ''}"
+    float32 = float32_targets(runs, threads)
+    lines = []
+    for target in float32:
+        values = [v for v in map(target.value, runs) if v == v]
+        count = sum(bool(target.ok(v)) for v in values)
+        lines.append(f"- {target.text}: {spread(values, target.fmt)}{target.unit} ({of}; {count} of {len(values)} "
+                     f"meet it) ({met(target.ok(statistics.median(values)))})")
+    if len(float32) == 1:
         return lines + ["- torch_brain ratios: not measured (torch_brain not installed) (**NOT met**)"]
-    ratio = [best_layout(r, "pipeline_ratio", None, max) for r in runs]
-    lines.append(line(f"data pipeline >= {PIPELINE_TARGET:g}x torch_brain's spikes/s (best layout)", ratio,
-                      lambda v: v >= PIPELINE_TARGET))
-    for t in map(str, threads):
-        for layout in (k for k in runs[-1]["step_ratio"][t] if BF16_SUFFIX not in k):
-            step = [r["step_ratio"][t][layout] for r in runs if layout in r["step_ratio"][t]]
-            lines.append(line(f"training step <= {STEP_TARGET}x torch_brain's time, float32, {t} thread(s), {layout}",
-                              step, lambda v: v <= STEP_TARGET))
-        infer = [best_layout(r, "infer_ratio", t) for r in runs]
-        lines.append(line(f"inference <= {INFER_TARGET}x torch_brain's time, {t} thread(s) (best layout)", infer,
-                          lambda v: v <= INFER_TARGET))
-    lines.append(done_when_line(runs, threads))
+    lines.append(done_when_line(runs, float32))
     lines += bf16_target_lines(runs, threads)
     for s in streaming:
         if s["units"] == 200:
@@ -849,26 +867,13 @@ def targets(runs: Sequence[dict], threads: Sequence[int], streaming: Sequence[di
     return lines
 
 
-def run_misses(run: dict, threads: Sequence[int]) -> list[str]:
-    """The float32 target lines one run misses (pipeline rate and ratio, each step layout, inference), by name."""
-    misses = []
-    if best_layout(run, "spikes_per_s", None, max) < SPIKE_RATE_TARGET:
-        misses.append("spikes/s")
-    if best_layout(run, "pipeline_ratio", None, max) < PIPELINE_TARGET:
-        misses.append("pipeline ratio")
-    for t in map(str, threads):
-        misses += [f"step {layout} {t} thr" for layout, v in run["step_ratio"].get(t, {}).items()
-                   if BF16_SUFFIX not in layout and not v <= STEP_TARGET]
-        if not best_layout(run, "infer_ratio", t) <= INFER_TARGET:
-            misses.append(f"inference {t} thr")
-    return misses
-
-
-def done_when_line(runs: Sequence[dict], threads: Sequence[int]) -> str:
-    """Issue 20's done-when: three consecutive runs (the last three) each meet every float32 line."""
+def done_when_line(runs: Sequence[dict], float32: Sequence[Target]) -> str:
+    """Issue 20's done-when: three consecutive runs (the last three) each meet every float32 line, each run's misses
+    named."""
     last = runs[-3:]
-    per_run = [f"{r.get('date', '?')}: " + (", ".join(run_misses(r, threads)) or "all met") for r in last]
-    ok = len(last) == 3 and all(not run_misses(r, threads) for r in last)
+    misses = [[t.short for t in float32 if not t.ok(t.value(r))] for r in last]
+    per_run = [f"{r.get('date', '?')}: " + (", ".join(m) or "all met") for r, m in zip(last, misses)]
+    ok = len(last) == 3 and not any(misses)
     return (f"- done when three consecutive runs each meet every float32 line above (the last {len(last)}: "
             f"{'; '.join(per_run)}) ({met(ok)})")
 
@@ -1068,7 +1073,7 @@ def report(rows: dict[str, Row], args: argparse.Namespace, recording: Recording,
         f"- CPU: {model_name}, {os.cpu_count()} logical cores visible, flags: {flags}. 1-minute load average "
         f"{args.load[0]:.2f} before this invocation's timings and {args.load[1]:.2f} after them; per run in the "
         "table at the end. Implementations alternate step by step in one process; medians reported.",
-        f"- {versions()}; {getattr(args, 'allocator', 'allocator not recorded')}.",
+        f"- {versions()}; {args.allocator}.",
         f"- Model: dim {s.dim}, depth {s.depth}, {s.heads} heads x {s.head_dim} (cross and self), "
         f"{s.latents_per_step} latents every {s.latent_step} s = {int(s.latents_per_step * s.window / s.latent_step)} "
         f"latents per {s.window:g} s window, GEGLU x4, dropout 0.2 / 0.4 (torch_brain defaults), fused AdamW lr {s.lr} (both), "
